@@ -1,0 +1,1 @@
+"""Torch-side probes, one metric per module; they run inside worker processes."""

@@ -1,0 +1,190 @@
+"""The data qbench passes along its one direction of flow: Case (what to measure) and RunRecord (what happened).
+
+Stdlib only: the parent process, the store and the reports use these without importing torch.
+docs/records.md documents the JSON form field by field.
+
+Format history (bump SCHEMA_VERSION and add `update_to_N` in qbench/store.py on any incompatible change):
+  1 (qbench 0.1): first version. One JSON object per line; a run file holds a header line
+    (kind "run"), one line per case (kind "case") and, when the run finished, a footer line (kind "run_end").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from qbench.errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "STATUSES", "MODES", "ENGINES", "WEIGHT_KINDS", "CalibrationSpec", "MeasureSpec",
+           "Case", "RunRecord", "canonical_json"]
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("ok", "skipped", "failed", "timeout")
+MODES = ("fp32", "dynamic", "static_eager", "static_fx", "prequantized")
+ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")
+WEIGHT_KINDS = ("random", "pretrained", "checkpoint")
+# Modes that do not use a quantized engine: one case per model, engine None.
+ENGINELESS_MODES = ("fp32",)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: the form that identities are hashed over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _from_dict(cls, data: dict, where: str):
+    """Build a frozen dataclass from a dict, rejecting unknown keys (a misspelt key must never pass silently)."""
+    if not isinstance(data, dict):
+        raise StoreError(f"{where}: expected an object, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise StoreError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise StoreError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """Where calibration images come from. `source` is "synthetic" (seeded random images) or an ImageFolder path."""
+
+    source: str = "synthetic"
+    batches: int = 2
+    batch_size: int = 8
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CalibrationSpec:
+        return _from_dict(cls, data, "calibration")
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    """How latency is sampled. Not part of a case's identity: it changes precision, not what is measured."""
+
+    warmup_rounds: int = 3
+    min_time_s: float = 1.0
+    min_rounds: int = 10
+    max_rounds: int = 500
+    min_sample_s: float = 0.001
+    timeout_s: float = 600.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MeasureSpec:
+        return _from_dict(cls, data, "measure")
+
+
+@dataclass(frozen=True)
+class Case:
+    """The frozen identity of one measurement: what is measured, never how long it took.
+
+    `weights` is "random", "pretrained" or "checkpoint:<path>"; `engine` is None for engine-less modes (fp32).
+    """
+
+    model: str
+    mode: str
+    engine: str | None
+    batch_size: int
+    threads: int
+    weights: str = "random"
+    qconfig: str = "default"
+    calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
+    seed: int = 0
+
+    @property
+    def weights_kind(self) -> str:
+        return self.weights.split(":", 1)[0]
+
+    @property
+    def case_id(self) -> str:
+        """A readable, unique name within a suite: model/mode/engine/bN/tN/weights."""
+        return "/".join([self.model, self.mode, self.engine or "-", f"b{self.batch_size}", f"t{self.threads}",
+                         self.weights_kind])
+
+    @property
+    def case_version(self) -> str:
+        """Hash of the whole definition: two records compare only when their case_version is equal."""
+        return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["calibration"] = self.calibration.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Case:
+        if isinstance(data, dict) and isinstance(data.get("calibration"), dict):
+            data = {**data, "calibration": CalibrationSpec.from_dict(data["calibration"])}
+        return _from_dict(cls, data, "case")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What happened to one case in one run. Failures are data: status plus reason, never a missing record.
+
+    metrics (all raw; summaries are derived on read by qbench.stats):
+      latency:  {"unit": "s", "samples": [seconds per inference, ...], "loops": int, "warmup_rounds": int}
+      size:     {"state_dict_bytes", "bytes_by_dtype", "parameters", "modules_quantized", "modules_float", ...}
+      memory:   {"unit": "bytes", "rss_start", "peak_rss_build", "peak_rss_run", "method"}
+    details: provenance of this case's numbers (qconfig, calibration hash, weights, input shape, phase timings).
+    """
+
+    run_id: str
+    record_id: str
+    case: Case
+    status: str
+    suite: dict
+    machine: dict
+    environment: dict
+    qbench: dict
+    started_at: str
+    finished_at: str
+    duration_s: float
+    reason: str | None = None
+    error_tail: str | None = None
+    metrics: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+    worker: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise StoreError(f"record {self.record_id}: status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    @property
+    def case_id(self) -> str:
+        return self.case.case_id
+
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["case"] = self.case.to_dict()
+        data["case_id"] = self.case.case_id
+        data["case_version"] = self.case.case_version
+        data["kind"] = "case"
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunRecord:
+        if not isinstance(data, dict):
+            raise StoreError(f"record: expected an object, got {type(data).__name__}")
+        data = dict(data)
+        data.pop("kind", None)
+        case = Case.from_dict(data.pop("case", None))
+        stored_id, stored_version = data.pop("case_id", None), data.pop("case_version", None)
+        if stored_version is not None and stored_version != case.case_version:
+            raise StoreError(f"record {data.get('record_id')}: case_version {stored_version} does not match its case "
+                             f"definition ({case.case_version}); the file was edited or corrupted")
+        if stored_id is not None and stored_id != case.case_id:
+            raise StoreError(f"record {data.get('record_id')}: case_id {stored_id} does not match its case")
+        return _from_dict(cls, {**data, "case": case}, "record")

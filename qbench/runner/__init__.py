@@ -1,0 +1,1 @@
+"""Running cases in isolated worker processes: the parent-side launcher and the child-side worker."""

@@ -1,0 +1,235 @@
+"""Load and validate suite files (TOML) into a SuiteSpec. Strict and pure: unknown keys and values are errors,
+and nothing here touches the machine. Model names are checked later, against the live registry (qbench.enumerate).
+
+A suite file:
+
+    [suite]
+    name = "smoke"                         # required
+    description = "..."
+
+    [defaults]                             # axes every [[matrix]] inherits unless it sets them
+    engines = ["x86", "qnnpack"]
+    batch_sizes = [1]
+    threads = [1]
+    weights = ["random"]                   # "random" | "pretrained" | "checkpoint:<path>"
+
+    [[matrix]]                             # one or more; their cases are merged and de-duplicated
+    models = ["resnet*", "mobilenet_v2"]   # names, fnmatch globs, or "package.module:factory"
+    exclude = ["resnet152"]
+    tags = ["quantizable"]                 # keep only models with all of these tags
+    modes = ["fp32", "static_fx"]
+
+    [calibration]                          # source = "synthetic" or an ImageFolder path
+    [measure]                              # latency sampling (qbench.records.MeasureSpec)
+    [run]                                  # isolation = "fork" | "spawn", memory_limit_gb
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from qbench.errors import ConfigError
+from qbench.records import ENGINES, MODES, WEIGHT_KINDS, CalibrationSpec, MeasureSpec
+
+__all__ = ["MatrixSpec", "RunOptions", "SuiteSpec", "load_suite", "parse_suite", "resolve_suite_path"]
+
+AXES = ("modes", "engines", "batch_sizes", "threads", "weights")
+MATRIX_KEYS = ("models", "exclude", "tags") + AXES
+TOP_KEYS = ("suite", "defaults", "matrix", "calibration", "measure", "run")
+SUITE_KEYS = ("name", "description")
+ISOLATIONS = ("fork", "spawn")
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    models: tuple[str, ...]
+    exclude: tuple[str, ...]
+    tags: tuple[str, ...]
+    modes: tuple[str, ...]
+    engines: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    threads: tuple[int, ...]
+    weights: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    isolation: str = "fork"
+    memory_limit_gb: float | None = None
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    description: str
+    matrices: tuple[MatrixSpec, ...]
+    calibration: CalibrationSpec
+    measure: MeasureSpec
+    run: RunOptions
+    path: str | None = None
+    sha256: str | None = None
+
+    def identity(self) -> dict:
+        return {"name": self.name, "path": self.path, "sha256": self.sha256}
+
+
+def resolve_suite_path(name_or_path: str, search_dirs: list[Path] | None = None) -> Path:
+    """A path (anything ending in .toml or containing a slash) is used as is; a bare name is looked up as
+    suites/<name>.toml in the current folder, then beside the qbench package (a source checkout)."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(f"suite file {name_or_path} does not exist")
+        return path
+    dirs = search_dirs or [Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites"]
+    for folder in dirs:
+        candidate = folder / f"{name_or_path}.toml"
+        if candidate.is_file():
+            return candidate
+    known = sorted({p.stem for folder in dirs if folder.is_dir() for p in folder.glob("*.toml")})
+    raise ConfigError(f"unknown suite {name_or_path!r}; known suites: {', '.join(known) or 'none'}")
+
+
+def load_suite(name_or_path: str) -> SuiteSpec:
+    path = resolve_suite_path(name_or_path)
+    raw = path.read_bytes()
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_suite(data, where=str(path), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def parse_suite(data: dict, where: str = "<suite>", sha256: str | None = None) -> SuiteSpec:
+    _check_keys(data, TOP_KEYS, where)
+    header = _table(data, "suite", where, required=True)
+    _check_keys(header, SUITE_KEYS, f"{where}: [suite]")
+    name = header.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: [suite] needs a non-empty string 'name'")
+    defaults = _table(data, "defaults", where)
+    _check_keys(defaults, AXES, f"{where}: [defaults]")
+    matrices = data.get("matrix")
+    if not isinstance(matrices, list) or not matrices:
+        raise ConfigError(f"{where}: needs at least one [[matrix]] table")
+    return SuiteSpec(
+        name=name,
+        description=str(header.get("description", "")),
+        matrices=tuple(_parse_matrix(m, defaults, f"{where}: [[matrix]] {i + 1}") for i, m in enumerate(matrices)),
+        calibration=_parse_dataclass(CalibrationSpec, _table(data, "calibration", where), f"{where}: [calibration]"),
+        measure=_parse_dataclass(MeasureSpec, _table(data, "measure", where), f"{where}: [measure]"),
+        run=_parse_run(_table(data, "run", where), f"{where}: [run]"),
+        path=None if where.startswith("<") else where,
+        sha256=sha256,
+    )
+
+
+def _parse_matrix(table, defaults: dict, where: str) -> MatrixSpec:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _check_keys(table, MATRIX_KEYS, where)
+    merged = {**defaults, **table}
+    for key in ("models", "modes"):
+        if key not in merged:
+            raise ConfigError(f"{where}: missing '{key}'")
+    merged.setdefault("engines", [])
+    merged.setdefault("batch_sizes", [1])
+    merged.setdefault("threads", [1])
+    merged.setdefault("weights", ["random"])
+    spec = MatrixSpec(
+        models=_strings(merged, "models", where),
+        exclude=_strings(merged, "exclude", where, required=False),
+        tags=_strings(merged, "tags", where, required=False),
+        modes=_choices(merged, "modes", MODES, where),
+        engines=_choices(merged, "engines", ENGINES, where, required=False),
+        batch_sizes=_positive_ints(merged, "batch_sizes", where),
+        threads=_positive_ints(merged, "threads", where),
+        weights=_weights(merged, where),
+    )
+    if any(m != "fp32" for m in spec.modes) and not spec.engines:
+        raise ConfigError(f"{where}: quantized modes need 'engines' (one or more of {', '.join(ENGINES)})")
+    return spec
+
+
+def _parse_dataclass(cls, table: dict, where: str):
+    allowed = {f.name: f for f in fields(cls)}
+    _check_keys(table, tuple(allowed), where)
+    for key, value in table.items():
+        expected = type(getattr(cls(), key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise ConfigError(f"{where}: '{key}' must be a {expected.__name__}, got {value!r}")
+        if expected in (int, float) and value < 0:
+            raise ConfigError(f"{where}: '{key}' must not be negative, got {value!r}")
+        table = {**table, key: value}
+    return cls(**table)
+
+
+def _parse_run(table: dict, where: str) -> RunOptions:
+    _check_keys(table, ("isolation", "memory_limit_gb"), where)
+    isolation = table.get("isolation", "fork")
+    if isolation not in ISOLATIONS:
+        raise ConfigError(f"{where}: isolation {isolation!r} is not one of {', '.join(ISOLATIONS)}")
+    limit = table.get("memory_limit_gb")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0):
+        raise ConfigError(f"{where}: memory_limit_gb must be a positive number, got {limit!r}")
+    return RunOptions(isolation=isolation, memory_limit_gb=None if limit is None else float(limit))
+
+
+def _table(data: dict, key: str, where: str, required: bool = False) -> dict:
+    if key not in data:
+        if required:
+            raise ConfigError(f"{where}: missing [{key}] table")
+        return {}
+    if not isinstance(data[key], dict):
+        raise ConfigError(f"{where}: '{key}' must be a table")
+    return data[key]
+
+
+def _check_keys(table: dict, allowed: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {', '.join(repr(k) for k in unknown)}; "
+                          f"allowed: {', '.join(allowed)}")
+
+
+def _strings(table: dict, key: str, where: str, required: bool = True) -> tuple[str, ...]:
+    values = table.get(key, [] if not required else None)
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(f"{where}: '{key}' must be a list of non-empty strings")
+    if required and not values:
+        raise ConfigError(f"{where}: '{key}' must not be empty")
+    return tuple(values)
+
+
+def _choices(table: dict, key: str, allowed: tuple[str, ...], where: str, required: bool = True) -> tuple[str, ...]:
+    values = _strings(table, key, where, required)
+    for value in values:
+        if value not in allowed:
+            raise ConfigError(f"{where}: unknown {key[:-1]} {value!r}; allowed: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(values))
+
+
+def _positive_ints(table: dict, key: str, where: str) -> tuple[int, ...]:
+    values = table[key]
+    if isinstance(values, int) and not isinstance(values, bool):
+        values = [values]
+    if (not isinstance(values, list) or not values
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)):
+        raise ConfigError(f"{where}: '{key}' must be a list of positive integers, got {values!r}")
+    return tuple(dict.fromkeys(values))
+
+
+def _weights(table: dict, where: str) -> tuple[str, ...]:
+    values = _strings(table, "weights", where)
+    for value in values:
+        kind, _, arg = value.partition(":")
+        if kind not in WEIGHT_KINDS or (kind == "checkpoint") != bool(arg):
+            raise ConfigError(f"{where}: weights {value!r} must be one of random, pretrained, checkpoint:<path>")
+    return tuple(dict.fromkeys(values))

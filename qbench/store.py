@@ -82,7 +82,7 @@ class RunWriter:
         self._write(record.to_dict())
 
     def finish(self, footer: dict) -> Path:
-        self._write({"kind": "run_end", **footer})
+        self._write({"kind": "run_end", "schema_version": SCHEMA_VERSION, **footer})
         self._handle.close()
         os.replace(self.partial_path, self.final_path)
         return self.final_path

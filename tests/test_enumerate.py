@@ -1,0 +1,76 @@
+"""Expanding a suite against a catalog: the grid, de-duplication, filters and every static skip reason."""
+
+import pytest
+
+from qbench.enumerate import Catalog, custom_model_names, expand
+from qbench.errors import ConfigError
+from qbench.suites import parse_suite
+
+CATALOG = Catalog(
+    models={
+        "resnet18": {"quantizable": True, "input_size": 224, "tags": ["float", "quantizable", "resnet"]},
+        "resnet50": {"quantizable": True, "input_size": 224, "tags": ["float", "quantizable", "resnet"]},
+        "vit_b_16": {"quantizable": False, "input_size": 224, "tags": ["float", "vision_transformer"]},
+        "mypkg.nets:tiny": {"quantizable": False, "input_size": 32, "tags": ["custom"]},
+    },
+    engines={"x86": None, "fbgemm": None, "onednn": None, "qnnpack": "prepack failed: unknown architecure"},
+    environment={"torch": "2.13.0"},
+)
+
+
+def suite(*matrices, **defaults):
+    return parse_suite({"suite": {"name": "t"}, "defaults": defaults, "matrix": list(matrices)})
+
+
+def ids(planned):
+    return [p.case.case_id for p in planned]
+
+
+def test_grid_is_the_cartesian_product_with_fp32_once_per_model():
+    planned = expand(suite({"models": ["resnet18"], "modes": ["fp32", "static_fx"], "engines": ["x86", "fbgemm"],
+                            "batch_sizes": [1, 8]}), CATALOG)
+    assert ids(planned) == [
+        "resnet18/fp32/-/b1/t1/random", "resnet18/fp32/-/b8/t1/random",
+        "resnet18/static_fx/x86/b1/t1/random", "resnet18/static_fx/x86/b8/t1/random",
+        "resnet18/static_fx/fbgemm/b1/t1/random", "resnet18/static_fx/fbgemm/b8/t1/random",
+    ]
+    assert all(p.skip_reason is None for p in planned)
+
+
+def test_globs_tags_exclude_and_deduplication_across_matrices():
+    planned = expand(suite({"models": ["*"], "modes": ["fp32"]},
+                           {"models": ["resnet*"], "exclude": ["resnet50"], "modes": ["fp32", "static_eager"],
+                            "tags": ["quantizable"]}, engines=["x86"]), CATALOG)
+    assert ids(planned) == ["resnet18/fp32/-/b1/t1/random", "resnet18/static_eager/x86/b1/t1/random",
+                            "resnet50/fp32/-/b1/t1/random", "vit_b_16/fp32/-/b1/t1/random"]
+
+
+def test_skip_reasons_for_engines_and_non_quantizable_models():
+    planned = {p.case.case_id: p.skip_reason for p in expand(
+        suite({"models": ["vit_b_16", "resnet18"], "modes": ["dynamic", "static_eager", "prequantized"],
+               "engines": ["x86", "qnnpack"]}), CATALOG)}
+    assert planned["resnet18/static_eager/x86/b1/t1/random"] is None
+    assert planned["resnet18/dynamic/qnnpack/b1/t1/random"] == \
+        "engine qnnpack does not work here: prepack failed: unknown architecure"
+    assert planned["vit_b_16/static_eager/x86/b1/t1/random"] == \
+        "vit_b_16 has no quantizable variant in torchvision.models.quantization"
+    assert planned["vit_b_16/prequantized/x86/b1/t1/random"].startswith("vit_b_16 has no quantizable")
+    assert planned["vit_b_16/dynamic/x86/b1/t1/random"] is None
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ConfigError, match=r"\[\[matrix\]\] 1: model 'resnet81' matches no model; did you mean resnet18"):
+        expand(suite({"models": ["resnet81"], "modes": ["fp32"]}), CATALOG)
+
+
+def test_custom_factories_are_resolved_by_the_catalog():
+    spec = suite({"models": ["mypkg.nets:tiny"], "modes": ["fp32"]})
+    assert custom_model_names(spec) == ["mypkg.nets:tiny"]
+    assert ids(expand(spec, CATALOG)) == ["mypkg.nets:tiny/fp32/-/b1/t1/random"]
+
+
+def test_calibration_of_the_suite_is_part_of_every_case():
+    spec = parse_suite({"suite": {"name": "t"}, "calibration": {"batches": 7},
+                        "matrix": [{"models": ["resnet18"], "modes": ["static_fx"], "engines": ["x86"]}]})
+    (plan,) = expand(spec, CATALOG)
+    assert plan.case.calibration.batches == 7

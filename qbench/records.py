@@ -17,7 +17,7 @@ from typing import Any
 
 from qbench.errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "MODES", "ENGINES", "WEIGHT_KINDS", "CalibrationSpec", "MeasureSpec",
+__all__ = ["SCHEMA_VERSION", "STATUSES", "MODES", "ENGINES", "ENGINELESS_MODES", "WEIGHT_KINDS", "CalibrationSpec", "MeasureSpec",
            "Case", "RunRecord", "canonical_json"]
 
 SCHEMA_VERSION = 1

@@ -1,0 +1,84 @@
+"""Quantized engines: which of them actually work in this process, and switching between them.
+
+An engine works when a tiny quantized linear and a tiny quantized conv2d can be prepacked and run under it.
+`torch.backends.quantized.supported_engines` is not enough: aarch64 wheels list x86 and fbgemm, yet prepacking under
+them fails with "unknown architecure".
+
+ENGINES is qbench.records.ENGINES, re-exported: the parent process validates suites against the same names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterable, Iterator
+
+import torch
+
+from qbench.errors import NotApplicable, RegistryError
+from qbench.records import ENGINES
+
+__all__ = ["ENGINES", "check_engine_name", "probe_engine", "probe_engines", "use_engine"]
+
+
+def check_engine_name(name: str) -> None:
+    """Raise RegistryError unless `name` is one of ENGINES."""
+    if name not in ENGINES:
+        raise RegistryError(f"unknown engine {name!r}; allowed: {', '.join(ENGINES)}")
+
+
+@contextlib.contextmanager
+def use_engine(name: str) -> Iterator[None]:
+    """Run the block with torch.backends.quantized.engine set to `name`, then restore the previous engine."""
+    check_engine_name(name)
+    if name not in torch.backends.quantized.supported_engines:
+        raise NotApplicable(f"engine {name} is not in torch.backends.quantized.supported_engines")
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = name
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def _run_quantized_linear() -> None:
+    weight = torch.quantize_per_tensor(torch.randn(4, 8), 0.05, 0, torch.qint8)
+    packed = torch.ops.quantized.linear_prepack(weight, torch.zeros(4))
+    x = torch.quantize_per_tensor(torch.rand(2, 8), 1 / 255, 0, torch.quint8)
+    torch.ops.quantized.linear(x, packed, 0.1, 0)
+
+
+def _run_quantized_conv2d() -> None:
+    weight = torch.quantize_per_tensor(torch.randn(4, 3, 3, 3), 0.05, 0, torch.qint8)
+    packed = torch.ops.quantized.conv2d_prepack(weight, torch.zeros(4), [1, 1], [1, 1], [1, 1], 1)
+    x = torch.quantize_per_tensor(torch.rand(1, 3, 8, 8), 1 / 255, 0, torch.quint8)
+    torch.ops.quantized.conv2d.new(x, packed, 0.1, 0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def probe_engine(name: str) -> str | None:
+    """None if quantized linear and conv2d run under engine `name`, else a one-line reason why not."""
+    check_engine_name(name)
+    if name not in torch.backends.quantized.supported_engines:
+        return "not in supported_engines"
+    with use_engine(name), warnings.catch_warnings():
+        # torch 2.13 warns on every quantized tensor it creates; the probe's tensors are not the user's business.
+        warnings.simplefilter("ignore")
+        for op, run in (("quantized linear", _run_quantized_linear), ("quantized conv2d", _run_quantized_conv2d)):
+            try:
+                run()
+            except Exception as exc:  # any failure means the engine does not work here
+                return f"{op}: {type(exc).__name__}: {_first_line(exc)}"
+    return None
+
+
+def probe_engines(names: Iterable[str] = ENGINES) -> dict[str, str | None]:
+    """probe_engine for each name: {engine: None if it works, else the reason}."""
+    names = list(names)
+    for name in names:
+        check_engine_name(name)
+    return {name: probe_engine(name) for name in names}

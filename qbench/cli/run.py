@@ -1,0 +1,100 @@
+"""`qbench run`: measure every case of a suite, each in its own worker, append the run to history, print a summary."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from qbench.cli import EXIT_INFRA, EXIT_OK, Command
+from qbench.cli.common import add_suite_arguments, plan
+from qbench.machine import collect_machine
+from qbench.provenance import qbench_provenance
+from qbench.stats import summarize
+from qbench.store import RunWriter, utc_now
+from qbench.summary import render_summary
+
+
+class RunCommand(Command):
+    name = "run"
+    help = "measure a suite and append the run to the history in --results"
+
+    def add_arguments(self, parser):
+        add_suite_arguments(parser)
+        parser.add_argument("--results", default="results", help="history folder (default: results)")
+        parser.add_argument("--machine", default=None,
+                            help="name this machine's history folder (default: derived from its fingerprint)")
+        parser.add_argument("--fail-on-error", action="store_true",
+                            help="exit 3 when any case failed or timed out")
+        parser.add_argument("--no-progress", action="store_true", help="no progress output while running")
+
+    def run(self, args) -> int:
+        machine = collect_machine(args.machine)
+        spec, session, catalog, planned = plan(args)
+        run_id = uuid.uuid4().hex
+        context = {"run_id": run_id, "suite": spec.identity(), "machine": machine, "qbench": qbench_provenance()}
+        header = {**context, "started_at": utc_now(), "argv": sys.argv[1:], "planned_cases": len(planned),
+                  "filter": args.filter, "isolation": session.isolation}
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        progress = _Progress(len(planned), enabled=not args.no_progress)
+        with session:
+            writer = RunWriter(Path(args.results), machine, header)
+            try:
+                records = session.run(planned, catalog=catalog, writer=writer, context=context,
+                                      on_record=progress.update)
+            except KeyboardInterrupt:
+                path = writer.finish(_footer(run_id, progress.records, interrupted=True))
+                print(f"qbench: interrupted; {len(progress.records)} records kept in {path}", file=sys.stderr)
+                raise
+            finally:
+                progress.close()
+                signal.signal(signal.SIGTERM, previous)
+            path = writer.finish(_footer(run_id, records, interrupted=False))
+        print(render_summary(records))
+        print(f"history   {path} ({len(records)} records)")
+        broken = [r for r in records if r.status in ("failed", "timeout")]
+        return EXIT_INFRA if args.fail_on_error and broken else EXIT_OK
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _footer(run_id: str, records, interrupted: bool) -> dict:
+    return {"run_id": run_id, "finished_at": utc_now(), "interrupted": interrupted,
+            "counts": dict(Counter(r.status for r in records))}
+
+
+class _Progress:
+    """A tqdm bar on a terminal; one line per case otherwise (CI logs)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.records = total, []
+        self.enabled = enabled
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="case", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, record) -> None:
+        self.records.append(record)
+        if not self.enabled:
+            return
+        latency = summarize((record.metrics.get("latency") or {}).get("samples") or [])
+        figure = f"{latency.median * 1e3:.2f} ms" if latency else record.reason or ""
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{record.case_id} {record.status}", refresh=False)
+            self.bar.update(1)
+        else:
+            print(f"[{len(self.records)}/{self.total}] {record.case_id} {record.status} {figure}"[:160],
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+COMMAND = RunCommand

@@ -1,0 +1,137 @@
+"""Run planned cases, each in its own worker, and turn every outcome into a RunRecord appended to history.
+
+One Session owns the worker pools (one per thread count, since thread variables must be set before torch loads)
+and a scratch folder for task, result and log files. Nothing a worker does can stop the suite: crashes, hangs and
+exceptions become records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import qbench
+from qbench.enumerate import Catalog, PlannedCase
+from qbench.errors import ConfigError, InfraError
+from qbench.records import ENGINES, RunRecord
+from qbench.runner.launcher import Outcome, describe_exit, log_tail, make_pool
+from qbench.store import RunWriter, utc_now
+from qbench.suites import SuiteSpec
+
+__all__ = ["Session", "record_from_outcome"]
+
+CATALOG_TIMEOUT_S = 300.0
+MEASURE_ENTRY = "qbench.runner.worker:measure_case"
+
+
+def worker_env(threads: int, extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    package_root = str(Path(qbench.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(threads)
+    env.update(extra or {})
+    return env
+
+
+class Session:
+    def __init__(self, spec: SuiteSpec, *, isolation: str | None = None, extra_env: dict | None = None,
+                 entry: str = MEASURE_ENTRY):
+        self.spec = spec
+        self.isolation = isolation or spec.run.isolation
+        self.extra_env = extra_env or {}
+        self.entry = entry
+        self.workdir = Path(tempfile.mkdtemp(prefix="qbench-"))
+        self._pools: dict[int, object] = {}
+        self._counter = 0
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def pool(self, threads: int):
+        if threads not in self._pools:
+            self._pools[threads] = make_pool(self.isolation, worker_env(threads, self.extra_env), self.workdir)
+        return self._pools[threads]
+
+    def run_task(self, task: dict, threads: int, timeout: float, memory_limit_gb: float | None = None) -> Outcome:
+        self._counter += 1
+        stem = self.workdir / f"task-{self._counter:05d}"
+        task_path, result_path, log_path = (stem.with_suffix(s) for s in (".json", ".result.json", ".log"))
+        task_path.write_text(json.dumps({**task, "threads": threads, "memory_limit_gb": memory_limit_gb}))
+        return self.pool(threads).run(task_path, result_path, log_path, timeout)
+
+    def catalog(self, custom_models: list[str]) -> Catalog:
+        threads = min(m.threads[0] for m in self.spec.matrices)
+        outcome = self.run_task({"entry": "qbench.runner.catalog:probe", "engines": list(ENGINES),
+                                 "custom_models": custom_models}, threads, CATALOG_TIMEOUT_S)
+        result = outcome.result or {}
+        if result.get("status") != "ok":
+            detail = result.get("reason") or outcome.pool_error or describe_exit(outcome.exit_code)
+            raise InfraError(f"could not list models and engines: {detail}")
+        if result.get("errors"):
+            raise ConfigError(result["errors"][0])
+        return Catalog.from_dict(result["catalog"])
+
+    def run(self, planned: list[PlannedCase], *, catalog: Catalog, writer: RunWriter, context: dict,
+            on_record: Callable[[RunRecord], None] | None = None) -> list[RunRecord]:
+        records = []
+        for plan in planned:
+            started_at, began = utc_now(), time.perf_counter()
+            if plan.skip_reason:
+                outcome = None
+            else:
+                task = {"entry": self.entry, "case": plan.case.to_dict(), "measure": self.spec.measure.to_dict()}
+                outcome = self.run_task(task, plan.case.threads, self.spec.measure.timeout_s,
+                                        self.spec.run.memory_limit_gb)
+            record = record_from_outcome(plan, outcome, context=context, catalog=catalog, started_at=started_at,
+                                         duration_s=time.perf_counter() - began,
+                                         timeout_s=self.spec.measure.timeout_s, isolation=self.isolation)
+            writer.append(record)
+            records.append(record)
+            if on_record:
+                on_record(record)
+        return records
+
+
+def record_from_outcome(plan: PlannedCase, outcome: Outcome | None, *, context: dict, catalog: Catalog,
+                        started_at: str, duration_s: float, timeout_s: float, isolation: str) -> RunRecord:
+    """context: run_id, suite, machine, qbench (shared by every record of a run)."""
+    result = (outcome.result if outcome else None) or {}
+    fields = {"status": "skipped", "reason": plan.skip_reason}
+    if outcome is not None:
+        if outcome.timed_out:
+            fields = {"status": "timeout", "reason": f"exceeded the {timeout_s:g} s timeout; the worker was killed",
+                      "error_tail": log_tail(outcome.log_path)}
+        elif result:
+            fields = {key: result[key] for key in ("status", "reason", "error_tail", "metrics", "details")
+                      if key in result}
+        else:
+            fields = {"status": "failed", "reason": outcome.pool_error or describe_exit(outcome.exit_code),
+                      "error_tail": log_tail(outcome.log_path)}
+    environment = result.get("environment") or {**catalog.environment, "source": "catalog probe"}
+    worker = {"isolation": isolation}
+    if outcome is not None:
+        worker.update({"exit_code": outcome.exit_code, "wall_s": outcome.wall_s, "maxrss_bytes": outcome.maxrss_bytes})
+        inside = result.get("worker", {})
+        if "entered_at" in inside:
+            worker["pid"] = inside.get("pid")
+            worker["overhead_s"] = outcome.wall_s - (inside["left_at"] - inside["entered_at"])
+    return RunRecord(run_id=context["run_id"], record_id=uuid.uuid4().hex, case=plan.case, suite=context["suite"],
+                     machine=context["machine"], environment=environment, qbench=context["qbench"],
+                     started_at=started_at, finished_at=utc_now(), duration_s=duration_s, worker=worker, **fields)
+

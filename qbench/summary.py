@@ -1,0 +1,86 @@
+"""The end-of-run tables: per model and mode, int8 against its fp32 parent (same batch, threads, weights) on each
+engine, as size ratio (fp32 bytes / int8 bytes) and speedup (fp32 median latency / int8 median latency); then the
+cases that did not produce numbers, with their reasons. Pure: records in, text out."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from qbench.frame import record_row
+from qbench.records import ENGINES, MODES, RunRecord
+
+__all__ = ["provenance_lines", "ratio_table", "problem_lines", "render_summary"]
+
+
+def provenance_lines(records: list[RunRecord]) -> list[str]:
+    if not records:
+        return ["no cases ran"]
+    first = records[0]
+    env = next((r.environment for r in records if r.status == "ok"), first.environment)
+    machine = first.machine
+    weights = sorted({r.case.weights_kind for r in records})
+    lines = [
+        f"machine   {machine.get('machine_id')}  ({machine.get('cpu_model')}, {machine.get('logical_cpus')} cpus)",
+        f"isa       {' '.join(machine.get('isa') or [])}; torch dispatches to {env.get('cpu_capability')}",
+        f"software  torch {env.get('torch')}, torchvision {env.get('torchvision')} "
+        f"({env.get('torchvision_ops')}), python {env.get('python')}",
+        f"qbench    {first.qbench.get('version')} commit {(first.qbench.get('commit') or 'unknown')[:12]}"
+        f"{' (dirty)' if first.qbench.get('dirty') else ''}; suite {first.suite.get('name')}",
+        f"weights   {', '.join(weights)}",
+    ]
+    if "random" in weights:
+        lines.append("          RANDOM-INIT WEIGHTS: sizes and latencies are real, accuracy would not be meaningful")
+    return lines
+
+
+def _fmt_ms(seconds) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.2f}"
+
+
+def ratio_table(records: list[RunRecord]) -> str:
+    import pandas as pd
+
+    rows = [record_row(r) for r in records if r.status == "ok"]
+    if not rows:
+        return "(no successful cases)"
+    frame = pd.DataFrame(rows)
+    keys = ["model", "batch_size", "threads", "weights"]
+    fp32 = frame[frame["mode"] == "fp32"].set_index(keys)
+    quant = frame[frame["mode"] != "fp32"]
+    engines = [e for e in ENGINES if e in set(quant["engine"].dropna())]
+    out = []
+    for key, group in frame.groupby(keys, sort=True):
+        base = fp32.loc[key] if key in fp32.index else None
+        if isinstance(base, pd.DataFrame):
+            base = base.iloc[0]
+        modes = sorted(set(group["mode"]) - {"fp32"}, key=MODES.index) or ["fp32"]
+        for mode in modes:
+            row = {"model": key[0], "batch": key[1], "threads": key[2], "mode": mode,
+                   "fp32 ms": _fmt_ms(None if base is None else base["latency_median_s"]),
+                   "fp32 IQR ms": _fmt_ms(None if base is None else base["latency_iqr_s"])}
+            for engine in engines:
+                hit = group[(group["mode"] == mode) & (group["engine"] == engine)]
+                if hit.empty or base is None:
+                    row[f"{engine} size×"] = row[f"{engine} speed×"] = "-"
+                    row[f"{engine} ms"] = _fmt_ms(None if hit.empty else hit.iloc[0]["latency_median_s"])
+                    continue
+                q = hit.iloc[0]
+                row[f"{engine} ms"] = _fmt_ms(q["latency_median_s"])
+                row[f"{engine} size×"] = f"{base['size_bytes'] / q['size_bytes']:.2f}"
+                row[f"{engine} speed×"] = f"{base['latency_median_s'] / q['latency_median_s']:.2f}"
+            out.append(row)
+    return pd.DataFrame(out).to_string(index=False)
+
+
+def problem_lines(records: list[RunRecord]) -> list[str]:
+    return [f"{r.status:8} {r.case_id}: {r.reason}" for r in records if r.status != "ok"]
+
+
+def render_summary(records: list[RunRecord]) -> str:
+    counts = Counter(r.status for r in records)
+    parts = provenance_lines(records) + ["", ratio_table(records), ""]
+    parts.append("cases     " + ", ".join(f"{counts[s]} {s}" for s in ("ok", "skipped", "failed", "timeout")))
+    problems = problem_lines(records)
+    if problems:
+        parts += [""] + problems
+    return "\n".join(parts)

@@ -1,0 +1,89 @@
+"""Isolation: a worker that raises, crashes, hangs or runs out of memory becomes a record; the suite goes on."""
+
+import json
+
+import pytest
+
+from qbench.enumerate import Catalog, expand
+from qbench.runner.session import Session
+from qbench.store import RunWriter, read_run_file
+from qbench.suites import parse_suite
+from tests.factories import MACHINE
+
+MODELS = ["fine", "raises", "aborts", "segfaults", "exits", "hangs", "oom", "cannot", "fine2"]
+CATALOG = Catalog(models={m: {"quantizable": False, "input_size": 8, "tags": []} for m in MODELS},
+                  engines={"x86": None}, environment={"torch": "from catalog"})
+
+
+def run_fake_suite(tmp_path, isolation):
+    spec = parse_suite({"suite": {"name": "faults"}, "measure": {"timeout_s": 3.0},
+                        "run": {"isolation": isolation, "memory_limit_gb": 1.0},
+                        "matrix": [{"models": MODELS, "modes": ["fp32"]}]})
+    planned = sorted(expand(spec, CATALOG), key=lambda p: MODELS.index(p.case.model))
+    context = {"run_id": "r" * 32, "suite": spec.identity(), "machine": MACHINE, "qbench": {"commit": None}}
+    with Session(spec, entry="tests.fake_workers:behave") as session:
+        writer = RunWriter(tmp_path, MACHINE, {**context, "started_at": "2026-11-22T00:00:00Z"})
+        records = session.run(planned, catalog=CATALOG, writer=writer, context=context)
+        path = writer.finish({"run_id": context["run_id"], "interrupted": False})
+    return {r.case.model: r for r in records}, path
+
+
+@pytest.fixture(scope="module", params=["fork", "spawn"])
+def outcome(request, tmp_path_factory):
+    return run_fake_suite(tmp_path_factory.mktemp(request.param), request.param)
+
+
+def test_every_case_has_a_record_and_the_suite_went_on(outcome):
+    records, path = outcome
+    assert list(records) == MODELS
+    assert records["fine"].status == "ok" and records["fine2"].status == "ok"
+    assert [r.case.model for r in read_run_file(path).records] == MODELS
+
+
+def test_exception_is_a_failed_record_with_its_traceback(outcome):
+    record = outcome[0]["raises"]
+    assert record.status == "failed"
+    assert record.reason == "RuntimeError: recipe exploded"
+    assert "Traceback" in record.error_tail and "second line" in record.error_tail
+
+
+def test_crashes_are_failed_records_naming_the_signal_and_output(outcome):
+    records = outcome[0]
+    assert records["aborts"].status == "failed"
+    assert records["aborts"].reason == "the worker died of signal SIGABRT"
+    assert "about to abort" in records["aborts"].error_tail
+    assert records["segfaults"].reason == "the worker died of signal SIGSEGV"
+    assert records["exits"].reason == "the worker exited with code 3 and wrote no result"
+    assert records["exits"].environment["source"] == "catalog probe"
+
+
+def test_hang_is_killed_at_the_timeout(outcome):
+    record = outcome[0]["hangs"]
+    assert record.status == "timeout"
+    assert record.reason == "exceeded the 3 s timeout; the worker was killed"
+    assert "fake worker starting hangs" in record.error_tail
+    assert record.duration_s < 60
+
+
+def test_memory_limit_turns_a_runaway_into_an_out_of_memory_record(outcome):
+    record = outcome[0]["oom"]
+    assert record.status == "failed"
+    assert record.reason.startswith("out of memory: MemoryError")
+
+
+def test_not_applicable_is_a_skip_with_its_reason(outcome):
+    record = outcome[0]["cannot"]
+    assert record.status == "skipped" and record.reason == "this mode cannot apply to this model"
+
+
+def test_each_case_ran_in_its_own_process(outcome):
+    records = outcome[0]
+    assert records["fine"].details["pid"] != records["fine2"].details["pid"]
+    assert records["fine"].worker["overhead_s"] >= 0
+    assert records["fine"].environment == {"torch": "fake"}
+
+
+def test_records_on_disk_are_json_lines(outcome):
+    _, path = outcome
+    kinds = [json.loads(line)["kind"] for line in path.read_text().splitlines()]
+    assert kinds == ["run"] + ["case"] * len(MODELS) + ["run_end"]

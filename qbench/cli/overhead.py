@@ -24,7 +24,7 @@ class OverheadCommand(Command):
         parser.add_argument("--mode", default="fp32", choices=MODES)
         parser.add_argument("--engine", default=None)
         parser.add_argument("--threads", type=int, default=1)
-        parser.add_argument("--tasks", type=int, default=10, help="empty tasks per isolation kind")
+        parser.add_argument("--tasks", type=int, default=10, help="empty cases per isolation kind")
         parser.add_argument("--alternations", type=int, default=5)
 
     def run(self, args) -> int:
@@ -37,7 +37,7 @@ class OverheadCommand(Command):
                          for _ in range(args.tasks + 1)][1:]
                 start = session.pool(args.threads).preload_s
             extra = f"; pool start-up once {start:.2f} s" if start else ""
-            print(f"empty task, {isolation:5} isolation: {_ms(summarize(walls))}{extra}")
+            print(f"empty case, {isolation:5} isolation: {_ms(summarize(walls))}{extra}")
         case = Case(model=args.model, mode=args.mode, engine=args.engine, batch_size=1, threads=args.threads)
         measure = MeasureSpec(min_time_s=1.0, min_rounds=20)
         with Session(spec) as session:
@@ -51,7 +51,9 @@ class OverheadCommand(Command):
         harness, bare = summarize(result["metrics"]["harness"]), summarize(result["metrics"]["bare"])
         print(f"{case.case_id}: qbench sampler {_ms(harness)}")
         print(f"{case.case_id}: bare loop      {_ms(bare)}")
-        print(f"harness overhead ratio (qbench median / bare median): {harness.median / bare.median:.4f}")
+        ratios = summarize(result["metrics"]["block_ratios"])
+        print(f"harness overhead ratio (qbench median / bare median): {harness.median / bare.median:.4f} overall; "
+              f"per ABBA block median {ratios.median:.4f}, IQR {ratios.q1:.4f}-{ratios.q3:.4f}, n={ratios.n}")
         return EXIT_OK
 
 

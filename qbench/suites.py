@@ -21,7 +21,8 @@ A suite file:
 
     [calibration]                          # source = "synthetic" or an ImageFolder path
     [measure]                              # latency sampling (qbench.records.MeasureSpec)
-    [run]                                  # isolation = "fork" | "spawn", memory_limit_gb
+    [run]                                  # isolation = "fork" | "spawn", memory_limit_gb, repeat (processes
+                                           # per case, in interleaved rounds)
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class MatrixSpec:
 class RunOptions:
     isolation: str = "fork"
     memory_limit_gb: float | None = None
+    repeat: int = 1
 
 
 @dataclass(frozen=True)
@@ -170,14 +172,17 @@ def _parse_dataclass(cls, table: dict, where: str):
 
 
 def _parse_run(table: dict, where: str) -> RunOptions:
-    _check_keys(table, ("isolation", "memory_limit_gb"), where)
+    _check_keys(table, ("isolation", "memory_limit_gb", "repeat"), where)
     isolation = table.get("isolation", "fork")
     if isolation not in ISOLATIONS:
         raise ConfigError(f"{where}: isolation {isolation!r} is not one of {', '.join(ISOLATIONS)}")
     limit = table.get("memory_limit_gb")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0):
         raise ConfigError(f"{where}: memory_limit_gb must be a positive number, got {limit!r}")
-    return RunOptions(isolation=isolation, memory_limit_gb=None if limit is None else float(limit))
+    repeat = table.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ConfigError(f"{where}: repeat must be a positive integer, got {repeat!r}")
+    return RunOptions(isolation=isolation, memory_limit_gb=None if limit is None else float(limit), repeat=repeat)
 
 
 def _table(data: dict, key: str, where: str, required: bool = False) -> dict:

@@ -1,6 +1,7 @@
 """The end-of-run tables: per model and mode, int8 against its fp32 parent (same batch, threads, weights) on each
 engine, as size ratio (fp32 bytes / int8 bytes) and speedup (fp32 median latency / int8 median latency); then the
-cases that did not produce numbers, with their reasons. Pure: records in, text out."""
+cases that did not produce numbers, with their reasons. A case measured in several processes counts once, by the
+median of its per-process medians. Pure: records in, text out."""
 
 from __future__ import annotations
 
@@ -43,8 +44,11 @@ def ratio_table(records: list[RunRecord]) -> str:
     rows = [record_row(r) for r in records if r.status == "ok"]
     if not rows:
         return "(no successful cases)"
-    frame = pd.DataFrame(rows)
     keys = ["model", "batch_size", "threads", "weights"]
+    # With repeats, a case has one record per process: take the median of the per-process figures.
+    frame = (pd.DataFrame(rows).groupby(keys + ["mode", "engine"], dropna=False, sort=False)
+             .agg(latency_median_s=("latency_median_s", "median"), latency_iqr_s=("latency_iqr_s", "median"),
+                  size_bytes=("size_bytes", "first")).reset_index())
     fp32 = frame[frame["mode"] == "fp32"].set_index(keys)
     quant = frame[frame["mode"] != "fp32"]
     engines = [e for e in ENGINES if e in set(quant["engine"].dropna())]

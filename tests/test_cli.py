@@ -171,3 +171,17 @@ def test_sigterm_seals_the_run_with_what_it_finished(tmp_path):
     assert lines[-1]["kind"] == "run_end" and lines[-1]["interrupted"] is True
     assert sum(1 for x in lines if x["kind"] == "case") >= 1
     assert not list((tmp_path / "r").rglob("*.partial"))
+
+
+def test_repeat_runs_each_case_in_separate_processes_in_rounds(tiny_suite, tmp_path):
+    done = qbench("run", "--suite", str(tiny_suite), "--results", str(tmp_path / "r"), "--repeat", "2",
+                  "--filter", "*x86*", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    (path,) = (tmp_path / "r").rglob("*.jsonl")
+    cases = [json.loads(x) for x in path.read_text().splitlines() if '"kind": "case"' in x]
+    runnable = [c for c in cases if c["status"] == "ok"]
+    assert [(c["case"]["mode"], c["worker"]["repeat"]) for c in runnable] == [
+        ("dynamic", 0), ("static_fx", 0), ("dynamic", 1), ("static_fx", 1)]
+    assert len({c["worker"]["pid"] for c in runnable}) == 4
+    assert sum(1 for c in cases if c["status"] == "skipped") == 1
+    assert f"({len(cases)} records)" in done.stdout

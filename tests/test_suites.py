@@ -99,3 +99,9 @@ def test_suite_files_are_data_not_code(tmp_path):
     path.write_text('[suite]\nname = "__import__(\'os\').system(\'false\')"\n[[matrix]]\nmodels=["a"]\nmodes=["fp32"]\n')
     spec = load_suite(str(path))
     assert spec.name == "__import__('os').system('false')"
+
+
+def test_run_options_repeat():
+    assert parse_suite({**MINIMAL, "run": {"repeat": 3}}).run.repeat == 3
+    with pytest.raises(ConfigError, match="repeat must be a positive integer"):
+        parse_suite({**MINIMAL, "run": {"repeat": 0}})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from qbench.errors import ConfigError, InfraError, StoreError
@@ -16,7 +17,6 @@ from qbench.errors import ConfigError, InfraError, StoreError
 __all__ = ["main", "Command", "EXIT_OK", "EXIT_REGRESSION", "EXIT_BAD_INPUT", "EXIT_INFRA"]
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-COMMAND_MODULES = ("list", "run", "machine", "overhead")
 
 
 class Command:
@@ -37,13 +37,21 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
+def _commands() -> list[Command]:
+    """Every module of this package that defines COMMAND is a subcommand (asv's pattern: one class per command)."""
+    commands = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "COMMAND"):
+            commands.append(module.COMMAND())
+    return sorted(commands, key=lambda c: c.name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qbench", description="Benchmark PyTorch quantization on CPUs and track regressions.",
                      epilog="exit codes: 0 ok, 1 regression, 2 bad input, 3 infrastructure failure")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module_name in COMMAND_MODULES:
-        module = importlib.import_module(f"qbench.cli.{module_name}")
-        command = module.COMMAND()
+    for command in _commands():
         command_parser = sub.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(command_parser)
         command_parser.set_defaults(handler=command)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
 from qbench.cli.common import add_suite_arguments, plan
+from qbench.errors import ConfigError
 from qbench.machine import collect_machine
 from qbench.provenance import qbench_provenance
 from qbench.stats import summarize
@@ -28,22 +29,29 @@ class RunCommand(Command):
                             help="name this machine's history folder (default: derived from its fingerprint)")
         parser.add_argument("--fail-on-error", action="store_true",
                             help="exit 3 when any case failed or timed out")
+        parser.add_argument("--repeat", type=int, default=None, metavar="N",
+                            help="run each case in N separate processes, in interleaved rounds (default: the "
+                                 "suite's [run] repeat, else 1); comparisons test significance across processes")
         parser.add_argument("--no-progress", action="store_true", help="no progress output while running")
 
     def run(self, args) -> int:
         machine = collect_machine(args.machine)
+        if args.repeat is not None and args.repeat < 1:
+            raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
         spec, session, catalog, planned = plan(args)
+        repeat = args.repeat or spec.run.repeat
+        total = sum(1 if p.skip_reason else repeat for p in planned)
         run_id = uuid.uuid4().hex
         context = {"run_id": run_id, "suite": spec.identity(), "machine": machine, "qbench": qbench_provenance()}
         header = {**context, "started_at": utc_now(), "argv": sys.argv[1:], "planned_cases": len(planned),
-                  "filter": args.filter, "isolation": session.isolation}
+                  "repeat": repeat, "filter": args.filter, "isolation": session.isolation}
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        progress = _Progress(len(planned), enabled=not args.no_progress)
+        progress = _Progress(total, enabled=not args.no_progress)
         with session:
             writer = RunWriter(Path(args.results), machine, header)
             try:
                 records = session.run(planned, catalog=catalog, writer=writer, context=context,
-                                      on_record=progress.update)
+                                      on_record=progress.update, repeat=repeat)
             except KeyboardInterrupt:
                 path = writer.finish(_footer(run_id, progress.records, interrupted=True))
                 print(f"qbench: interrupted; {len(progress.records)} records kept in {path}", file=sys.stderr)

@@ -88,9 +88,13 @@ class Session:
         return Catalog.from_dict(result["catalog"])
 
     def run(self, planned: list[PlannedCase], *, catalog: Catalog, writer: RunWriter, context: dict,
-            on_record: Callable[[RunRecord], None] | None = None) -> list[RunRecord]:
+            on_record: Callable[[RunRecord], None] | None = None, repeat: int = 1) -> list[RunRecord]:
+        """Each case `repeat` times in separate processes, in interleaved rounds (every case once, then again), so
+        that slow drift of the machine spreads over all cases instead of biasing some."""
         records = []
-        for plan in planned:
+        rounds = [(index, plan) for index in range(repeat) for plan in planned
+                  if not (plan.skip_reason and index > 0)]
+        for repeat_index, plan in rounds:
             started_at, began = utc_now(), time.perf_counter()
             if plan.skip_reason:
                 outcome = None
@@ -100,7 +104,8 @@ class Session:
                                         self.spec.run.memory_limit_gb)
             record = record_from_outcome(plan, outcome, context=context, catalog=catalog, started_at=started_at,
                                          duration_s=time.perf_counter() - began,
-                                         timeout_s=self.spec.measure.timeout_s, isolation=self.isolation)
+                                         timeout_s=self.spec.measure.timeout_s, isolation=self.isolation,
+                                         repeat_index=repeat_index)
             writer.append(record)
             records.append(record)
             if on_record:
@@ -109,7 +114,8 @@ class Session:
 
 
 def record_from_outcome(plan: PlannedCase, outcome: Outcome | None, *, context: dict, catalog: Catalog,
-                        started_at: str, duration_s: float, timeout_s: float, isolation: str) -> RunRecord:
+                        started_at: str, duration_s: float, timeout_s: float, isolation: str,
+                        repeat_index: int = 0) -> RunRecord:
     """context: run_id, suite, machine, qbench (shared by every record of a run)."""
     result = (outcome.result if outcome else None) or {}
     fields = {"status": "skipped", "reason": plan.skip_reason}
@@ -124,7 +130,7 @@ def record_from_outcome(plan: PlannedCase, outcome: Outcome | None, *, context: 
             fields = {"status": "failed", "reason": outcome.pool_error or describe_exit(outcome.exit_code),
                       "error_tail": log_tail(outcome.log_path)}
     environment = result.get("environment") or {**catalog.environment, "source": "catalog probe"}
-    worker = {"isolation": isolation}
+    worker = {"isolation": isolation, "repeat": repeat_index}
     if outcome is not None:
         worker.update({"exit_code": outcome.exit_code, "wall_s": outcome.wall_s, "maxrss_bytes": outcome.maxrss_bytes})
         inside = result.get("worker", {})

@@ -179,10 +179,10 @@ class SpawnPool:
         pass
 
 
-def make_pool(isolation: str, env: dict, workdir: Path):
+def make_pool(isolation: str, env: dict, workdir: Path, python: str = sys.executable):
     pools = {"fork": ForkPool, "spawn": SpawnPool}
     if isolation not in pools:
         raise InfraError(f"unknown isolation {isolation!r}; allowed: {', '.join(pools)}")
     if isolation == "fork" and not hasattr(os, "fork"):
         isolation = "spawn"
-    return pools[isolation](env, workdir)
+    return pools[isolation](env, workdir, python)

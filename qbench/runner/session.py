@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -42,8 +43,10 @@ def worker_env(threads: int, extra: dict | None = None) -> dict:
 
 class Session:
     def __init__(self, spec: SuiteSpec, *, isolation: str | None = None, extra_env: dict | None = None,
-                 entry: str = MEASURE_ENTRY):
+                 entry: str = MEASURE_ENTRY, python: str = sys.executable):
+        """python: the interpreter workers run under (another environment, e.g. another torch build)."""
         self.spec = spec
+        self.python = python
         self.isolation = isolation or spec.run.isolation
         self.extra_env = extra_env or {}
         self.entry = entry
@@ -65,7 +68,8 @@ class Session:
 
     def pool(self, threads: int):
         if threads not in self._pools:
-            self._pools[threads] = make_pool(self.isolation, worker_env(threads, self.extra_env), self.workdir)
+            self._pools[threads] = make_pool(self.isolation, worker_env(threads, self.extra_env), self.workdir,
+                                             self.python)
         return self._pools[threads]
 
     def run_task(self, task: dict, threads: int, timeout: float, memory_limit_gb: float | None = None) -> Outcome:

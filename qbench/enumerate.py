@@ -12,7 +12,7 @@ from qbench.errors import ConfigError
 from qbench.records import ENGINELESS_MODES, ENGINES, MODES, Case
 from qbench.suites import MatrixSpec, SuiteSpec
 
-__all__ = ["Catalog", "PlannedCase", "expand", "custom_model_names"]
+__all__ = ["Catalog", "PlannedCase", "expand", "custom_model_names", "skip_reason"]
 
 NEEDS_QUANTIZABLE = ("static_eager", "prequantized")
 
@@ -79,10 +79,11 @@ def _cases_for(model: str, matrix: MatrixSpec, spec: SuiteSpec, catalog: Catalog
                     for weights in matrix.weights:
                         case = Case(model=model, mode=mode, engine=engine, batch_size=batch, threads=threads,
                                     weights=weights, calibration=spec.calibration)
-                        yield PlannedCase(case, _skip_reason(case, info, catalog))
+                        yield PlannedCase(case, skip_reason(case, info, catalog))
 
 
-def _skip_reason(case: Case, info: dict, catalog: Catalog) -> str | None:
+def skip_reason(case: Case, info: dict, catalog: Catalog) -> str | None:
+    """Why the catalog already rules this case out, or None."""
     if case.engine is not None:
         reason = catalog.engines.get(case.engine, "engine was not probed")
         if reason:

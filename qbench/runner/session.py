@@ -79,8 +79,8 @@ class Session:
         task_path.write_text(json.dumps({**task, "threads": threads, "memory_limit_gb": memory_limit_gb}))
         return self.pool(threads).run(task_path, result_path, log_path, timeout)
 
-    def catalog(self, custom_models: list[str]) -> Catalog:
-        threads = min(m.threads[0] for m in self.spec.matrices)
+    def catalog(self, custom_models: list[str], threads: int | None = None) -> Catalog:
+        threads = threads or min((t for m in self.spec.matrices for t in m.threads), default=1)
         outcome = self.run_task({"entry": "qbench.runner.catalog:probe", "engines": list(ENGINES),
                                  "custom_models": custom_models}, threads, CATALOG_TIMEOUT_S)
         result = outcome.result or {}
@@ -91,7 +91,7 @@ class Session:
             raise ConfigError(result["errors"][0])
         return Catalog.from_dict(result["catalog"])
 
-    def run(self, planned: list[PlannedCase], *, catalog: Catalog, writer: RunWriter, context: dict,
+    def run(self, planned: list[PlannedCase], *, catalog: Catalog, writer: RunWriter | None, context: dict,
             on_record: Callable[[RunRecord], None] | None = None, repeat: int = 1) -> list[RunRecord]:
         """Each case `repeat` times in separate processes, in interleaved rounds (every case once, then again), so
         that slow drift of the machine spreads over all cases instead of biasing some."""
@@ -110,7 +110,8 @@ class Session:
                                          duration_s=time.perf_counter() - began,
                                          timeout_s=self.spec.measure.timeout_s, isolation=self.isolation,
                                          repeat_index=repeat_index)
-            writer.append(record)
+            if writer is not None:
+                writer.append(record)
             records.append(record)
             if on_record:
                 on_record(record)

@@ -1,0 +1,41 @@
+"""Measure cases from Python through the same isolated worker path as `qbench run` (for asv benchmarks, A/B
+runs and notebooks). Returns RunRecords; writes history only when given a results folder."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+from qbench.enumerate import Catalog, PlannedCase, skip_reason
+from qbench.machine import collect_machine
+from qbench.provenance import qbench_provenance
+from qbench.records import Case, CalibrationSpec, MeasureSpec, RunRecord
+from qbench.runner.session import Session
+from qbench.store import RunWriter, utc_now
+from qbench.suites import RunOptions, SuiteSpec
+
+__all__ = ["measure_cases"]
+
+
+def measure_cases(cases: list[Case], measure: MeasureSpec = MeasureSpec(), *, run: RunOptions = RunOptions(),
+                  python: str = sys.executable, extra_env: dict | None = None, suite_name: str = "api",
+                  results: Path | str | None = None, machine: dict | None = None, repeat: int = 1,
+                  catalog: Catalog | None = None) -> list[RunRecord]:
+    spec = SuiteSpec(name=suite_name, description="", matrices=(), calibration=CalibrationSpec(), measure=measure,
+                     run=run)
+    machine = machine or collect_machine()
+    context = {"run_id": uuid.uuid4().hex, "suite": spec.identity(), "machine": machine, "qbench": qbench_provenance()}
+    with Session(spec, python=python, extra_env=extra_env) as session:
+        if catalog is None:
+            custom = sorted({c.model for c in cases if ":" in c.model})
+            catalog = session.catalog(custom, threads=min(c.threads for c in cases))
+        planned = [PlannedCase(c, skip_reason(c, catalog.models.get(c.model, {}), catalog)) for c in cases]
+        writer = None
+        if results is not None:
+            writer = RunWriter(Path(results), machine, {**context, "started_at": utc_now(), "argv": sys.argv[1:],
+                                                        "planned_cases": len(planned), "repeat": repeat})
+        records = session.run(planned, catalog=catalog, writer=writer, context=context, repeat=repeat)
+        if writer is not None:
+            writer.finish({"run_id": context["run_id"], "finished_at": utc_now(), "interrupted": False})
+    return records

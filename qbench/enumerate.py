@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import itertools
 from dataclasses import dataclass
 
 from qbench.errors import ConfigError
 from qbench.records import ENGINELESS_MODES, ENGINES, MODES, Case
+from qbench.runners import RUNNERS, unavailable_reason
 from qbench.suites import MatrixSpec, SuiteSpec
 
 __all__ = ["Catalog", "PlannedCase", "expand", "custom_model_names", "skip_reason"]
@@ -42,11 +44,12 @@ def custom_model_names(spec: SuiteSpec) -> list[str]:
     return sorted({m for matrix in spec.matrices for m in matrix.models if ":" in m})
 
 
-def expand(spec: SuiteSpec, catalog: Catalog) -> list[PlannedCase]:
+def expand(spec: SuiteSpec, catalog: Catalog, machine: dict | None = None) -> list[PlannedCase]:
+    """machine: the fingerprint runner profiles are checked against (None: every profile is assumed possible)."""
     planned: dict[str, PlannedCase] = {}
     for index, matrix in enumerate(spec.matrices):
         for model in _select_models(matrix, catalog, f"[[matrix]] {index + 1}"):
-            for plan in _cases_for(model, matrix, spec, catalog):
+            for plan in _cases_for(model, matrix, spec, catalog, machine):
                 planned.setdefault(plan.case.case_id, plan)
     return sorted(planned.values(), key=lambda p: _order(p.case))
 
@@ -69,17 +72,15 @@ def _select_models(matrix: MatrixSpec, catalog: Catalog, where: str) -> list[str
     return [m for m in chosen if required <= set(catalog.models[m].get("tags", ()))]
 
 
-def _cases_for(model: str, matrix: MatrixSpec, spec: SuiteSpec, catalog: Catalog):
+def _cases_for(model: str, matrix: MatrixSpec, spec: SuiteSpec, catalog: Catalog, machine: dict | None):
     info = catalog.models[model]
-    for mode in matrix.modes:
-        engines = [None] if mode in ENGINELESS_MODES else list(matrix.engines)
-        for engine in engines:
-            for batch in matrix.batch_sizes:
-                for threads in matrix.threads:
-                    for weights in matrix.weights:
-                        case = Case(model=model, mode=mode, engine=engine, batch_size=batch, threads=threads,
-                                    weights=weights, calibration=spec.calibration)
-                        yield PlannedCase(case, skip_reason(case, info, catalog))
+    axes = itertools.product(matrix.modes, matrix.batch_sizes, matrix.threads, matrix.weights, matrix.runners)
+    for mode, batch, threads, weights, runner in axes:
+        for engine in [None] if mode in ENGINELESS_MODES else matrix.engines:
+            case = Case(model=model, mode=mode, engine=engine, batch_size=batch, threads=threads, weights=weights,
+                        calibration=spec.calibration, runner=runner)
+            reason = unavailable_reason(runner, machine) if machine else None
+            yield PlannedCase(case, reason or skip_reason(case, info, catalog))
 
 
 def skip_reason(case: Case, info: dict, catalog: Catalog) -> str | None:
@@ -95,4 +96,5 @@ def skip_reason(case: Case, info: dict, catalog: Catalog) -> str | None:
 
 def _order(case: Case):
     engine_rank = -1 if case.engine is None else ENGINES.index(case.engine)
-    return (case.model, MODES.index(case.mode), engine_rank, case.batch_size, case.threads, case.weights)
+    return (case.model, RUNNERS.index(case.runner), MODES.index(case.mode), engine_rank, case.batch_size,
+            case.threads, case.weights)

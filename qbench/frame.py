@@ -11,7 +11,7 @@ __all__ = ["record_row", "COLUMNS"]
 
 COLUMNS = (
     "run_id", "record_id", "suite", "case_id", "case_version", "model", "mode", "engine", "batch_size", "threads",
-    "weights", "qconfig", "status", "reason", "machine_id", "cpu_model", "isa", "cpu_capability", "torch",
+    "weights", "qconfig", "runner", "status", "reason", "machine_id", "cpu_model", "isa", "cpu_capability", "torch",
     "torchvision", "python", "qbench_commit", "qbench_dirty", "started_at", "duration_s",
     "latency_median_s", "latency_q1_s", "latency_q3_s", "latency_iqr_s", "latency_p90_s", "latency_p99_s",
     "latency_n", "throughput_ips", "size_bytes", "parameters", "modules_quantized", "modules_float",
@@ -37,6 +37,7 @@ def record_row(record: RunRecord, path: Path | str | None = None, run_complete: 
         "threads": case.threads,
         "weights": case.weights_kind,
         "qconfig": case.qconfig,
+        "runner": case.runner,
         "status": record.status,
         "reason": record.reason,
         "machine_id": record.machine.get("machine_id"),

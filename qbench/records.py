@@ -30,6 +30,11 @@ WEIGHT_KINDS = ("random", "pretrained", "checkpoint")
 ENGINELESS_MODES = ("fp32",)
 
 
+_UNSET = object()
+# Case fields added after schema 1, with the default that older records implicitly had.
+_ADDED_FIELDS = {"runner": "native"}
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: the form that identities are hashed over."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -89,7 +94,8 @@ class MeasureSpec:
 class Case:
     """The frozen identity of one measurement: what is measured, never how long it took.
 
-    `weights` is "random", "pretrained" or "checkpoint:<path>"; `engine` is None for engine-less modes (fp32).
+    `weights` is "random", "pretrained" or "checkpoint:<path>"; `engine` is None for engine-less modes (fp32);
+    `runner` is the ISA profile (qbench.runners): results of different profiles are different series.
     """
 
     model: str
@@ -101,6 +107,7 @@ class Case:
     qconfig: str = "default"
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
     seed: int = 0
+    runner: str = "native"
 
     @property
     def weights_kind(self) -> str:
@@ -108,14 +115,17 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        """A readable, unique name within a suite: model/mode/engine/bN/tN/weights."""
-        return "/".join([self.model, self.mode, self.engine or "-", f"b{self.batch_size}", f"t{self.threads}",
+        """A readable, unique name within a suite: model/mode/engine/bN/tN/weights, plus @runner if not native."""
+        name = "/".join([self.model, self.mode, self.engine or "-", f"b{self.batch_size}", f"t{self.threads}",
                          self.weights_kind])
+        return name if self.runner == "native" else f"{name}@{self.runner}"
 
     @property
     def case_version(self) -> str:
-        """Hash of the whole definition: two records compare only when their case_version is equal."""
-        return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:16]
+        """Hash of the whole definition: two records compare only when their case_version is equal. Fields added
+        after schema 1 count only when they differ from their default, so older records keep their version."""
+        identity = {k: v for k, v in self.to_dict().items() if _ADDED_FIELDS.get(k, _UNSET) != v}
+        return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -152,7 +152,10 @@ def read_run_file(path: Path) -> RunFile:
                 raise StoreError(f"{where}: the first line must be a run header, found kind {kind!r}")
             header = line
         elif kind == "case":
-            records.append(RunRecord.from_dict(line))
+            try:
+                records.append(RunRecord.from_dict(line))
+            except StoreError as exc:
+                raise StoreError(f"{where}: {exc}") from None
         elif kind == "run_end":
             footer = line
         else:

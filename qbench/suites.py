@@ -12,6 +12,7 @@ A suite file:
     batch_sizes = [1]
     threads = [1]
     weights = ["random"]                   # "random" | "pretrained" | "checkpoint:<path>"
+    runners = ["native"]                   # ISA profiles: "native", "avx2" (qbench.runners)
 
     [[matrix]]                             # one or more; their cases are merged and de-duplicated
     models = ["resnet*", "mobilenet_v2"]   # names, fnmatch globs, or "package.module:factory"
@@ -23,6 +24,9 @@ A suite file:
     [measure]                              # latency sampling (qbench.records.MeasureSpec)
     [run]                                  # isolation = "fork" | "spawn", memory_limit_gb, repeat (processes
                                            # per case, in interleaved rounds)
+    [thresholds]                           # regression thresholds for `qbench compare` of this suite's runs:
+    latency = "5%"                         # metric = "N%" (relative) or "N" (absolute, display unit: ms, MB);
+    size = "0.1%"                          # metrics as in qbench.metrics; grammar in qbench.thresholds
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ from pathlib import Path
 
 from qbench.errors import ConfigError
 from qbench.records import ENGINES, MODES, WEIGHT_KINDS, CalibrationSpec, MeasureSpec
+from qbench.runners import RUNNERS
+from qbench.thresholds import Threshold, parse_threshold_table
 
 __all__ = ["MatrixSpec", "RunOptions", "SuiteSpec", "load_suite", "parse_suite", "resolve_suite_path"]
 
-AXES = ("modes", "engines", "batch_sizes", "threads", "weights")
+AXES = ("modes", "engines", "batch_sizes", "threads", "weights", "runners")
 MATRIX_KEYS = ("models", "exclude", "tags") + AXES
-TOP_KEYS = ("suite", "defaults", "matrix", "calibration", "measure", "run")
+TOP_KEYS = ("suite", "defaults", "matrix", "calibration", "measure", "run", "thresholds")
 SUITE_KEYS = ("name", "description")
 ISOLATIONS = ("fork", "spawn")
 
@@ -54,6 +60,7 @@ class MatrixSpec:
     batch_sizes: tuple[int, ...]
     threads: tuple[int, ...]
     weights: tuple[str, ...]
+    runners: tuple[str, ...] = ("native",)
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class SuiteSpec:
     run: RunOptions
     path: str | None = None
     sha256: str | None = None
+    thresholds: tuple[Threshold, ...] = ()
 
     def identity(self) -> dict:
         return {"name": self.name, "path": self.path, "sha256": self.sha256}
@@ -126,6 +134,8 @@ def parse_suite(data: dict, where: str = "<suite>", sha256: str | None = None) -
         run=_parse_run(_table(data, "run", where), f"{where}: [run]"),
         path=None if where.startswith("<") else where,
         sha256=sha256,
+        thresholds=parse_threshold_table(_table(data, "thresholds", where), f"{where}: [thresholds]",
+                                         source=f"suite {name}"),
     )
 
 
@@ -141,6 +151,7 @@ def _parse_matrix(table, defaults: dict, where: str) -> MatrixSpec:
     merged.setdefault("batch_sizes", [1])
     merged.setdefault("threads", [1])
     merged.setdefault("weights", ["random"])
+    merged.setdefault("runners", ["native"])
     spec = MatrixSpec(
         models=_strings(merged, "models", where),
         exclude=_strings(merged, "exclude", where, required=False),
@@ -150,6 +161,7 @@ def _parse_matrix(table, defaults: dict, where: str) -> MatrixSpec:
         batch_sizes=_positive_ints(merged, "batch_sizes", where),
         threads=_positive_ints(merged, "threads", where),
         weights=_weights(merged, where),
+        runners=_choices(merged, "runners", RUNNERS, where),
     )
     if any(m != "fp32" for m in spec.modes) and not spec.engines:
         raise ConfigError(f"{where}: quantized modes need 'engines' (one or more of {', '.join(ENGINES)})")

@@ -44,7 +44,7 @@ def ratio_table(records: list[RunRecord]) -> str:
     rows = [record_row(r) for r in records if r.status == "ok"]
     if not rows:
         return "(no successful cases)"
-    keys = ["model", "batch_size", "threads", "weights"]
+    keys = ["model", "runner", "batch_size", "threads", "weights"]
     # With repeats, a case has one record per process: take the median of the per-process figures.
     frame = (pd.DataFrame(rows).groupby(keys + ["mode", "engine"], dropna=False, sort=False)
              .agg(latency_median_s=("latency_median_s", "median"), latency_iqr_s=("latency_iqr_s", "median"),
@@ -59,7 +59,7 @@ def ratio_table(records: list[RunRecord]) -> str:
             base = base.iloc[0]
         modes = sorted(set(group["mode"]) - {"fp32"}, key=MODES.index) or ["fp32"]
         for mode in modes:
-            row = {"model": key[0], "batch": key[1], "threads": key[2], "mode": mode,
+            row = {"model": key[0], "runner": key[1], "batch": key[2], "threads": key[3], "mode": mode,
                    "fp32 ms": _fmt_ms(None if base is None else base["latency_median_s"]),
                    "fp32 IQR ms": _fmt_ms(None if base is None else base["latency_iqr_s"])}
             for engine in engines:

@@ -51,3 +51,14 @@ def test_status_must_be_known():
 def test_case_from_dict_rejects_unknown_keys():
     with pytest.raises(StoreError, match="unknown key"):
         Case.from_dict({**make_case().to_dict(), "engnie": "x86"})
+
+
+def test_fields_added_later_keep_older_case_versions():
+    import hashlib
+
+    from qbench.records import canonical_json
+
+    case = make_case()
+    before_runner_existed = {k: v for k, v in case.to_dict().items() if k != "runner"}
+    assert case.case_version == hashlib.sha256(canonical_json(before_runner_existed).encode()).hexdigest()[:16]
+    assert make_case(runner="avx2").case_version != case.case_version

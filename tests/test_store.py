@@ -133,3 +133,10 @@ def test_killed_writer_leaves_no_half_written_sealed_file(tmp_path):
     (partial,) = tmp_path.rglob("*.jsonl.partial")
     run = read_run_file(partial)
     assert len(run.records) >= 5 and not run.complete
+
+
+def test_an_edited_record_is_named_with_its_file_and_line(tmp_path):
+    path = write_run(tmp_path, [make_record()])
+    path.write_text(path.read_text().replace('"batch_size": 1', '"batch_size": 2', 1))
+    with pytest.raises(StoreError, match=rf"{path.name}:2: record .*case_version"):
+        read_run_file(path)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fnmatch
 
 from qbench.enumerate import Catalog, PlannedCase, custom_model_names, expand
 from qbench.errors import ConfigError
+from qbench.machine import collect_machine
 from qbench.runner.session import Session
+from qbench.runners import RUNNERS, profile
+from qbench.shard import expected_costs, select_shard
 from qbench.suites import SuiteSpec, load_suite
 
 __all__ = ["add_suite_arguments", "plan"]
@@ -19,14 +23,26 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep cases whose id (model/mode/engine/bN/tN/weights) matches; repeatable")
     parser.add_argument("--isolation", choices=("fork", "spawn"), default=None,
                         help="fork from a pre-imported worker (default) or spawn a fresh interpreter per case")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="run only shard I of N, balanced by expected cost from history in --results")
+    parser.add_argument("--runner", action="append", default=[], metavar="PROFILE",
+                        help=f"ISA profile(s) to run every case under, instead of the suite's "
+                             f"({', '.join(RUNNERS)}); repeatable")
 
 
-def plan(args: argparse.Namespace, session_factory=Session) -> tuple[SuiteSpec, Session, Catalog, list[PlannedCase]]:
+def plan(args: argparse.Namespace, machine: dict | None = None) -> tuple[SuiteSpec, Session, Catalog, list[PlannedCase]]:
+    """Suite, an open Session (the caller closes it), catalog, and the planned cases after --filter. Runner profiles
+    are checked against `machine` (default: this machine)."""
     spec = load_suite(args.suite)
-    session = session_factory(spec, isolation=args.isolation)
+    machine = machine or collect_machine(getattr(args, "machine", None))
+    if args.runner:
+        runners = tuple(dict.fromkeys(profile(name).name for name in args.runner))
+        spec = dataclasses.replace(spec, matrices=tuple(dataclasses.replace(m, runners=runners)
+                                                        for m in spec.matrices))
+    session = Session(spec, isolation=args.isolation)
     try:
         catalog = session.catalog(custom_model_names(spec))
-        planned = expand(spec, catalog)
+        planned = expand(spec, catalog, machine)
     except BaseException:
         session.close()
         raise
@@ -35,4 +51,11 @@ def plan(args: argparse.Namespace, session_factory=Session) -> tuple[SuiteSpec, 
         if not planned:
             session.close()
             raise ConfigError(f"--filter {' '.join(args.filter)} matches no case of suite {spec.name}")
+    if args.shard:
+        try:
+            costs = expected_costs(getattr(args, "results", "results"), machine["machine_id"])
+            planned = select_shard(planned, args.shard, costs)
+        except BaseException:
+            session.close()
+            raise
     return spec, session, catalog, planned

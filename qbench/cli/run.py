@@ -35,10 +35,10 @@ class RunCommand(Command):
         parser.add_argument("--no-progress", action="store_true", help="no progress output while running")
 
     def run(self, args) -> int:
-        machine = collect_machine(args.machine)
         if args.repeat is not None and args.repeat < 1:
             raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
-        spec, session, catalog, planned = plan(args)
+        machine = collect_machine(args.machine)
+        spec, session, catalog, planned = plan(args, machine)
         repeat = args.repeat or spec.run.repeat
         total = sum(1 if p.skip_reason else repeat for p in planned)
         run_id = uuid.uuid4().hex

@@ -1,6 +1,7 @@
 """Run planned cases, each in its own worker, and turn every outcome into a RunRecord appended to history.
 
-One Session owns the worker pools (one per thread count, since thread variables must be set before torch loads)
+One Session owns the worker pools (one per thread count and runner profile, since thread and ISA variables must be
+set before torch loads)
 and a scratch folder for task, result and log files. Nothing a worker does can stop the suite: crashes, hangs and
 exceptions become records.
 """
@@ -22,6 +23,7 @@ from qbench.enumerate import Catalog, PlannedCase
 from qbench.errors import ConfigError, InfraError
 from qbench.records import ENGINES, RunRecord
 from qbench.runner.launcher import Outcome, describe_exit, log_tail, make_pool
+from qbench.runners import profile
 from qbench.store import RunWriter, utc_now
 from qbench.suites import SuiteSpec
 
@@ -51,7 +53,7 @@ class Session:
         self.extra_env = extra_env or {}
         self.entry = entry
         self.workdir = Path(tempfile.mkdtemp(prefix="qbench-"))
-        self._pools: dict[int, object] = {}
+        self._pools: dict[tuple[int, str], object] = {}
         self._counter = 0
 
     def __enter__(self) -> Session:
@@ -66,18 +68,20 @@ class Session:
         self._pools.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def pool(self, threads: int):
-        if threads not in self._pools:
-            self._pools[threads] = make_pool(self.isolation, worker_env(threads, self.extra_env), self.workdir,
-                                             self.python)
-        return self._pools[threads]
+    def pool(self, threads: int, runner: str = "native"):
+        key = (threads, runner)
+        if key not in self._pools:
+            env = worker_env(threads, {**profile(runner).env, **self.extra_env})
+            self._pools[key] = make_pool(self.isolation, env, self.workdir, self.python)
+        return self._pools[key]
 
-    def run_task(self, task: dict, threads: int, timeout: float, memory_limit_gb: float | None = None) -> Outcome:
+    def run_task(self, task: dict, threads: int, timeout: float, memory_limit_gb: float | None = None,
+                 runner: str = "native") -> Outcome:
         self._counter += 1
         stem = self.workdir / f"task-{self._counter:05d}"
         task_path, result_path, log_path = (stem.with_suffix(s) for s in (".json", ".result.json", ".log"))
         task_path.write_text(json.dumps({**task, "threads": threads, "memory_limit_gb": memory_limit_gb}))
-        return self.pool(threads).run(task_path, result_path, log_path, timeout)
+        return self.pool(threads, runner).run(task_path, result_path, log_path, timeout)
 
     def catalog(self, custom_models: list[str], threads: int | None = None) -> Catalog:
         threads = threads or min((t for m in self.spec.matrices for t in m.threads), default=1)
@@ -105,7 +109,7 @@ class Session:
             else:
                 task = {"entry": self.entry, "case": plan.case.to_dict(), "measure": self.spec.measure.to_dict()}
                 outcome = self.run_task(task, plan.case.threads, self.spec.measure.timeout_s,
-                                        self.spec.run.memory_limit_gb)
+                                        self.spec.run.memory_limit_gb, plan.case.runner)
             record = record_from_outcome(plan, outcome, context=context, catalog=catalog, started_at=started_at,
                                          duration_s=time.perf_counter() - began,
                                          timeout_s=self.spec.measure.timeout_s, isolation=self.isolation,

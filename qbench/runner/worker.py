@@ -81,10 +81,24 @@ def execute(task_path: str, result_path: str) -> int:
     return 0
 
 
+def verify_runner(runner: str, kernels: dict) -> None:
+    """A runner profile whose ISA cap did not take effect must fail the case, not measure the native machine."""
+    from qbench.runners import profile
+
+    wanted = profile(runner)
+    if wanted.cpu_capability and kernels["cpu_capability"] != wanted.cpu_capability:
+        raise RuntimeError(f"runner {runner}: torch dispatches to {kernels['cpu_capability']}, "
+                           f"not {wanted.cpu_capability}; the ISA cap did not take effect")
+    if wanted.onednn_isa and wanted.onednn_isa not in (kernels["onednn_isa"] or ""):
+        raise RuntimeError(f"runner {runner}: oneDNN runs at {kernels['onednn_isa'] or 'an unknown ISA'}, "
+                           f"not {wanted.onednn_isa}; the ISA cap did not take effect")
+
+
 def measure_case(task: dict) -> dict:
     """The real measurement: build the case's model under its mode and engine, then size, latency and memory."""
     import torch
 
+    from qbench.probes.kernels import probe_kernels
     from qbench.probes.latency import measure_latency
     from qbench.probes.memory import PhasePeaks
     from qbench.probes.size import measure_size
@@ -95,6 +109,8 @@ def measure_case(task: dict) -> dict:
 
     case = Case.from_dict(task["case"])
     spec = MeasureSpec.from_dict(task["measure"])
+    kernels = probe_kernels(case.engine)  # first: oneDNN names its ISA only at its first use in a process
+    verify_runner(case.runner, kernels)
     torch.manual_seed(case.seed)
     peaks = PhasePeaks()
     source = open_model(case.model, case.weights, seed=case.seed)
@@ -122,6 +138,7 @@ def measure_case(task: dict) -> dict:
             "notes": prepared.notes,
             "calibration": calibration_identity,
             "weights": source.weights_info(),
+            "kernels": kernels,
             "input_shape": list(example.shape),
             "output_shape": list(output.shape),
         },

@@ -1,0 +1,74 @@
+"""Which kernels a worker really runs: oneDNN's ISA and the library that executes an int8 convolution under the
+case's engine (the x86 engine picks oneDNN or FBGEMM itself, from CPUID, whatever the ISA caps say). Read from
+oneDNN's verbose output, which it prints once per process at first use: call this before anything else runs."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import tempfile
+
+__all__ = ["probe_kernels"]
+
+
+def _capture_stdout(fn) -> str:
+    """fd-level capture: oneDNN writes with C stdio, which sys.stdout redirection does not see."""
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    libc.fflush(None)
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            fn()
+            libc.fflush(None)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        sink.seek(0)
+        return sink.read().decode("utf-8", "replace")
+
+
+def _parse(text: str) -> tuple[str | None, dict[str, str]]:
+    """oneDNN's ISA line, and the implementation of the first fp32 and the first int8 convolution it executed."""
+    isa, convolutions = None, {}
+    for line in text.splitlines():
+        if not line.startswith("onednn_verbose"):
+            continue
+        parts = line.split(",")
+        if ",info,cpu,isa:" in line:
+            isa = line.split("isa:", 1)[1].strip()
+        elif "convolution" in parts and "exec" in parts:
+            kind = "int8" if any(t in line for t in ("src:u8", "src:s8")) else "fp32"
+            convolutions.setdefault(kind, parts[parts.index("convolution") + 1])
+    return isa, convolutions
+
+
+def probe_kernels(engine: str | None) -> dict:
+    import torch
+
+    def run() -> None:
+        with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON), torch.no_grad():
+            torch.mkldnn_convolution(torch.randn(1, 8, 16, 16), torch.randn(8, 8, 3, 3), None, [0, 0], [1, 1],
+                                     [1, 1], 1)
+            if engine is not None:
+                from torch.ao.nn.quantized import Conv2d
+
+                conv = Conv2d(8, 8, 3)
+                conv(torch.quantize_per_tensor(torch.randn(1, 8, 16, 16), 0.1, 0, torch.quint8))
+
+    previous = torch.backends.quantized.engine
+    if engine is not None:
+        torch.backends.quantized.engine = engine
+    try:
+        isa, convolutions = _parse(_capture_stdout(run))
+    finally:
+        torch.backends.quantized.engine = previous
+    result = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "onednn_isa": isa,
+              "fp32_conv": f"onednn:{convolutions['fp32']}" if "fp32" in convolutions else None}
+    if engine is not None:
+        # FBGEMM and QNNPACK print nothing: an int8 convolution oneDNN did not execute ran in the engine's own library.
+        fallback = "qnnpack" if engine == "qnnpack" else "fbgemm"
+        result["int8_conv"] = f"onednn:{convolutions['int8']}" if "int8" in convolutions else fallback
+    return result

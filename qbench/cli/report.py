@@ -1,0 +1,66 @@
+"""`qbench report`: write a run (or a side's runs) as report.md and report.html with plots, history's regression
+list for its machines, and any markdown files given with --section (a `qbench compare --format markdown` output,
+for instance). Exit 0, or 3 when a results or noise file could not be read (each named on stderr; the report of
+the others is still written and lists them)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from qbench.cli import EXIT_INFRA, EXIT_OK, Command
+from qbench.cli.history import load_policy
+from qbench.errors import ConfigError
+from qbench.history import find_regressions
+from qbench.report import write_report
+from qbench.series import build_series
+from qbench.sides import History, resolve_side
+from qbench.store import run_files
+
+__all__ = ["ReportCommand", "COMMAND"]
+
+
+class ReportCommand(Command):
+    name = "report"
+    help = "write a markdown and HTML report of a run, with plots and history's regressions"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--results", default="results", help="history folder (default: results)")
+        parser.add_argument("--run", default="latest", metavar="SIDE",
+                            help="latest (default), latest~N, a run id, a commit or a run file or folder (all its "
+                                 "runs together)")
+        parser.add_argument("--out", required=True, help="folder for report.md, report.html and the plots")
+        parser.add_argument("--section", action="append", default=[], metavar="FILE.md",
+                            help="append this markdown file as a section titled by its first heading, else its "
+                                 "name (repeatable)")
+
+    def run(self, args) -> int:
+        if not run_files(args.results):
+            raise ConfigError(f"no run files under {args.results}")
+        sections = [_section(Path(p)) for p in args.section]
+        history = History(args.results)
+        side = resolve_side(args.run, history)
+        machines = {(run.header.get("machine") or {}).get("machine_id") for run in side.runs}
+        pairs = [(run, record) for run in history.runs for record in run.records]
+        series = [s for s in build_series(pairs) if s.machine_id in machines]
+        regressions = find_regressions(series, load_policy(args.results, machines, history.errors))
+        md_path, html_path = write_report(args.out, side.runs, label=side.label, regressions=regressions,
+                                          sections=sections, errors=history.errors)
+        print(f"report    {md_path}\nreport    {html_path}")
+        for error in history.errors:
+            print(f"qbench: error: {error}", file=sys.stderr)
+        return EXIT_INFRA if history.errors else EXIT_OK
+
+
+def _section(path: Path) -> tuple[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--section {path}: cannot read: {exc}") from None
+    lines = text.strip().splitlines()
+    if lines and lines[0].startswith("#"):
+        return lines[0].lstrip("#").strip(), "\n".join(lines[1:])
+    return path.stem, text
+
+
+COMMAND = ReportCommand

@@ -135,3 +135,14 @@ def test_report_of_a_real_run_file(tmp_path):
     (path,) = tmp_path.rglob("*.jsonl")
     md_path, _ = write_report(tmp_path / "out", [read_run_file(path)])
     assert "| resnet18 | static_fx | x86" in md_path.read_text()
+
+
+def test_report_cli_includes_a_comparison_of_two_sides(tmp_path):
+    runs = history([0.010] * 6 + [0.020] * 3, fp32_levels=[0.04] * 9)
+    write_history(tmp_path / "results", runs)
+    done = qbench("report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"),
+                  "--compare", "latest~1", "latest")
+    assert done.returncode == 0, done.stderr
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert f"## Comparison: latest~1 = run {runs[-2].header['run_id'][:8]}" in markdown
+    assert "resnet18/static_fx/x86/b1/t1/random" in markdown.split("## Comparison")[1]

@@ -14,7 +14,7 @@ from qbench.compare import (CompareReport, compare, environment_differences, ren
 from qbench.errors import ConfigError, StoreError
 from qbench.noise import load_noise, noise_path
 from qbench.records import RunRecord
-from qbench.sides import History, resolve_side
+from qbench.sides import History, Side, resolve_side
 from qbench.suites import load_suite, resolve_suite_path
 from qbench.thresholds import GRAMMAR, ThresholdPolicy, parse_thresholds
 
@@ -69,19 +69,27 @@ class CompareCommand(Command):
                 print(f"qbench: error: {exc}", file=sys.stderr)
                 return EXIT_INFRA
             raise
-        cand_records = cand.records
-        policy = ThresholdPolicy(command_line=command_line, suites=suite_thresholds(cand_records),
-                                 noise=_noise(args, history, cand_records))
-        comparisons = compare(base.records, cand_records, policy)
-        unreadable = tuple(str(error) for error in history.errors)
-        report = CompareReport(base.label, cand.label, tuple(comparisons),
-                               tuple(environment_differences(base.records, cand_records)), unreadable)
+        report = compare_sides(base, cand, history, results=args.results, command_line=command_line,
+                               noise_file=args.noise)
+        unreadable = report.unreadable
         _print_errors(history.errors)
         renderer = {"json": render_json, "markdown": render_markdown}.get(args.format)
         print(renderer(report) if renderer else render_table(report, only_changed=args.only_changed))
         if report.regressed:
             return EXIT_REGRESSION
         return EXIT_INFRA if unreadable else EXIT_OK
+
+
+def compare_sides(base: Side, cand: Side, history: History, *, results: str, command_line=(),
+                  noise_file: str | None = None) -> CompareReport:
+    """The comparison of two resolved sides under the threshold policy (command line > suite > default, raised
+    to measured noise); also used by `qbench report --compare`."""
+    policy = ThresholdPolicy(command_line=command_line, suites=suite_thresholds(cand.records),
+                             noise=_noise(results, noise_file, history, cand.records))
+    comparisons = compare(base.records, cand.records, policy)
+    return CompareReport(base.label, cand.label, tuple(comparisons),
+                         tuple(environment_differences(base.records, cand.records)),
+                         tuple(str(error) for error in history.errors))
 
 
 def _print_errors(errors: list[StoreError]) -> None:
@@ -115,13 +123,13 @@ def _suite_file(suite: dict) -> Path | None:
     return None
 
 
-def _noise(args, history: History, records: list[RunRecord]) -> dict:
+def _noise(results: str, noise_file: str | None, history: History, records: list[RunRecord]) -> dict:
     """machine_id (or "*" for --noise) → case_id → metric → fraction; an unreadable file is named and skipped."""
-    if args.noise is not None:
-        sources = {"*": Path(args.noise)}
+    if noise_file is not None:
+        sources = {"*": Path(noise_file)}
     else:
         machines = sorted({str(r.machine.get("machine_id")) for r in records})
-        sources = {machine: noise_path(args.results, machine) for machine in machines}
+        sources = {machine: noise_path(results, machine) for machine in machines}
     noise = {}
     for machine, path in sources.items():
         try:

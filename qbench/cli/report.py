@@ -1,6 +1,6 @@
 """`qbench report`: write a run (or a side's runs) as report.md and report.html with plots, history's regression
-list for its machines, and any markdown files given with --section (a `qbench compare --format markdown` output,
-for instance). Exit 0, or 3 when a results or noise file could not be read (each named on stderr; the report of
+list for its machines, the comparison of two sides with --compare BASE CAND, and any markdown files given with
+--section. Exit 0, or 3 when a results or noise file could not be read (each named on stderr; the report of
 the others is still written and lists them)."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
+from qbench.cli.compare import compare_sides
 from qbench.cli.history import load_policy
+from qbench.compare import render_markdown
 from qbench.errors import ConfigError
 from qbench.history import find_regressions
 from qbench.report import write_report
@@ -30,6 +32,8 @@ class ReportCommand(Command):
                             help="latest (default), latest~N, a run id, a commit or a run file or folder (all its "
                                  "runs together)")
         parser.add_argument("--out", required=True, help="folder for report.md, report.html and the plots")
+        parser.add_argument("--compare", nargs=2, metavar=("BASE", "CAND"), default=None,
+                            help="add the comparison of two sides (as `qbench compare BASE CAND`) as a section")
         parser.add_argument("--section", action="append", default=[], metavar="FILE.md",
                             help="append this markdown file as a section titled by its first heading, else its "
                                  "name (repeatable)")
@@ -40,6 +44,10 @@ class ReportCommand(Command):
         sections = [_section(Path(p)) for p in args.section]
         history = History(args.results)
         side = resolve_side(args.run, history)
+        if args.compare:
+            base, cand = (resolve_side(spec, history) for spec in args.compare)
+            comparison = compare_sides(base, cand, history, results=args.results)
+            sections.insert(0, (f"Comparison: {base.label} → {cand.label}", render_markdown(comparison)))
         machines = {(run.header.get("machine") or {}).get("machine_id") for run in side.runs}
         pairs = [(run, record) for run in history.runs for record in run.records]
         series = [s for s in build_series(pairs) if s.machine_id in machines]

@@ -1,0 +1,165 @@
+"""`qbench ab`: measure a suite's cases on two sides (git refs of qbench, Python environments) in interleaved pairs
+of fresh processes and report each case's latency ratio B/A with a confidence interval and a verdict."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+from qbench.ab import (DEFAULT_ALPHA, DEFAULT_SECONDS, STATISTICS, ABReport, ABSettings, CaseComparison,
+                       is_regression, latency_threshold, open_sides, parse_side, run_ab, with_sample_seconds)
+from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
+from qbench.suites import load_suite
+
+__all__ = ["ABCommand", "COMMAND", "render_table", "render_markdown"]
+
+COLUMNS = ("case", "pairs", "A median (IQR)", "B median (IQR)", "B/A", "CI", "verdict")
+
+
+def _duration(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.4g} {unit}"
+    return f"{seconds * 1e9:.4g} ns"
+
+
+def _interval(comparison: CaseComparison) -> str:
+    stats = comparison.stats
+    if stats is None:
+        return ""
+    low = f"{stats.low:.3f}" if stats.low > 0 else "0"
+    high = f"{stats.high:.3f}" if stats.high != float("inf") else "inf"
+    return f"{low}-{high}"
+
+
+def _row(comparison: CaseComparison, threshold: float) -> tuple[str, ...]:
+    stats = comparison.stats
+    if stats is None:
+        return (comparison.case_id, str(len(comparison.pairs)), "", "", "", "",
+                f"{comparison.status}: {comparison.reason}")
+    verdict = stats.verdict + (" REGRESSION" if is_regression(comparison, threshold) else "")
+    return (comparison.case_id, str(stats.pairs), f"{_duration(stats.a_median)} ({stats.a_spread:.1%})",
+            f"{_duration(stats.b_median)} ({stats.b_spread:.1%})", f"{stats.ratio:.3f}", _interval(comparison), verdict)
+
+
+def _side_lines(result: ABReport) -> list[str]:
+    lines = []
+    for label, side in result.sides.items():
+        commit = (side.get("commit") or "unknown")[:12]
+        lines.append(f"{label}: {side['side']} — commit {commit}, torch {side.get('torch')}, "
+                     f"python {side.get('python_version')} ({side['qbench_file']})")
+    return lines
+
+
+def _method(result: ABReport, threshold: float) -> str:
+    settings = result.settings
+    amount = (f"{settings.pairs} pairs" if settings.pairs is not None
+              else f"{settings.budget_s:g} s of pairs")
+    return (f"{amount} per case after {settings.warmup_pairs} warm-up pair(s), a fresh process per side, order "
+            f"AB/BA; IQR across processes; B/A = median over pairs of the ratio of per-process "
+            f"{settings.statistic}s, {100 * (1 - settings.alpha):g}% sign-test interval (false alarm <= "
+            f"{100 * settings.alpha:g}% per case); regression = slower and B/A > {1 + threshold:g}")
+
+
+def _verdict_line(result: ABReport, threshold: float) -> str:
+    regressed = [c.case_id for c in result.cases if is_regression(c, threshold)]
+    failed = [c.case_id for c in result.cases if c.status == "failed"]
+    parts = [f"{len(regressed)} regression(s)" + (f": {', '.join(regressed)}" if regressed else "")]
+    if failed:
+        parts.append(f"{len(failed)} failed: {', '.join(failed)}")
+    return "; ".join(parts)
+
+
+def _columns(result: ABReport) -> tuple[str, ...]:
+    return COLUMNS[:5] + (f"{100 * (1 - result.settings.alpha):g}% CI",) + COLUMNS[6:]
+
+
+def render_table(result: ABReport, threshold: float) -> str:
+    rows = [_columns(result)] + [_row(c, threshold) for c in result.cases]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS) - 1)]
+    body = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+    return "\n".join(_side_lines(result) + [_method(result, threshold), ""] + body
+                     + ["", _verdict_line(result, threshold)])
+
+
+def render_markdown(result: ABReport, threshold: float) -> str:
+    sides = [f"- **{line.split(':', 1)[0]}**:{line.split(':', 1)[1]}" for line in _side_lines(result)]
+    header = "| " + " | ".join(_columns(result)) + " |"
+    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+    rows = ["| " + " | ".join(cell.replace("|", "\\|") for cell in _row(c, threshold)) + " |" for c in result.cases]
+    return "\n".join(["### qbench ab", ""] + sides + ["", _method(result, threshold), "", header, rule] + rows
+                     + ["", f"**{_verdict_line(result, threshold)}**"])
+
+
+def _progress(comparison: CaseComparison, done: int, total: int) -> None:
+    stats = comparison.stats
+    summary = (f"B/A {stats.ratio:.3f} ({_interval(comparison)}) {stats.verdict}" if stats
+               else f"{comparison.status}: {comparison.reason}")
+    print(f"[{done}/{total}] {comparison.case_id}: {len(comparison.pairs)} pairs, {summary}, "
+          f"{comparison.seconds:.0f} s, load {comparison.load.get('end', [None])[0]}"[:200],
+          file=sys.stderr, flush=True)
+
+
+def _raise_interrupt(signum, frame):
+    """SIGTERM (a CI timeout) unwinds like Ctrl-C, so that the temporary worktrees are removed."""
+    raise KeyboardInterrupt
+
+
+class ABCommand(Command):
+    name = "ab"
+    help = "compare two sides (git refs, Python environments) in interleaved pairs of fresh processes"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--suite", required=True, help="suite name (suites/<name>.toml) or path to a .toml file")
+        parser.add_argument("--filter", action="append", default=[], metavar="GLOB",
+                            help="keep cases whose id (model/mode/engine/bN/tN/weights) matches; repeatable")
+        parser.add_argument("--a", required=True, metavar="SIDE",
+                            help="baseline: a git ref of the qbench repository, python:/path/to/python, or current")
+        parser.add_argument("--b", required=True, metavar="SIDE", help="candidate, same forms as --a")
+        amount = parser.add_mutually_exclusive_group()
+        amount.add_argument("--pairs", type=int, default=None, metavar="N", help="measure N pairs per case")
+        amount.add_argument("--seconds-per-pair", type=float, default=None, metavar="T",
+                            help=f"seconds of measuring for each case's A/B comparison (both sides, after one "
+                                 f"warm-up pair); pairs are added until they are spent (default {DEFAULT_SECONDS:g})")
+        parser.add_argument("--threshold", default="latency:0%", metavar="latency:N%",
+                            help="exit 1 when B is significantly slower by more than this (default latency:0%%)")
+        parser.add_argument("--statistic", choices=STATISTICS, default="median",
+                            help="what each process contributes: the median of its latency samples (default) or "
+                                 "its fastest sample")
+        parser.add_argument("--sample-seconds", type=float, default=None, metavar="S",
+                            help="latency sampling time per process (default: the suite's [measure] min_time_s); "
+                                 "shorter gives more pairs")
+        parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                            help=f"false-alarm probability of a verdict per case (default {DEFAULT_ALPHA:g})")
+        parser.add_argument("--isolation", choices=("fork", "spawn"), default=None,
+                            help="fork from each side's pre-imported worker (default) or spawn per process")
+        parser.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+        parser.add_argument("--no-progress", action="store_true", help="no per-case progress on stderr")
+
+    def run(self, args) -> int:
+        threshold = latency_threshold(args.threshold)
+        settings = ABSettings(pairs=args.pairs, seconds=args.seconds_per_pair, alpha=args.alpha,
+                              statistic=args.statistic)
+        specs = parse_side(args.a), parse_side(args.b)
+        spec = with_sample_seconds(load_suite(args.suite), args.sample_seconds)
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            with open_sides(*specs) as sides:
+                on_case = None if args.no_progress else _progress
+                result = run_ab(spec, sides, settings, filters=args.filter, isolation=args.isolation,
+                                on_case=on_case)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if args.format == "json":
+            print(json.dumps(result.to_dict(threshold), indent=2))
+        elif args.format == "markdown":
+            print(render_markdown(result, threshold))
+        else:
+            print(render_table(result, threshold))
+        if any(c.status == "failed" for c in result.cases):
+            return EXIT_INFRA
+        return EXIT_REGRESSION if any(is_regression(c, threshold) for c in result.cases) else EXIT_OK
+
+
+COMMAND = ABCommand

@@ -2,6 +2,7 @@
 false alarm, on this machine, with a known slowdown that changes nothing else.
 
     python -m qbench.ab_experiment --out /tmp/ab-exp            # measure (about 75 s per comparison), then summarize
+    python -m qbench.ab_experiment --out /tmp/ab-exp --resume     # go on after an interruption
     python -m qbench.ab_experiment --out /tmp/ab-exp --summarize  # summarize what an earlier run measured
 
 Design. A scratch git repository holds this qbench source and a model module, abexp_model.py: a conv stem, ONE
@@ -195,43 +196,72 @@ def _busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -
     return (after[0] - before[0]) / (after[1] - before[1])
 
 
-def run_experiment(out: Path, *, seconds: float, repeats: int, slowdowns: list[float], threads: int, blocks: int,
-                   sample_s: float, alpha: float, calibration_rounds: int, log=print) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def _prepare(out: Path, *, slowdowns: list[float], threads: int, blocks: int, calibration_rounds: int,
+             settings: dict, log) -> dict:
+    """The scratch repository and the calibrated conditions, written to OUT/conditions.json."""
     repo = out / "repo"
     if repo.exists():
         shutil.rmtree(repo)
     conditions = build_repo(repo, blocks, slowdowns)
     log(f"calibrating the work ratios ({calibration_rounds} interleaved rounds in one worker) ...")
     conditions = _calibrate(repo, conditions, threads, calibration_rounds)
-    settings = {"seconds_per_case": seconds, "repeats": repeats, "threads": threads, "blocks": blocks,
-                "sample_s": sample_s, "alpha": alpha, "load_average_at_start": os.getloadavg(),
-                "python": sys.executable, "cpus": os.cpu_count()}
-    (out / "conditions.json").write_text(json.dumps({"settings": settings, "conditions": conditions}, indent=2))
+    meta = {"settings": {**settings, "load_average_at_start": os.getloadavg(), "python": sys.executable,
+                         "cpus": os.cpu_count()}, "conditions": conditions}
+    (out / "conditions.json").write_text(json.dumps(meta, indent=2))
     for name, c in conditions.items():
         log(f"{name:5} {c['tag']:9} blocks {c['blocks']:4}  MACs ratio {c['macs_ratio']:.4f}  " + "  ".join(
             f"{clock} ratio {t['median_ratio']:.4f} (IQR {t['iqr'][0]:.4f}-{t['iqr'][1]:.4f}, fastest rounds "
             f"{t['min_ratio']:.4f})" for clock, t in c["timed"].items()))
-    spec, names = _suite(threads, sample_s), list(conditions)
-    with open(out / "comparisons.jsonl", "a") as sink:
-        for repeat in range(repeats):
+    return meta
+
+
+def _compare(repo: Path, spec, name: str, condition: dict, repeat: int, settings: dict) -> dict:
+    """One real qbench ab of base against this condition's tag, with the machine's load around it."""
+    began, load, cpu = time.time(), os.getloadavg(), _cpu_times()
+    with open_sides("base", condition["tag"], root=repo) as sides:
+        result = run_ab(spec, sides, ABSettings(seconds=settings["seconds_per_case"], alpha=settings["alpha"]))
+    return {"condition": name, "repeat": repeat, "macs_ratio": condition["macs_ratio"],
+            "wall_s": time.time() - began, "load_before": load, "load_after": os.getloadavg(),
+            "busy_share": _busy_share(cpu, _cpu_times()), "result": result.to_dict()}
+
+
+def _describe(line: dict, repeats: int) -> str:
+    case = line["result"]["cases"][0]
+    figures = (f"B/A {case['ratio']:.4f} ({case['ci_low'] or 0:.4f}-{case['ci_high'] or math.inf:.4f}), "
+               f"{case['pairs']} pairs" if case["status"] == "compared" else case["reason"])
+    return (f"[{line['repeat'] + 1}/{repeats}] {line['condition']:5} {case['verdict']:7} {figures}, load "
+            f"{line['load_before'][0]:.2f}->{line['load_after'][0]:.2f}, CPUs busy "
+            f"{line['busy_share'] or math.nan:.0%}")
+
+
+def run_experiment(out: Path, *, seconds: float, repeats: int, slowdowns: list[float], threads: int, blocks: int,
+                   sample_s: float, alpha: float, calibration_rounds: int, resume: bool = False, log=print) -> None:
+    """Every condition `repeats` times, rotating the order per repeat. With resume, an earlier run in OUT goes on
+    (same repository, calibration and settings) with the comparisons it had not done."""
+    out.mkdir(parents=True, exist_ok=True)
+    sink_path = out / "comparisons.jsonl"
+    if resume and (out / "conditions.json").is_file():
+        meta = json.loads((out / "conditions.json").read_text())
+    else:
+        sink_path.unlink(missing_ok=True)
+        settings = {"seconds_per_case": seconds, "repeats": repeats, "threads": threads, "blocks": blocks,
+                    "sample_s": sample_s, "alpha": alpha}
+        meta = _prepare(out, slowdowns=slowdowns, threads=threads, blocks=blocks,
+                        calibration_rounds=calibration_rounds, settings=settings, log=log)
+    settings, conditions = meta["settings"], meta["conditions"]
+    done = set()
+    if sink_path.is_file():
+        done = {(line["condition"], line["repeat"]) for line in map(json.loads, sink_path.read_text().splitlines())}
+    spec, names = _suite(settings["threads"], settings["sample_s"]), list(conditions)
+    with open(sink_path, "a") as sink:
+        for repeat in range(settings["repeats"]):
             for name in names[repeat % len(names):] + names[:repeat % len(names)]:
-                began, load, cpu = time.time(), os.getloadavg(), _cpu_times()
-                with open_sides("base", conditions[name]["tag"], root=repo) as sides:
-                    result = run_ab(spec, sides, ABSettings(seconds=seconds, alpha=alpha))
-                case = result.cases[0]
-                line = {"condition": name, "repeat": repeat,
-                        "expected_ratio": conditions[name]["timed"]["cpu"]["median_ratio"],
-                        "macs_ratio": conditions[name]["macs_ratio"], "wall_s": time.time() - began,
-                        "load_before": load, "load_after": os.getloadavg(),
-                        "busy_share": _busy_share(cpu, _cpu_times()), "result": result.to_dict()}
+                if (name, repeat) in done:
+                    continue
+                line = _compare(out / "repo", spec, name, conditions[name], repeat, settings)
                 sink.write(json.dumps(line) + "\n")
                 sink.flush()
-                stats = case.stats
-                log(f"[{repeat + 1}/{repeats}] {name:5} {case.verdict:7} " + (
-                    f"B/A {stats.ratio:.4f} ({stats.low:.4f}-{stats.high:.4f}), {stats.pairs} pairs, "
-                    if stats else f"{case.reason} ") + f"load {load[0]:.2f}->{line['load_after'][0]:.2f}, "
-                    f"CPUs busy {line['busy_share'] or math.nan:.0%}")
+                log(_describe(line, settings["repeats"]))
 
 
 def _binomial_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -371,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qbench.ab_experiment", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="folder for the data and the summary")
     parser.add_argument("--summarize", action="store_true", help="only summarize an earlier run in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with an interrupted run in --out (its settings, repository and calibration)")
     parser.add_argument("--seconds", type=float, default=60.0, help="budget per case pair (default 60)")
     parser.add_argument("--repeats", type=int, default=20, help="comparisons per condition (default 20)")
     parser.add_argument("--slowdowns", default="1,2,3,5,10", help="percent, comma-separated (default 1,2,3,5,10)")
@@ -386,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         run_experiment(args.out, seconds=args.seconds, repeats=args.repeats,
                        slowdowns=[float(s) for s in args.slowdowns.split(",") if s.strip()], threads=args.threads,
                        blocks=args.blocks, sample_s=args.sample_seconds, alpha=args.alpha,
-                       calibration_rounds=args.calibration_rounds)
+                       calibration_rounds=args.calibration_rounds, resume=args.resume)
     text = summarize(args.out)
     (args.out / "summary.md").write_text(text)
     print(text)

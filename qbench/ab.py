@@ -17,7 +17,6 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -40,6 +39,7 @@ from qbench.records import Case, RunRecord
 from qbench.runner.session import Session
 from qbench.store import utc_now
 from qbench.suites import SuiteSpec
+from qbench.thresholds import parse_threshold
 
 __all__ = ["SideSpec", "Side", "ABSettings", "Pair", "CaseComparison", "ABReport", "parse_side", "open_sides",
            "run_ab", "parse_latency_threshold", "latency_threshold", "is_regression", "source_root", "pair_values",
@@ -52,7 +52,6 @@ PREFLIGHT_TIMEOUT_S = 300.0
 CANDIDATES = 6
 CURRENT = "current"
 STATISTICS = ("median", "min")
-_THRESHOLD = re.compile(r"^(?:(?P<metric>[A-Za-z_][\w]*):)?(?P<value>\d+(?:\.\d+)?)%$")
 
 
 def source_root() -> Path:
@@ -244,7 +243,8 @@ class ABSettings:
 @dataclass(frozen=True)
 class Pair:
     """One A and one B process: their median latencies and fastest samples (either is compared, see
-    ABSettings.statistic), their order, and when the pair started, in seconds after the warm-up."""
+    ABSettings.statistic), their order, when the pair started (seconds after the warm-up), and the CPU each
+    process last ran on (for diagnosing noise)."""
 
     a: float
     b: float
@@ -252,10 +252,12 @@ class Pair:
     started_s: float
     a_min: float
     b_min: float
+    a_cpu: int | None = None
+    b_cpu: int | None = None
 
     def to_dict(self) -> dict:
         return {"a": self.a, "b": self.b, "order": self.order, "started_s": round(self.started_s, 3),
-                "a_min": self.a_min, "b_min": self.b_min}
+                "a_min": self.a_min, "b_min": self.b_min, "a_cpu": self.a_cpu, "b_cpu": self.b_cpu}
 
 
 @dataclass
@@ -316,13 +318,12 @@ def with_sample_seconds(spec: SuiteSpec, seconds: float | None) -> SuiteSpec:
 
 
 def parse_latency_threshold(text: str) -> float:
-    """`latency:3%` or `3%` -> 0.03. qbench ab compares latency only."""
-    match = _THRESHOLD.match(text.strip())
-    if not match:
-        raise ConfigError(f"threshold {text!r}: expected latency:N% (e.g. latency:3%) or N%")
-    if match["metric"] not in (None, "latency"):
-        raise ConfigError(f"threshold {text!r}: qbench ab compares latency only")
-    return float(match["value"]) / 100
+    """`latency:3%` or `3%` -> 0.03, in qbench's threshold grammar. qbench ab compares latency only, relatively."""
+    spec = text.strip()
+    threshold = parse_threshold(spec if ":" in spec else f"latency:{spec}")
+    if threshold.metric != "latency" or not threshold.relative:
+        raise ConfigError(f"threshold {text!r}: qbench ab compares latency only, as latency:N%")
+    return threshold.value
 
 
 latency_threshold = parse_latency_threshold
@@ -423,8 +424,9 @@ class _Runner:
                 return ("skipped" if record.status == "skipped" else "failed",
                         f"side {label}: {record.status}: {record.reason}")
             samples = record.metrics["latency"]["samples"]
-            values[label] = (statistics.median(samples), min(samples))
-        return Pair(values["A"][0], values["B"][0], order, 0.0, values["A"][1], values["B"][1])
+            values[label] = (statistics.median(samples), min(samples), origins[label].get("cpu"))
+        (a, a_min, a_cpu), (b, b_min, b_cpu) = values["A"], values["B"]
+        return Pair(a, b, order, 0.0, a_min, b_min, a_cpu, b_cpu)
 
     def _enough(self, pairs: list[Pair], spent: float) -> bool:
         if self.settings.budget_s is None:

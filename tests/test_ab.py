@@ -265,3 +265,13 @@ def test_python_sides_run_this_source_under_the_given_interpreter(tmp_path):
     assert done.returncode in (0, 1), done.stderr
     assert done.stdout.count(f"({source_root() / 'qbench' / '__init__.py'})") == 2
     assert "| tests.tiny_models:convnet/fp32/-/b1/t1/random | 8 |" in done.stdout
+
+
+def test_ab_threshold_uses_qbench_threshold_grammar():
+    from qbench.ab import parse_latency_threshold
+    from qbench.errors import ConfigError
+
+    assert parse_latency_threshold("latency:3%") == parse_latency_threshold("3%") == 0.03
+    for bad in ("size:3%", "latency:0.5", "latency:x"):
+        with pytest.raises(ConfigError):
+            parse_latency_threshold(bad)

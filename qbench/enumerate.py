@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass
 
 from qbench.errors import ConfigError
+from qbench.qconfig_names import qconfig_skip_reason
 from qbench.records import ENGINELESS_MODES, ENGINES, MODES, Case
 from qbench.runners import RUNNERS, unavailable_reason
 from qbench.suites import MatrixSpec, SuiteSpec
@@ -74,17 +75,24 @@ def _select_models(matrix: MatrixSpec, catalog: Catalog, where: str) -> list[str
 
 def _cases_for(model: str, matrix: MatrixSpec, spec: SuiteSpec, catalog: Catalog, machine: dict | None):
     info = catalog.models[model]
-    axes = itertools.product(matrix.modes, matrix.batch_sizes, matrix.threads, matrix.weights, matrix.runners)
-    for mode, batch, threads, weights, runner in axes:
+    axes = itertools.product(matrix.modes, matrix.batch_sizes, matrix.threads, matrix.weights, matrix.runners,
+                             matrix.qconfigs)
+    for mode, batch, threads, weights, runner, qconfig in axes:
+        if mode in ENGINELESS_MODES and qconfig != "default":
+            continue  # one fp32 parent serves every qconfig of the sweep
         for engine in [None] if mode in ENGINELESS_MODES else matrix.engines:
             case = Case(model=model, mode=mode, engine=engine, batch_size=batch, threads=threads, weights=weights,
-                        calibration=spec.calibration, runner=runner)
+                        qconfig=qconfig, calibration=spec.calibration, runner=runner,
+                        qat=spec.qat if mode == "qat" else None)
             reason = unavailable_reason(runner, machine) if machine else None
             yield PlannedCase(case, reason or skip_reason(case, info, catalog))
 
 
 def skip_reason(case: Case, info: dict, catalog: Catalog) -> str | None:
     """Why the catalog already rules this case out, or None."""
+    reason = qconfig_skip_reason(case.mode, case.qconfig)
+    if reason:
+        return reason
     if case.engine is not None:
         reason = catalog.engines.get(case.engine, "engine was not probed")
         if reason:
@@ -97,4 +105,4 @@ def skip_reason(case: Case, info: dict, catalog: Catalog) -> str | None:
 def _order(case: Case):
     engine_rank = -1 if case.engine is None else ENGINES.index(case.engine)
     return (case.model, RUNNERS.index(case.runner), MODES.index(case.mode), engine_rank, case.batch_size,
-            case.threads, case.weights)
+            case.threads, case.weights, case.qconfig != "default", case.qconfig)

@@ -17,22 +17,27 @@ from typing import Any
 
 from qbench.errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "MODES", "ENGINES", "ENGINELESS_MODES", "WEIGHT_KINDS", "CalibrationSpec", "MeasureSpec",
-           "Case", "RunRecord", "canonical_json"]
+__all__ = ["SCHEMA_VERSION", "STATUSES", "MODES", "ENGINES", "ENGINELESS_MODES", "WEIGHT_KINDS", "CalibrationSpec",
+           "QatSpec", "AccuracySpec", "MeasureSpec", "Case", "RunRecord", "canonical_json", "mode_rank"]
 
 SCHEMA_VERSION = 1
 
 STATUSES = ("ok", "skipped", "failed", "timeout")
-MODES = ("fp32", "dynamic", "static_eager", "static_fx", "prequantized")
+MODES = ("fp32", "dynamic", "static_eager", "static_fx", "prequantized", "qat", "pt2e")
 ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")
 WEIGHT_KINDS = ("random", "pretrained", "checkpoint")
 # Modes that do not use a quantized engine: one case per model, engine None.
 ENGINELESS_MODES = ("fp32",)
 
 
+def mode_rank(mode: str) -> int:
+    """Sort key of a mode: MODES order, then modes qbench run does not produce (kernel micro-benchmarks) last."""
+    return MODES.index(mode) if mode in MODES else len(MODES)
+
+
 _UNSET = object()
 # Case fields added after schema 1, with the default that older records implicitly had.
-_ADDED_FIELDS = {"runner": "native"}
+_ADDED_FIELDS = {"runner": "native", "qat": None}
 
 
 def canonical_json(value: Any) -> str:
@@ -72,6 +77,52 @@ class CalibrationSpec:
 
 
 @dataclass(frozen=True)
+class QatSpec:
+    """Quantization-aware fine-tuning of a `qat` case: SGD steps over the calibration batches (cycled), with the
+    learning rate following `schedule` ("constant" or "cosine") from `lr`. Part of the case's identity."""
+
+    steps: int = 20
+    lr: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    freeze_observers_after: int = 10
+    freeze_bn_after: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> QatSpec:
+        return _from_dict(cls, data, "qat")
+
+
+@dataclass(frozen=True)
+class AccuracySpec:
+    """The evaluation images of a case. Not part of a case's identity: the subset actually used (count, seed,
+    file-list hash) is recorded with the accuracy metrics, and accuracy compares only on equal subsets.
+
+    source: "synthetic" (seeded random images: label-free metrics only) or a folder of class folders (ImageFolder;
+    folder names are WordNet ids in torchvision's ImageNet order, or `labels` names a label-map file).
+    labels: "auto" (WordNet ids when every class folder is one, unlabelled when none is), "wnid", "none", or the
+    path of a label-map file (`folder index` lines or JSON {folder: index}; qbench.registry.evalset).
+    images: how many images to evaluate (a seeded random subset when the folder has more); 0 turns accuracy off.
+    """
+
+    source: str = "synthetic"
+    images: int = 32
+    batch_size: int = 16
+    seed: int = 0
+    labels: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AccuracySpec:
+        return _from_dict(cls, data, "accuracy")
+
+
+@dataclass(frozen=True)
 class MeasureSpec:
     """How latency is sampled. Not part of a case's identity: it changes precision, not what is measured."""
 
@@ -108,6 +159,7 @@ class Case:
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
     seed: int = 0
     runner: str = "native"
+    qat: QatSpec | None = None
 
     @property
     def weights_kind(self) -> str:
@@ -115,9 +167,12 @@ class Case:
 
     @property
     def case_id(self) -> str:
-        """A readable, unique name within a suite: model/mode/engine/bN/tN/weights, plus @runner if not native."""
+        """A readable, unique name within a suite: model/mode/engine/bN/tN/weights, plus #qconfig when not the
+        default and @runner when not native."""
         name = "/".join([self.model, self.mode, self.engine or "-", f"b{self.batch_size}", f"t{self.threads}",
                          self.weights_kind])
+        if self.qconfig != "default":
+            name += f"#{self.qconfig}"
         return name if self.runner == "native" else f"{name}@{self.runner}"
 
     @property
@@ -130,12 +185,15 @@ class Case:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["calibration"] = self.calibration.to_dict()
+        data["qat"] = None if self.qat is None else self.qat.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Case:
         if isinstance(data, dict) and isinstance(data.get("calibration"), dict):
             data = {**data, "calibration": CalibrationSpec.from_dict(data["calibration"])}
+        if isinstance(data, dict) and isinstance(data.get("qat"), dict):
+            data = {**data, "qat": QatSpec.from_dict(data["qat"])}
         return _from_dict(cls, data, "case")
 
 

@@ -19,8 +19,11 @@ A suite file:
     exclude = ["resnet152"]
     tags = ["quantizable"]                 # keep only models with all of these tags
     modes = ["fp32", "static_fx"]
+    qconfigs = ["default", "histogram/per_channel/symmetric", "default@qnnpack"]   # qbench.qconfig_names
 
     [calibration]                          # source = "synthetic" or an ImageFolder path
+    [accuracy]                             # evaluation images (qbench.records.AccuracySpec); images = 0: off
+    [qat]                                  # fine-tuning of qat cases (qbench.records.QatSpec)
     [measure]                              # latency sampling (qbench.records.MeasureSpec)
     [run]                                  # isolation = "fork" | "spawn", memory_limit_gb, repeat (processes
                                            # per case, in interleaved rounds)
@@ -37,15 +40,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from qbench.errors import ConfigError
-from qbench.records import ENGINES, MODES, WEIGHT_KINDS, CalibrationSpec, MeasureSpec
+from qbench.qconfig_names import canonical_name
+from qbench.records import ENGINES, MODES, WEIGHT_KINDS, AccuracySpec, CalibrationSpec, MeasureSpec, QatSpec
 from qbench.runners import RUNNERS
 from qbench.thresholds import Threshold, parse_threshold_table
 
 __all__ = ["MatrixSpec", "RunOptions", "SuiteSpec", "load_suite", "parse_suite", "resolve_suite_path"]
 
-AXES = ("modes", "engines", "batch_sizes", "threads", "weights", "runners")
+AXES = ("modes", "engines", "batch_sizes", "threads", "weights", "runners", "qconfigs")
 MATRIX_KEYS = ("models", "exclude", "tags") + AXES
-TOP_KEYS = ("suite", "defaults", "matrix", "calibration", "measure", "run", "thresholds")
+TOP_KEYS = ("suite", "defaults", "matrix", "calibration", "accuracy", "qat", "measure", "run", "thresholds")
+QAT_SCHEDULES = ("constant", "cosine")
 SUITE_KEYS = ("name", "description")
 ISOLATIONS = ("fork", "spawn")
 
@@ -61,6 +66,7 @@ class MatrixSpec:
     threads: tuple[int, ...]
     weights: tuple[str, ...]
     runners: tuple[str, ...] = ("native",)
+    qconfigs: tuple[str, ...] = ("default",)
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,8 @@ class SuiteSpec:
     path: str | None = None
     sha256: str | None = None
     thresholds: tuple[Threshold, ...] = ()
+    accuracy: AccuracySpec = AccuracySpec()
+    qat: QatSpec = QatSpec()
 
     def identity(self) -> dict:
         return {"name": self.name, "path": self.path, "sha256": self.sha256}
@@ -130,6 +138,8 @@ def parse_suite(data: dict, where: str = "<suite>", sha256: str | None = None) -
         description=str(header.get("description", "")),
         matrices=tuple(_parse_matrix(m, defaults, f"{where}: [[matrix]] {i + 1}") for i, m in enumerate(matrices)),
         calibration=_parse_dataclass(CalibrationSpec, _table(data, "calibration", where), f"{where}: [calibration]"),
+        accuracy=_parse_dataclass(AccuracySpec, _table(data, "accuracy", where), f"{where}: [accuracy]"),
+        qat=_parse_qat(_table(data, "qat", where), f"{where}: [qat]"),
         measure=_parse_dataclass(MeasureSpec, _table(data, "measure", where), f"{where}: [measure]"),
         run=_parse_run(_table(data, "run", where), f"{where}: [run]"),
         path=None if where.startswith("<") else where,
@@ -152,6 +162,7 @@ def _parse_matrix(table, defaults: dict, where: str) -> MatrixSpec:
     merged.setdefault("threads", [1])
     merged.setdefault("weights", ["random"])
     merged.setdefault("runners", ["native"])
+    merged.setdefault("qconfigs", ["default"])
     spec = MatrixSpec(
         models=_strings(merged, "models", where),
         exclude=_strings(merged, "exclude", where, required=False),
@@ -162,6 +173,7 @@ def _parse_matrix(table, defaults: dict, where: str) -> MatrixSpec:
         threads=_positive_ints(merged, "threads", where),
         weights=_weights(merged, where),
         runners=_choices(merged, "runners", RUNNERS, where),
+        qconfigs=_qconfigs(merged, where),
     )
     if any(m != "fp32" for m in spec.modes) and not spec.engines:
         raise ConfigError(f"{where}: quantized modes need 'engines' (one or more of {', '.join(ENGINES)})")
@@ -181,6 +193,20 @@ def _parse_dataclass(cls, table: dict, where: str):
             raise ConfigError(f"{where}: '{key}' must not be negative, got {value!r}")
         table = {**table, key: value}
     return cls(**table)
+
+
+def _parse_qat(table: dict, where: str) -> QatSpec:
+    spec = _parse_dataclass(QatSpec, table, where)
+    if spec.schedule not in QAT_SCHEDULES:
+        raise ConfigError(f"{where}: schedule {spec.schedule!r} is not one of {', '.join(QAT_SCHEDULES)}")
+    return spec
+
+
+def _qconfigs(table: dict, where: str) -> tuple[str, ...]:
+    try:
+        return tuple(dict.fromkeys(canonical_name(name) for name in _strings(table, "qconfigs", where)))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _parse_run(table: dict, where: str) -> RunOptions:

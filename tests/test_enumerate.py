@@ -74,3 +74,38 @@ def test_calibration_of_the_suite_is_part_of_every_case():
                         "matrix": [{"models": ["resnet18"], "modes": ["static_fx"], "engines": ["x86"]}]})
     (plan,) = expand(spec, CATALOG)
     assert plan.case.calibration.batches == 7
+
+
+def test_qconfig_axis_multiplies_quantized_cases_but_not_their_fp32_parent():
+    planned = expand(suite({"models": ["resnet18"], "modes": ["fp32", "static_fx", "dynamic"], "engines": ["x86"],
+                            "qconfigs": ["default", "histogram/per_channel/symmetric", "default@fbgemm"]}), CATALOG)
+    by_id = {p.case.case_id: p for p in planned}
+    assert [i for i in by_id if i.startswith("resnet18/fp32")] == ["resnet18/fp32/-/b1/t1/random"]
+    sweep = by_id["resnet18/static_fx/x86/b1/t1/random#histogram/per_channel/symmetric"]
+    assert sweep.case.qconfig == "histogram/per_channel/symmetric" and sweep.skip_reason is None
+    assert by_id["resnet18/static_fx/x86/b1/t1/random#default@fbgemm"].skip_reason is None
+    assert "dynamic" in by_id["resnet18/dynamic/x86/b1/t1/random#default@fbgemm"].skip_reason
+    assert by_id["resnet18/dynamic/x86/b1/t1/random"].skip_reason is None
+
+
+def test_a_misspelt_qconfig_is_a_one_line_error_naming_the_matrix():
+    with pytest.raises(ConfigError, match=r"\[\[matrix\]\] 1.*histogramm") as caught:
+        suite({"models": ["resnet18"], "modes": ["static_fx"], "engines": ["x86"], "qconfigs": ["histogramm"]})
+    assert "\n" not in str(caught.value)
+
+
+def test_qat_cases_carry_the_suites_qat_spec_and_other_modes_none():
+    spec = parse_suite({"suite": {"name": "t"}, "qat": {"steps": 7, "lr": 0.001, "schedule": "constant"},
+                        "matrix": [{"models": ["resnet18"], "modes": ["static_fx", "qat"], "engines": ["x86"]}]})
+    cases = {p.case.mode: p.case for p in expand(spec, CATALOG)}
+    assert cases["qat"].qat.steps == 7 and cases["qat"].qat.schedule == "constant"
+    assert cases["static_fx"].qat is None
+
+
+def test_qat_schedule_and_accuracy_tables_are_checked():
+    base = {"suite": {"name": "t"}, "matrix": [{"models": ["resnet18"], "modes": ["fp32"]}]}
+    with pytest.raises(ConfigError, match="schedule 'linear'"):
+        parse_suite({**base, "qat": {"schedule": "linear"}})
+    with pytest.raises(ConfigError, match=r"\[accuracy\].*'imagez'"):
+        parse_suite({**base, "accuracy": {"imagez": 5}})
+    assert parse_suite({**base, "accuracy": {"images": 0}}).accuracy.images == 0

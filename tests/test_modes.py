@@ -403,3 +403,8 @@ def test_prequantized_qconfig_is_read_from_the_converted_modules(engine, per_cha
     assert qconfig["weight"]["symmetric"] is True
     assert qconfig["activation"] == {"dtype": "torch.quint8", "modules_with_scale": 4}
     json.dumps(qconfig)
+
+
+@pytest.mark.parametrize("mode", QUANTIZED_MODES)
+def test_every_quantized_mode_names_its_qconfig(mode):
+    assert _apply(mode, engine="x86").qconfig["name"] == "default"

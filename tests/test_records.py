@@ -59,6 +59,15 @@ def test_fields_added_later_keep_older_case_versions():
     from qbench.records import canonical_json
 
     case = make_case()
-    before_runner_existed = {k: v for k, v in case.to_dict().items() if k != "runner"}
-    assert case.case_version == hashlib.sha256(canonical_json(before_runner_existed).encode()).hexdigest()[:16]
+    schema_1_fields = {k: v for k, v in case.to_dict().items() if k not in ("runner", "qat")}
+    assert case.case_version == hashlib.sha256(canonical_json(schema_1_fields).encode()).hexdigest()[:16]
     assert make_case(runner="avx2").case_version != case.case_version
+
+
+def test_qat_spec_is_part_of_a_qat_case_identity_and_round_trips():
+    from qbench.records import Case, QatSpec
+
+    short, long = (make_case(mode="qat", qat=QatSpec(steps=n)) for n in (5, 50))
+    assert short.case_version != long.case_version
+    assert Case.from_dict(long.to_dict()) == long
+    assert Case.from_dict(long.to_dict()).qat.steps == 50

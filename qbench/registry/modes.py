@@ -1,12 +1,22 @@
 """Quantization modes: one small recipe per mode, registered by name, that turns a ModelSource into a Prepared model.
 
 apply_mode() is the one entry point. It leaves torch.backends.quantized.engine set to the case's engine, since the
-caller measures the model afterwards in the same process.
+caller measures the model afterwards in the same process (and, for pt2e, torch._inductor.config.freezing on).
+
+The qconfig name (qbench.qconfig_names) applies to static_eager, static_fx and qat. With "@engine" the model is
+prepared and calibrated (or fine-tuned) under that engine's qconfig, and always converted under the case's engine:
+conversion is where weights are packed, and the packed weights decide which engine's kernels run.
+
+qat fine-tunes by distillation: the calibration images are unlabelled, so the loss is the mean squared error
+between the fake-quantized model's logits and its fp32 parent's logits on the same batch (MSE rather than KL of
+softmaxes: random-weight models have near-uniform softmaxes, whose KL has almost no gradient).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import math
 import time
 import warnings
 from collections import Counter
@@ -18,26 +28,33 @@ from torch import nn
 
 from qbench.errors import ConfigError, NotApplicable, RegistryError
 from qbench.probes.size import classify_module
-from qbench.records import ENGINELESS_MODES, MODES
+from qbench.qconfig_names import DEFAULT, parse_qconfig_name, qconfig_skip_reason
+from qbench.records import ENGINELESS_MODES, MODES, QatSpec
 from qbench.registry import ModelSource, Prepared
 from qbench.registry.engines import ENGINES, check_engine_name, probe_engine, use_engine
+from qbench.registry.qconfigs import build_qconfig, build_qconfig_mapping, calibration_engine, qconfig_origin
 
-__all__ = ["MODES", "ModeInputs", "apply_mode", "describe_qconfig", "register_mode", "registered_modes"]
+__all__ = ["MODES", "QAT_LOSS", "ModeInputs", "apply_mode", "describe_qconfig", "register_mode", "registered_modes"]
 
 # Module types quantize_dynamic converts; exact types, as its default mapping matches them.
 _DYNAMIC_TYPES = (nn.Linear, nn.LSTM, nn.GRU)
 _PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric, torch.per_channel_affine_float_qparams)
 _SYMMETRIC = (torch.per_tensor_symmetric, torch.per_channel_symmetric)
+QAT_LOSS = "mse(logits, fp32 parent logits)"
+QAT_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
 class ModeInputs:
-    """What a recipe works from. `engine` is None only for engine-less modes."""
+    """What a recipe works from. `engine` is None only for engine-less modes; `qconfig` is a qconfig name
+    (qbench.qconfig_names); `qat` the fine-tuning of a qat case (None: QatSpec's defaults)."""
 
     source: ModelSource
     engine: str | None
     calibration: list[torch.Tensor]
     example_input: torch.Tensor
+    qconfig: str = DEFAULT
+    qat: QatSpec | None = None
 
 
 class _Clock:
@@ -203,59 +220,173 @@ def _dynamic(inputs: ModeInputs, clock: _Clock):
         model = quantize_dynamic(model, set(_DYNAMIC_TYPES), dtype=torch.qint8, inplace=True)
     converted = Counter(type(m).__name__ for m in model.modules()
                         if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic"))
-    qconfig = {**describe_qconfig(default_dynamic_qconfig),
+    qconfig = {**describe_qconfig(default_dynamic_qconfig), "name": DEFAULT,
                "origin": "quantize_dynamic({Linear, LSTM, GRU}, dtype=torch.qint8)"}
     return model, qconfig, {"converted_modules": sum(converted.values()), "converted_by_type": dict(converted)}
 
 
+def _qconfig_data(qconfig, inputs: ModeInputs, *, qat: bool = False, mapping: bool = False) -> dict:
+    """describe_qconfig plus the qconfig name and the engines: the one it was calibrated for, the one that ran."""
+    return {**describe_qconfig(qconfig), "name": parse_qconfig_name(inputs.qconfig).name,
+            "calibrated_for": calibration_engine(inputs.qconfig, inputs.engine), "engine": inputs.engine,
+            "origin": qconfig_origin(inputs.qconfig, inputs.engine, qat=qat, mapping=mapping)}
+
+
+@contextlib.contextmanager
+def _packing(inputs: ModeInputs) -> Iterator[None]:
+    """Convert under the case's engine. A named qconfig the engine cannot pack (oneDNN refuses weights with
+    non-zero zero points) is not applicable, not a failure of qbench."""
+    with use_engine(inputs.engine):
+        try:
+            yield
+        except RuntimeError as exc:
+            if inputs.qconfig == DEFAULT:
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise NotApplicable(f"engine {inputs.engine} cannot pack qconfig {inputs.qconfig}: {first}") from exc
+
+
+def _prepare_fx(prepare, model: nn.Module, mapping, example_input: torch.Tensor):
+    try:
+        return prepare(model, mapping, (example_input,))
+    except torch.fx.proxy.TraceError as exc:
+        raise NotApplicable(f"not symbolically traceable: {str(exc).strip().splitlines()[0]}") from exc
+
+
 @register_mode("static_eager")
 def _static_eager(inputs: ModeInputs, clock: _Clock):
-    from torch.ao.quantization import convert, get_default_qconfig, prepare
+    from torch.ao.quantization import convert, prepare
 
     with clock("build"):
         model = inputs.source.quantizable_model()
     with clock("fuse"):
         model.fuse_model(is_qat=False)
-    qconfig = get_default_qconfig(inputs.engine)
+    qconfig = build_qconfig(inputs.qconfig, inputs.engine)
     model.qconfig = qconfig
-    with use_engine(inputs.engine):
+    with use_engine(calibration_engine(inputs.qconfig, inputs.engine)):
         with clock("prepare"):
             prepare(model, inplace=True)
         with clock("calibrate"):
             _calibrate(model, inputs.calibration)
-        with clock("convert"):
-            convert(model, inplace=True)
-    description = {**describe_qconfig(qconfig), "origin": f"get_default_qconfig({inputs.engine!r})"}
-    return model, description, _calibration_notes(inputs.calibration)
+    with _packing(inputs), clock("convert"):
+        convert(model, inplace=True)
+    return model, _qconfig_data(qconfig, inputs), _calibration_notes(inputs.calibration)
 
 
 @register_mode("static_fx")
 def _static_fx(inputs: ModeInputs, clock: _Clock):
-    from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     with clock("build"):
         model = inputs.source.float_model()
-    mapping = get_default_qconfig_mapping(inputs.engine)
-    with use_engine(inputs.engine):
+    mapping = build_qconfig_mapping(inputs.qconfig, inputs.engine)
+    with use_engine(calibration_engine(inputs.qconfig, inputs.engine)):
         with clock("prepare"):
-            try:
-                model = prepare_fx(model, mapping, (inputs.example_input,))
-            except torch.fx.proxy.TraceError as exc:
-                raise NotApplicable(f"not symbolically traceable: {str(exc).strip().splitlines()[0]}") from exc
+            model = _prepare_fx(prepare_fx, model, mapping, inputs.example_input)
         with clock("calibrate"):
             _calibrate(model, inputs.calibration)
-        with clock("convert"):
-            model = convert_fx(model)
-    description = {**describe_qconfig(mapping), "origin": f"get_default_qconfig_mapping({inputs.engine!r})"}
-    return model, description, _calibration_notes(inputs.calibration)
+    with _packing(inputs), clock("convert"):
+        model = convert_fx(model)
+    return model, _qconfig_data(mapping, inputs, mapping=True), _calibration_notes(inputs.calibration)
 
 
 @register_mode("prequantized")
 def _prequantized(inputs: ModeInputs, clock: _Clock):
     with use_engine(inputs.engine), clock("build"):
         model = inputs.source.prequantized_model(inputs.engine)
-    return model, {**_describe_converted(model), "origin": "torchvision quantize=True"}, {}
+    return model, {**_describe_converted(model), "name": DEFAULT, "origin": "torchvision quantize=True"}, {}
+
+
+def _check_qat_spec(spec: QatSpec) -> None:
+    if spec.schedule not in QAT_SCHEDULES:
+        raise ConfigError(f"qat schedule {spec.schedule!r} is unknown; allowed: {', '.join(QAT_SCHEDULES)}")
+    if spec.steps < 0 or spec.lr <= 0 or spec.momentum < 0:
+        raise ConfigError(f"qat needs steps >= 0, lr > 0 and momentum >= 0 (got {spec})")
+
+
+def _distillation_loss(model: nn.Module, batches: list, targets: list) -> float:
+    """Mean distillation loss over every batch, without training (observers still run unless disabled)."""
+    with torch.no_grad():
+        return sum(nn.functional.mse_loss(model(b), t).item() for b, t in zip(batches, targets)) / len(batches)
+
+
+def _finite(value: float, where: str) -> float:
+    if not math.isfinite(value):
+        raise RuntimeError(f"qat diverged: loss {value} {where}; lower the suite's [qat] lr")
+    return value
+
+
+def _finetune(model: nn.Module, teacher: nn.Module, batches: list, spec: QatSpec) -> dict:
+    """`spec.steps` SGD steps on the batches (cycled), distilling the teacher's logits; returns the notes. With
+    0 steps the observers only see one pass over the batches (used to rebuild a cached model's skeleton)."""
+    from torch.ao.nn.intrinsic.qat import freeze_bn_stats
+    from torch.ao.quantization import disable_observer
+
+    with torch.no_grad():
+        targets = [teacher(batch) for batch in batches]
+    model.eval()
+    loss_start = _finite(_distillation_loss(model, batches, targets), "before training")  # also calibrates
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, spec.steps)) if spec.schedule == "cosine" \
+        else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+    model.train()
+    losses, lrs = [], []
+    for step in range(spec.steps):
+        if step == spec.freeze_observers_after:
+            model.apply(disable_observer)
+        if step == spec.freeze_bn_after:
+            model.apply(freeze_bn_stats)
+        loss = nn.functional.mse_loss(model(batches[step % len(batches)]), targets[step % len(batches)])
+        optimizer.zero_grad()
+        loss.backward()
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+        losses.append(_finite(loss.item(), f"at step {step}"))
+    model.apply(disable_observer)
+    model.eval()
+    loss_end = _finite(_distillation_loss(model, batches, targets), "after training")
+    return {"qat_path": "prepare_qat_fx", "loss": QAT_LOSS, "steps": spec.steps, "schedule": spec.schedule,
+            "loss_start": loss_start, "loss_end": loss_end,
+            "loss_first_step": losses[0] if losses else None,
+            "loss_last_step": losses[-1] if losses else None, "lr_first_step": lrs[0] if lrs else None,
+            "lr_last_step": lrs[-1] if lrs else None,
+            **_calibration_notes(batches)}
+
+
+@register_mode("qat")
+def _qat(inputs: ModeInputs, clock: _Clock):
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
+
+    spec = inputs.qat or QatSpec()
+    _check_qat_spec(spec)
+    if not inputs.calibration:
+        raise ConfigError("qat needs at least one calibration batch to fine-tune on")
+    with clock("build"):
+        teacher = inputs.source.float_model()
+        model = copy.deepcopy(teacher).train()
+    mapping = build_qconfig_mapping(inputs.qconfig, inputs.engine, qat=True)
+    with use_engine(calibration_engine(inputs.qconfig, inputs.engine)):
+        with clock("prepare"):
+            model = _prepare_fx(prepare_qat_fx, model, mapping, inputs.example_input)
+        with clock("train"):
+            notes = _finetune(model, teacher, inputs.calibration, spec)
+    with _packing(inputs), clock("convert"):
+        model = convert_fx(model)
+    return model.eval(), _qconfig_data(mapping, inputs, qat=True, mapping=True), notes
+
+
+@register_mode("pt2e")
+def _pt2e(inputs: ModeInputs, clock: _Clock):
+    from qbench.registry.pt2e import pt2e_quantizer, quantize_pt2e
+
+    quantizer, description = pt2e_quantizer(inputs.engine)
+    if not inputs.calibration:
+        raise ConfigError("pt2e needs at least one calibration batch")
+    with clock("build"):
+        model = inputs.source.float_model()
+    model, notes = quantize_pt2e(model, quantizer, inputs.calibration, inputs.example_input, clock)
+    return model, {**description, "name": DEFAULT, "engine": inputs.engine}, notes
 
 
 # ---------------------------------------------------------------------------------------------- entry point
@@ -275,17 +406,23 @@ def _check_engine(mode: str, engine: str | None) -> None:
 
 
 def apply_mode(mode: str, source: ModelSource, *, engine: str | None, calibration: list[torch.Tensor],
-               example_input: torch.Tensor) -> Prepared:
-    """Build `source`'s model quantized as `mode` under `engine`; on return the process's engine is `engine`.
+               example_input: torch.Tensor, qconfig: str = DEFAULT, qat: QatSpec | None = None) -> Prepared:
+    """Build `source`'s model quantized as `mode` under `engine` with qconfig name `qconfig` (and, for qat, the
+    fine-tuning `qat`); on return the process's engine is `engine`.
 
     Raises RegistryError for an unknown mode or engine (or an engine given to fp32 / missing for the others),
-    NotApplicable when this mode cannot handle this model or the engine does not work here.
+    ConfigError for a malformed qconfig name, NotApplicable when this mode cannot take this qconfig or handle this
+    model, or the engine does not work here.
     """
     if mode not in _RECIPES:
         raise RegistryError(f"unknown mode {mode!r}; allowed: {', '.join(_RECIPES)}")
+    reason = qconfig_skip_reason(mode, qconfig)
+    if reason:
+        raise NotApplicable(reason)
     _check_engine(mode, engine)
     clock = _Clock()
-    model, qconfig, notes = _RECIPES[mode](ModeInputs(source, engine, calibration, example_input), clock)
+    inputs = ModeInputs(source, engine, calibration, example_input, qconfig, qat)
+    model, qconfig, notes = _RECIPES[mode](inputs, clock)
     if engine is not None:
         # Source builders may switch the engine behind our back (torchvision's quantize=True does).
         torch.backends.quantized.engine = engine

@@ -40,7 +40,8 @@ class _QuickModel:
     def measure(self) -> dict:
         grid = {(mode, engine): _case(self.model, mode, engine) for mode in MATRIX.modes for engine in MATRIX.engines}
         cases = list(dict.fromkeys(grid.values()))
-        records = {r.case: r for r in measure_cases(cases, MEASURE, suite_name=f"asv-{SUITE.name}")}
+        records = {r.case: r for r in measure_cases(cases, MEASURE, suite_name=f"asv-{SUITE.name}",
+                                                           accuracy=SUITE.accuracy)}
         return {key: records[case] for key, case in grid.items()}
 
     def setup(self, records, mode, engine):
@@ -62,10 +63,30 @@ class _QuickModel:
     def track_size(self, records, mode, engine):
         return _value(records[(mode, engine)], "size")
 
+    def track_bytes_moved(self, records, mode, engine):
+        return _value(records[(mode, engine)], "bytes_moved")
+
+    def track_bandwidth(self, records, mode, engine):
+        return _value(records[(mode, engine)], "bandwidth")
+
+    def track_agreement(self, records, mode, engine):
+        return _value(records[(mode, engine)], "agreement")
+
+    def track_sqnr(self, records, mode, engine):
+        return _value(records[(mode, engine)], "sqnr")
+
+    def track_top1(self, records, mode, engine):
+        return _value(records[(mode, engine)], "top1")
+
     track_latency.unit = asv_unit(METRICS["latency"])
     track_throughput.unit = asv_unit(METRICS["throughput"])
     track_memory.unit = asv_unit(METRICS["memory"])
     track_size.unit = asv_unit(METRICS["size"])
+    track_bytes_moved.unit = asv_unit(METRICS["bytes_moved"])
+    track_bandwidth.unit = asv_unit(METRICS["bandwidth"])
+    track_agreement.unit = asv_unit(METRICS["agreement"])
+    track_sqnr.unit = asv_unit(METRICS["sqnr"])
+    track_top1.unit = asv_unit(METRICS["top1"])
 
 
 def _value(record, metric: str) -> float | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from qbench.enumerate import Catalog, PlannedCase, skip_reason
 from qbench.machine import collect_machine
 from qbench.provenance import qbench_provenance
-from qbench.records import Case, CalibrationSpec, MeasureSpec, RunRecord
+from qbench.records import AccuracySpec, Case, CalibrationSpec, MeasureSpec, RunRecord
 from qbench.runner.session import Session
 from qbench.store import RunWriter, utc_now
 from qbench.suites import RunOptions, SuiteSpec
@@ -21,12 +21,15 @@ __all__ = ["measure_cases"]
 def measure_cases(cases: list[Case], measure: MeasureSpec = MeasureSpec(), *, run: RunOptions = RunOptions(),
                   python: str = sys.executable, extra_env: dict | None = None, suite_name: str = "api",
                   results: Path | str | None = None, machine: dict | None = None, repeat: int = 1,
-                  catalog: Catalog | None = None) -> list[RunRecord]:
+                  catalog: Catalog | None = None, accuracy: AccuracySpec = AccuracySpec(),
+                  cache: dict | None = None) -> list[RunRecord]:
+    """accuracy: the evaluation images (images=0: no accuracy); cache: artifact cache settings
+    ({"enabled": bool, "dir": str | None}, default off)."""
     spec = SuiteSpec(name=suite_name, description="", matrices=(), calibration=CalibrationSpec(), measure=measure,
-                     run=run)
+                     run=run, accuracy=accuracy)
     machine = machine or collect_machine()
     context = {"run_id": uuid.uuid4().hex, "suite": spec.identity(), "machine": machine, "qbench": qbench_provenance()}
-    with Session(spec, python=python, extra_env=extra_env) as session:
+    with Session(spec, python=python, extra_env=extra_env, cache=cache) as session:
         if catalog is None:
             custom = sorted({c.model for c in cases if ":" in c.model})
             catalog = session.catalog(custom, threads=min(c.threads for c in cases))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from qbench.errors import ConfigError, StoreError
 from qbench.metrics import METRICS, Metric
-from qbench.records import ENGINES, MODES, RunRecord
+from qbench.records import ENGINES, MODES, RunRecord, mode_rank
 from qbench.store import RunFile, read_run_file, run_files
 
 __all__ = ["CASE_PARAMS", "EXPORT_VERSION", "ExportReport", "asv_unit", "metric_samples", "metric_value",
@@ -255,7 +255,7 @@ def _sorted_axis(values: set[str]) -> list[str]:
         if text.isdigit():
             return (0, int(text), 0, "")
         if mode in MODES:
-            return (1, MODES.index(mode), ENGINES.index(engine) if engine in ENGINES else -1, text)
+            return (1, mode_rank(mode), ENGINES.index(engine) if engine in ENGINES else -1, text)
         return (2, 0, 0, text)
     return sorted(values, key=key)
 

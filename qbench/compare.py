@@ -299,6 +299,10 @@ def _compare_metric(case_id, machine_id, metric, base, cand, policy, suite, alph
         return Comparison(case_id, metric.name, SideSummary.of(base_values) if base_values else None,
                           SideSummary.of(cand_values) if cand_values else None, None, "missing",
                           f"{metric.name} measured only in {present}", machine_id=machine_id)
+    different = _different_bases(metric, base, cand)
+    if different:
+        return Comparison(case_id, metric.name, SideSummary.of(base_values), SideSummary.of(cand_values), None,
+                          "incomparable", different, machine_id=machine_id)
     base_summary, cand_summary = SideSummary.of(base_values), SideSummary.of(cand_values)
     threshold = policy.threshold_for(metric.name, base_summary.value, case_id=case_id, machine_id=machine_id,
                                      suite=suite)
@@ -311,6 +315,17 @@ def _compare_metric(case_id, machine_id, metric, base, cand, policy, suite, alph
     ratio = cand_summary.value / base_summary.value if base_summary.value else None
     return Comparison(case_id, metric.name, base_summary, cand_summary, ratio, verdict, reason, machine_id=machine_id,
                       threshold=f"{threshold.describe(table)} ({threshold.source})", test=test)
+
+
+def _different_bases(metric: Metric, base: list[RunRecord], cand: list[RunRecord]) -> str | None:
+    """Why the two sides' values of `metric` were measured on different things (e.g. evaluation subsets), or None."""
+    if metric.basis is None:
+        return None
+    bases = [{metric.basis(r) for r in side if metric.extract(r) is not None} for side in (base, cand)]
+    if bases[0] == bases[1] and len(bases[0]) == 1:
+        return None
+    names = [",".join(sorted(str(b)[:12] for b in side)) for side in bases]
+    return f"{metric.name} measured on different evaluation subsets (base {names[0]}, candidate {names[1]})"
 
 
 def _judge(metric: Metric, base: SideSummary, cand: SideSummary, threshold: Threshold, test: Significance | None,
@@ -355,7 +370,7 @@ def significance(base_values: list[float], cand_values: list[float], base_sample
 
 def _rank_test_can_reach(m: int, n: int, alpha: float) -> bool:
     """Whether a two-sided Mann–Whitney U over m and n values can give p < alpha at all (2 / C(m+n, m))."""
-    return m >= 1 and n >= 1 and 2.0 / math.comb(m + n, m) < alpha
+    return m >= 1 and n >= 1 and math.comb(m + n, m) > 2.0 / alpha
 
 
 def _mann_whitney_p(x: list[float], y: list[float]) -> float:

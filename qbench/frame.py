@@ -15,7 +15,10 @@ COLUMNS = (
     "torchvision", "python", "qbench_commit", "qbench_dirty", "started_at", "duration_s",
     "latency_median_s", "latency_q1_s", "latency_q3_s", "latency_iqr_s", "latency_p90_s", "latency_p99_s",
     "latency_n", "throughput_ips", "size_bytes", "parameters", "modules_quantized", "modules_float",
-    "peak_rss_build_bytes", "peak_rss_run_bytes", "run_complete", "file",
+    "peak_rss_build_bytes", "peak_rss_run_bytes",
+    "bytes_moved", "bytes_weights", "macs", "bandwidth_gbps", "peak_triad_gbps", "peak_bandwidth_pct",
+    "top1", "top5", "top1_delta", "top1_delta_lo", "top1_delta_hi", "agreement", "sqnr_db", "eval_images",
+    "eval_subset", "labelled", "compile_s", "cache_hit", "run_complete", "file",
 )
 
 
@@ -24,6 +27,12 @@ def record_row(record: RunRecord, path: Path | str | None = None, run_complete: 
     latency = summarize((metrics.get("latency") or {}).get("samples") or [])
     size = metrics.get("size") or {}
     memory = metrics.get("memory") or {}
+    traffic = metrics.get("bandwidth") or {}
+    accuracy = metrics.get("accuracy") or {}
+    subset = accuracy.get("subset") or {}
+    delta_ci = accuracy.get("delta_top1_ci") or (None, None)
+    triad = ((record.details or {}).get("peaks") or {}).get("triad_gbps")
+    gbps = traffic.get("bytes_total") / latency.median / 1e9 if latency and traffic.get("bytes_total") else None
     row = {
         "run_id": record.run_id,
         "record_id": record.record_id,
@@ -65,6 +74,24 @@ def record_row(record: RunRecord, path: Path | str | None = None, run_complete: 
         "modules_float": size.get("modules_float"),
         "peak_rss_build_bytes": memory.get("peak_rss_build"),
         "peak_rss_run_bytes": memory.get("peak_rss_run"),
+        "bytes_moved": traffic.get("bytes_total"),
+        "bytes_weights": traffic.get("bytes_weights"),
+        "macs": traffic.get("macs"),
+        "bandwidth_gbps": gbps,
+        "peak_triad_gbps": triad,
+        "peak_bandwidth_pct": 100.0 * gbps / triad if gbps and triad else None,
+        "top1": accuracy.get("top1"),
+        "top5": accuracy.get("top5"),
+        "top1_delta": accuracy.get("delta_top1"),
+        "top1_delta_lo": delta_ci[0],
+        "top1_delta_hi": delta_ci[1],
+        "agreement": accuracy.get("agreement"),
+        "sqnr_db": accuracy.get("sqnr_db"),
+        "eval_images": subset.get("images"),
+        "eval_subset": subset.get("files_sha256"),
+        "labelled": accuracy.get("labelled"),
+        "compile_s": ((record.details or {}).get("phases_s") or {}).get("compile"),
+        "cache_hit": ((record.details or {}).get("cache") or {}).get("hit"),
         "run_complete": run_complete,
         "file": None if path is None else str(path),
     }

@@ -41,6 +41,8 @@ class Metric:
     extract: Callable[[RunRecord], MetricValue | None]
     description: str
     compared_by_default: bool = True
+    # What the value was measured on (e.g. the accuracy evaluation subset): values on different bases never compare.
+    basis: Callable[[RunRecord], str | None] | None = None
 
     def __post_init__(self):
         if self.direction not in DIRECTIONS:
@@ -85,6 +87,28 @@ def _field(section: str, key: str) -> Callable[[RunRecord], MetricValue | None]:
     return extract
 
 
+def _accuracy(key: str) -> Callable[[RunRecord], MetricValue | None]:
+    def extract(record: RunRecord) -> MetricValue | None:
+        value = (record.metrics.get("accuracy") or {}).get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None
+        return MetricValue(float(value))
+    return extract
+
+
+def _evaluation_subset(record: RunRecord) -> str | None:
+    subset = (record.metrics.get("accuracy") or {}).get("subset") or {}
+    return subset.get("files_sha256")
+
+
+def _achieved_bandwidth(record: RunRecord) -> MetricValue | None:
+    moved = (record.metrics.get("bandwidth") or {}).get("bytes_total")
+    samples = _latency_samples(record)
+    if not isinstance(moved, (int, float)) or not samples:
+        return None
+    return MetricValue(moved / percentile(sorted(samples), 50) / 1e9, tuple(moved / s / 1e9 for s in samples))
+
+
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("latency", "s", "ms", 1e3, "lower", "noisy", _latency,
            "seconds per inference: the median of one process's samples"),
@@ -95,6 +119,19 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "peak resident memory of the worker while running the model"),
     Metric("size", "bytes", "MB", 1e-6, "lower", "deterministic", _field("size", "state_dict_bytes"),
            "bytes of the serialized state_dict"),
+    Metric("bytes_moved", "bytes", "MB", 1e-6, "lower", "deterministic", _field("bandwidth", "bytes_total"),
+           "bytes read and written per forward (weights + activations, counted from one forward's tensors)"),
+    Metric("bandwidth", "GB/s", "GB/s", 1.0, "higher", "noisy", _achieved_bandwidth,
+           "achieved memory bandwidth: bytes moved per forward / median latency; derived, so compared only "
+           "when a threshold names it", compared_by_default=False),
+    Metric("top1", "fraction", "%", 100.0, "higher", "deterministic", _accuracy("top1"),
+           "top-1 accuracy on the labelled evaluation subset", basis=_evaluation_subset),
+    Metric("top5", "fraction", "%", 100.0, "higher", "deterministic", _accuracy("top5"),
+           "top-5 accuracy on the labelled evaluation subset", compared_by_default=False, basis=_evaluation_subset),
+    Metric("agreement", "fraction", "%", 100.0, "higher", "deterministic", _accuracy("agreement"),
+           "share of evaluation images whose top-1 class equals the fp32 parent's", basis=_evaluation_subset),
+    Metric("sqnr", "dB", "dB", 1.0, "higher", "deterministic", _accuracy("sqnr_db"),
+           "signal-to-quantization-noise ratio of the logits against the fp32 parent's", basis=_evaluation_subset),
 )}
 
 

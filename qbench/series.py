@@ -145,9 +145,10 @@ def _flat_environment(environment: dict) -> tuple[tuple[str, str], ...]:
 
 
 def pair_key(case: Case) -> str:
-    """What an int8 case and its fp32 parent share: the case's identity without mode, engine, qconfig and
-    calibration (model, batch, threads, weights, seed and any identity field added later)."""
-    shared = {k: v for k, v in case.to_dict().items() if k not in ("mode", "engine", "qconfig", "calibration")}
+    """What an int8 case and its fp32 parent share: the case's identity without mode, engine, qconfig, calibration
+    and QAT settings (model, batch, threads, weights, seed, runner and any identity field added later)."""
+    shared = {k: v for k, v in case.to_dict().items()
+              if k not in ("mode", "engine", "qconfig", "calibration", "qat")}
     return canonical_json(shared)
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections import Counter
 
 from qbench.frame import record_row
-from qbench.records import ENGINES, MODES, RunRecord
+from qbench.records import ENGINES, RunRecord, mode_rank
 
-__all__ = ["provenance_lines", "ratio_table", "problem_lines", "render_summary"]
+__all__ = ["provenance_lines", "ratio_table", "quality_table", "problem_lines", "render_summary"]
 
 
 def provenance_lines(records: list[RunRecord]) -> list[str]:
@@ -45,8 +45,10 @@ def ratio_table(records: list[RunRecord]) -> str:
     if not rows:
         return "(no successful cases)"
     keys = ["model", "runner", "batch_size", "threads", "weights"]
+    frame = pd.DataFrame(rows)
+    frame["mode"] = [m if q == "default" else f"{m}#{q}" for m, q in zip(frame["mode"], frame["qconfig"])]
     # With repeats, a case has one record per process: take the median of the per-process figures.
-    frame = (pd.DataFrame(rows).groupby(keys + ["mode", "engine"], dropna=False, sort=False)
+    frame = (frame.groupby(keys + ["mode", "engine"], dropna=False, sort=False)
              .agg(latency_median_s=("latency_median_s", "median"), latency_iqr_s=("latency_iqr_s", "median"),
                   size_bytes=("size_bytes", "first")).reset_index())
     fp32 = frame[frame["mode"] == "fp32"].set_index(keys)
@@ -57,7 +59,7 @@ def ratio_table(records: list[RunRecord]) -> str:
         base = fp32.loc[key] if key in fp32.index else None
         if isinstance(base, pd.DataFrame):
             base = base.iloc[0]
-        modes = sorted(set(group["mode"]) - {"fp32"}, key=MODES.index) or ["fp32"]
+        modes = sorted(set(group["mode"]) - {"fp32"}, key=_mode_order) or ["fp32"]
         for mode in modes:
             row = {"model": key[0], "runner": key[1], "batch": key[2], "threads": key[3], "mode": mode,
                    "fp32 ms": _fmt_ms(None if base is None else base["latency_median_s"]),
@@ -76,13 +78,55 @@ def ratio_table(records: list[RunRecord]) -> str:
     return pd.DataFrame(out).to_string(index=False)
 
 
+def _mode_order(label: str) -> tuple:
+    mode, _, qconfig = label.partition("#")
+    return (mode_rank(mode), qconfig)
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None or value != value else format(value, spec)
+
+
+def quality_table(records: list[RunRecord]) -> str:
+    """Per case: bytes moved per forward, achieved bandwidth (and % of the machine's measured triad peak), and the
+    label-free accuracy against the fp32 parent (top-1 agreement, logits SQNR), plus top-1 when labelled."""
+    import pandas as pd
+
+    rows = [record_row(r) for r in records if r.status == "ok"]
+    if not rows:
+        return "(no successful cases)"
+    frame = pd.DataFrame(rows)
+    keys = ["model", "mode", "qconfig", "engine", "runner", "batch_size", "threads"]
+    frame = (frame.groupby(keys, dropna=False, sort=True)
+             .agg(bytes_moved=("bytes_moved", "first"), bandwidth_gbps=("bandwidth_gbps", "median"),
+                  peak_pct=("peak_bandwidth_pct", "median"), agreement=("agreement", "first"),
+                  sqnr_db=("sqnr_db", "first"), top1=("top1", "first"), top1_delta=("top1_delta", "first"))
+             .reset_index())
+    out = pd.DataFrame({
+        "case": ["/".join([m, mode if q == "default" else f"{mode}#{q}", e if isinstance(e, str) else "-"])
+                 + ("" if r == "native" else f"@{r}")
+                 for m, mode, q, e, r in zip(frame["model"], frame["mode"], frame["qconfig"], frame["engine"],
+                                             frame["runner"])],
+        "batch": frame["batch_size"], "threads": frame["threads"],
+        "MB moved": [_fmt(None if v is None else v / 1e6, ".1f") for v in frame["bytes_moved"]],
+        "GB/s": [_fmt(v, ".2f") for v in frame["bandwidth_gbps"]],
+        "% peak": [_fmt(v, ".1f") for v in frame["peak_pct"]],
+        "agree %": [_fmt(None if v is None else v * 100, ".1f") for v in frame["agreement"]],
+        "SQNR dB": [_fmt(v, ".1f") for v in frame["sqnr_db"]],
+    })
+    if frame["top1"].notna().any():
+        out["top1 %"] = [_fmt(None if v is None else v * 100, ".1f") for v in frame["top1"]]
+        out["Δtop1 pt"] = [_fmt(None if v is None else v * 100, "+.1f") for v in frame["top1_delta"]]
+    return out.to_string(index=False)
+
+
 def problem_lines(records: list[RunRecord]) -> list[str]:
     return [f"{r.status:8} {r.case_id}: {r.reason}" for r in records if r.status != "ok"]
 
 
 def render_summary(records: list[RunRecord]) -> str:
     counts = Counter(r.status for r in records)
-    parts = provenance_lines(records) + ["", ratio_table(records), ""]
+    parts = provenance_lines(records) + ["", ratio_table(records), "", quality_table(records), ""]
     parts.append("cases     " + ", ".join(f"{counts[s]} {s}" for s in ("ok", "skipped", "failed", "timeout")))
     problems = problem_lines(records)
     if problems:

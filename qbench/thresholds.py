@@ -81,6 +81,13 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "throughput": Threshold("throughput", 0.10, True, "default"),
     "memory": Threshold("memory", 0.05, True, "default"),
     "size": Threshold("size", 0.001, True, "default"),
+    "bytes_moved": Threshold("bytes_moved", 0.001, True, "default"),
+    "bandwidth": Threshold("bandwidth", 0.10, True, "default"),
+    # Accuracy on a fixed subset is deterministic on one ISA: absolute changes, in the stored unit (a fraction).
+    "top1": Threshold("top1", 0.005, False, "default"),
+    "top5": Threshold("top5", 0.005, False, "default"),
+    "agreement": Threshold("agreement", 0.01, False, "default"),
+    "sqnr": Threshold("sqnr", 1.0, False, "default"),
 }
 
 

@@ -17,8 +17,9 @@ from asv.util import load_json
 Project = namedtuple("Project", "path home")
 ROOT = Path(__file__).resolve().parent.parent
 MACHINE = "qbench-test"
-RECIPE_LINE = "    mapping = get_default_qconfig_mapping(inputs.engine)\n"
-CONVS_IN_FLOAT = "    mapping = get_default_qconfig_mapping(inputs.engine).set_object_type(torch.nn.Conv2d, None)\n"
+RECIPE_LINE = "    mapping = build_qconfig_mapping(inputs.qconfig, inputs.engine)\n"
+CONVS_IN_FLOAT = ("    mapping = build_qconfig_mapping(inputs.qconfig, inputs.engine)"
+                  ".set_object_type(torch.nn.Conv2d, None)\n")
 
 
 def git(repo, *args) -> str:
@@ -91,13 +92,17 @@ def test_asv_run_records_results_that_compare_and_publish_read(project):
     fp32, int8 = sizes[first][("'fp32'", "'x86'")], sizes[first][("'static_fx'", "'x86'")]
     assert 3.5 < fp32 / int8 < 4.5
     assert sizes[first] == sizes[second]
+    moved = saved_values(project, "quick.Resnet18.track_bytes_moved")[first]
+    assert moved[("'fp32'", "'x86'")] / moved[("'static_fx'", "'x86'")] > 2
+    sqnr = saved_values(project, "quick.Resnet18.track_sqnr")[first]
+    assert 15 < sqnr[("'static_fx'", "'x86'")] < 100
 
     compare = asv(project, home, "compare", "--machine", MACHINE, first, second)
     assert compare.returncode == 0, compare.stderr
     row = next(line for line in compare.stdout.splitlines()
                if "quick.Resnet18.track_size('static_fx', 'x86')" in line)
     change, before, after, ratio = (cell.strip() for cell in row.split("|")[1:5])
-    assert (change, before, after, ratio) == ("", "11.8M", "11.8M", "1")
+    assert (change, before, after, float(ratio)) == ("", "11.8M", "11.8M", 1.0)
 
     publish = asv(project, home, "publish")
     assert publish.returncode == 0, publish.stderr

@@ -89,7 +89,9 @@ def test_asv_reads_two_runs_at_two_commits_as_two_points(tmp_path, repo):
     assert set(results) == {a, b}
     assert {name: benchmarks[name]["unit"] for name in report.benchmarks} == {
         "t.history.track_latency": "seconds", "t.history.track_throughput": "images/s",
-        "t.history.track_memory": "bytes", "t.history.track_size": "bytes"}
+        "t.history.track_memory": "bytes", "t.history.track_size": "bytes", "t.history.track_bytes_moved": "bytes",
+        "t.history.track_bandwidth": "GB/s", "t.history.track_top1": "fraction", "t.history.track_top5": "fraction",
+        "t.history.track_agreement": "fraction", "t.history.track_sqnr": "dB"}
     entry = benchmarks["t.history.track_latency"]
     assert (entry["type"], entry["version"], entry["param_names"]) == ("track", EXPORT_VERSION, list(CASE_PARAMS))
     assert entry["params"][1] == ["'fp32'", "'static_fx/x86'"]

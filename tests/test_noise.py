@@ -87,7 +87,7 @@ def test_noise_command_measures_the_tiny_model_and_writes_thresholds(tmp_path):
     expected = {f"tests.tiny_models:convnet/{m}/b1/t1/random" for m in ("fp32/-", "dynamic/x86", "static_fx/x86")}
     assert set(stored["thresholds"]) == expected
     for by_metric in stored["thresholds"].values():
-        assert set(by_metric) == {"latency", "throughput", "memory"}
+        assert set(by_metric) == {"latency", "throughput", "memory", "bandwidth"}
         assert all(NOISE_FLOOR <= v < 10 for v in by_metric.values())
     (history,) = results.rglob("*.jsonl")
     cases = [json.loads(x) for x in history.read_text().splitlines() if '"kind": "case"' in x]

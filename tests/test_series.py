@@ -126,3 +126,13 @@ def test_record_values_and_units():
     assert format_series_value(0.0123, "latency") == "12.3 ms"
     assert format_series_value(2_000_000, "size") == "2 MB"
     assert format_series_value(3.456, "speedup") == "3.46 ×"
+
+
+def test_qat_and_qconfig_sweep_cases_pair_with_the_one_fp32_parent():
+    from qbench.records import QatSpec
+    from qbench.series import pair_key
+
+    parent = make_case(mode="fp32", engine=None)
+    for child in (make_case(mode="qat", qat=QatSpec(steps=3)), make_case(qconfig="histogram/per_channel/symmetric")):
+        assert pair_key(child) == pair_key(parent)
+    assert pair_key(make_case(runner="avx2")) != pair_key(parent)

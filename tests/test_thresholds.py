@@ -83,7 +83,10 @@ def test_threshold_is_exceeded_only_strictly_beyond_it():
 
 def test_every_metric_has_a_default():
     assert set(DEFAULT_THRESHOLDS) == set(METRICS)
-    assert all(t.relative and t.source == "default" for t in DEFAULT_THRESHOLDS.values())
+    assert all(t.source == "default" for t in DEFAULT_THRESHOLDS.values())
+    relative = {name for name, t in DEFAULT_THRESHOLDS.items() if t.relative}
+    assert relative == {"latency", "throughput", "memory", "size", "bytes_moved", "bandwidth"}
+    assert DEFAULT_THRESHOLDS["top1"].exceeded(0.760, 0.754) and not DEFAULT_THRESHOLDS["top1"].exceeded(0.760, 0.756)
     assert DEFAULT_THRESHOLDS["size"].value < DEFAULT_THRESHOLDS["memory"].value < DEFAULT_THRESHOLDS["latency"].value
 
 

@@ -39,7 +39,14 @@ def plan(args: argparse.Namespace, machine: dict | None = None) -> tuple[SuiteSp
         runners = tuple(dict.fromkeys(profile(name).name for name in args.runner))
         spec = dataclasses.replace(spec, matrices=tuple(dataclasses.replace(m, runners=runners)
                                                         for m in spec.matrices))
-    session = Session(spec, isolation=args.isolation)
+    results = getattr(args, "results", None)
+    cache = {"enabled": not getattr(args, "no_cache", True), "dir": getattr(args, "cache_dir", None)}
+    peaks_homes = []
+    if results and not getattr(args, "no_peaks", True):
+        from qbench.cache import default_root
+
+        peaks_homes = [(results, machine["machine_id"]), (default_root() / "peaks", machine["machine_id"])]
+    session = Session(spec, isolation=args.isolation, cache=cache, peaks_homes=peaks_homes)
     try:
         catalog = session.catalog(custom_model_names(spec))
         planned = expand(spec, catalog, machine)

@@ -33,6 +33,14 @@ class RunCommand(Command):
                             help="run each case in N separate processes, in interleaved rounds (default: the "
                                  "suite's [run] repeat, else 1); comparisons test significance across processes")
         parser.add_argument("--no-progress", action="store_true", help="no progress output while running")
+        parser.add_argument("--no-cache", action="store_true",
+                            help="build every quantized model from scratch (default: reuse cached quantized "
+                                 "artifacts, see `qbench cache`)")
+        parser.add_argument("--cache-dir", default=None,
+                            help="artifact cache folder (default: $QBENCH_CACHE_DIR or ~/.cache/qbench/artifacts)")
+        parser.add_argument("--no-peaks", action="store_true",
+                            help="do not measure this machine's bandwidth and compute peaks (records then carry "
+                                 "no %% of peak)")
 
     def run(self, args) -> int:
         if args.repeat is not None and args.repeat < 1:

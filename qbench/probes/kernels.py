@@ -48,10 +48,13 @@ def _parse(text: str) -> tuple[str | None, dict[str, str]]:
 def probe_kernels(engine: str | None) -> dict:
     import torch
 
+    has_onednn = torch.backends.mkldnn.is_available()
+
     def run() -> None:
         with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON), torch.no_grad():
-            torch.mkldnn_convolution(torch.randn(1, 8, 16, 16), torch.randn(8, 8, 3, 3), None, [0, 0], [1, 1],
-                                     [1, 1], 1)
+            if has_onednn:  # builds without oneDNN exist (some ARM wheels): probe only what is there
+                torch.mkldnn_convolution(torch.randn(1, 8, 16, 16), torch.randn(8, 8, 3, 3), None, [0, 0], [1, 1],
+                                         [1, 1], 1)
             if engine is not None:
                 from torch.ao.nn.quantized import Conv2d
 
@@ -69,6 +72,6 @@ def probe_kernels(engine: str | None) -> dict:
               "fp32_conv": f"onednn:{convolutions['fp32']}" if "fp32" in convolutions else None}
     if engine is not None:
         # FBGEMM and QNNPACK print nothing: an int8 convolution oneDNN did not execute ran in the engine's own library.
-        fallback = "qnnpack" if engine == "qnnpack" else "fbgemm"
+        fallback = {"qnnpack": "qnnpack", "onednn": "onednn:unnamed"}.get(engine, "fbgemm")
         result["int8_conv"] = f"onednn:{convolutions['int8']}" if "int8" in convolutions else fallback
     return result

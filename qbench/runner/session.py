@@ -30,7 +30,9 @@ from qbench.suites import SuiteSpec
 __all__ = ["Session", "record_from_outcome"]
 
 CATALOG_TIMEOUT_S = 300.0
+PEAKS_TIMEOUT_S = 300.0
 MEASURE_ENTRY = "qbench.runner.worker:measure_case"
+PEAKS_ENTRY = "qbench.probes.peaks:peaks_task"
 
 
 def worker_env(threads: int, extra: dict | None = None) -> dict:
@@ -45,9 +47,17 @@ def worker_env(threads: int, extra: dict | None = None) -> dict:
 
 class Session:
     def __init__(self, spec: SuiteSpec, *, isolation: str | None = None, extra_env: dict | None = None,
-                 entry: str = MEASURE_ENTRY, python: str = sys.executable):
-        """python: the interpreter workers run under (another environment, e.g. another torch build)."""
+                 entry: str = MEASURE_ENTRY, python: str = sys.executable, cache: dict | None = None,
+                 peaks_homes: list[tuple[Path, str]] | None = None):
+        """python: the interpreter workers run under (another environment, e.g. another torch build).
+        cache: artifact cache settings for the workers ({"enabled": bool, "dir": str | None}; default off).
+        peaks_homes: (folder, machine id) pairs where the machine's bandwidth and compute peaks are kept (the results
+        folder first, then a per-user cache); with them, peaks are measured once per machine, thread count, runner
+        profile and torch, and copied into every record."""
         self.spec = spec
+        self.cache = cache or {"enabled": False}
+        self.peaks_homes = list(peaks_homes or [])
+        self._peaks: dict[tuple[int, str], dict | None] = {}
         self.python = python
         self.isolation = isolation or spec.run.isolation
         self.extra_env = extra_env or {}
@@ -83,6 +93,32 @@ class Session:
         task_path.write_text(json.dumps({**task, "threads": threads, "memory_limit_gb": memory_limit_gb}))
         return self.pool(threads, runner).run(task_path, result_path, log_path, timeout)
 
+    def peaks(self, threads: int, runner: str, torch_version: str | None) -> dict | None:
+        """This machine's peaks under `threads` and `runner`: from the first peaks home that has them for this torch,
+        else measured in a worker. Saved to every home that lacked them. None without peaks homes, or when the probe
+        failed."""
+        if not self.peaks_homes:
+            return None
+        key = (threads, runner)
+        if key not in self._peaks:
+            from qbench.probes.peaks import load_peaks, save_peaks
+
+            found, lacking = None, []
+            for folder, machine_id in self.peaks_homes:
+                found = found or load_peaks(folder, machine_id, runner, threads, torch_version)
+                if found is None:
+                    lacking.append((folder, machine_id))
+            if found is None:
+                outcome = self.run_task({"entry": PEAKS_ENTRY, "runner": runner}, threads, PEAKS_TIMEOUT_S,
+                                        runner=runner)
+                result = outcome.result or {}
+                found = result.get("peaks") if result.get("status") == "ok" else None
+            if found is not None:
+                for folder, machine_id in lacking:
+                    save_peaks(folder, machine_id, found)
+            self._peaks[key] = found
+        return self._peaks[key]
+
     def catalog(self, custom_models: list[str], threads: int | None = None) -> Catalog:
         threads = threads or min((t for m in self.spec.matrices for t in m.threads), default=1)
         outcome = self.run_task({"entry": "qbench.runner.catalog:probe", "engines": list(ENGINES),
@@ -107,7 +143,9 @@ class Session:
             if plan.skip_reason:
                 outcome = None
             else:
-                task = {"entry": self.entry, "case": plan.case.to_dict(), "measure": self.spec.measure.to_dict()}
+                task = {"entry": self.entry, "case": plan.case.to_dict(), "measure": self.spec.measure.to_dict(),
+                        "accuracy": self.spec.accuracy.to_dict(), "cache": self.cache,
+                        "peaks": self.peaks(plan.case.threads, plan.case.runner, catalog.environment.get("torch"))}
                 outcome = self.run_task(task, plan.case.threads, self.spec.measure.timeout_s,
                                         self.spec.run.memory_limit_gb, plan.case.runner)
             record = record_from_outcome(plan, outcome, context=context, catalog=catalog, started_at=started_at,

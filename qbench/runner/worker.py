@@ -15,11 +15,11 @@ import sys
 import time
 import traceback
 
-__all__ = ["execute", "measure_case", "write_json_atomic"]
+__all__ = ["execute", "measure_case", "verify_runner", "write_json_atomic"]
 
 TAIL_LINES = 30
 # Modes whose recipe observes activations on calibration batches.
-NEEDS_CALIBRATION = ("static_eager", "static_fx")
+NEEDS_CALIBRATION = ("static_eager", "static_fx", "qat", "pt2e")
 
 
 def write_json_atomic(path: str, payload: dict) -> None:
@@ -94,32 +94,94 @@ def verify_runner(runner: str, kernels: dict) -> None:
                            f"not {wanted.onednn_isa}; the ISA cap did not take effect")
 
 
+def _build(case, source, example, task: dict) -> tuple:
+    """The case's model under its mode: from the artifact cache when an entry matches (the recipe then runs on a
+    one-batch stand-in calibration to build the converted skeleton, and the cached state is loaded into it), else
+    by the full recipe, whose converted state is then cached. Returns (Prepared, calibration identity, cache info).
+    """
+    import dataclasses
+    import time
+
+    from qbench.registry.data import calibration_batches, transform_for
+    from qbench.registry.modes import apply_mode
+
+    calibration, calibration_identity = [], None
+    if case.mode in NEEDS_CALIBRATION:
+        calibration, calibration_identity = calibration_batches(case.calibration, source.input_size,
+                                                                transform_for(source))
+    cache, key, cache_info = _open_cache(case, source, calibration_identity, task)
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        from qbench.cache import restore_into
+        from qbench.errors import StoreError
+
+        stand_in = [example[:1]]
+        qat = dataclasses.replace(case.qat, steps=0) if case.qat is not None else None
+        prepared = apply_mode(case.mode, source, engine=case.engine, calibration=stand_in, example_input=example,
+                              qconfig=case.qconfig, qat=qat)
+        started = time.perf_counter()
+        try:
+            restore_into(prepared.model, cached)
+        except StoreError as exc:  # a stale entry: measure the real recipe instead, and say so
+            cache_info["warnings"] = [*cache.warnings, f"restore failed, rebuilt: {exc}"]
+        else:
+            prepared.phases["cache_load"] = time.perf_counter() - started
+            return prepared, calibration_identity, {**cache_info, "hit": True, "warnings": list(cache.warnings)}
+    prepared = apply_mode(case.mode, source, engine=case.engine, calibration=calibration, example_input=example,
+                          qconfig=case.qconfig, qat=case.qat)
+    if cache is not None:
+        cache.put(key, prepared.model.state_dict(), {"case_id": case.case_id, "identity": cache_info["identity"]})
+        warnings = cache_info.get("warnings") or list(cache.warnings)
+        return prepared, calibration_identity, {**cache_info, "hit": False, "warnings": warnings}
+    return prepared, calibration_identity, cache_info
+
+
+def _open_cache(case, source, calibration_identity, task: dict):
+    """The artifact cache and this case's key, or (None, None, reason) when the case is not cached."""
+    settings = task.get("cache") or {}
+    from qbench.cache import ArtifactCache, artifact_key, cacheable, describe_key
+
+    if not settings.get("enabled"):
+        return None, None, {"used": False, "reason": "disabled"}
+    if not cacheable(case.mode):
+        return None, None, {"used": False, "reason": f"mode {case.mode} is not cached"}
+    from qbench.runner.environment import collect_environment
+
+    env = collect_environment()
+    versions = {k: env.get(k) for k in ("torch", "torch_git", "torchvision", "torchao")}
+    identity = describe_key(case, weights_identity=source.weights_info(), calibration_identity=calibration_identity,
+                            versions=versions)
+    key = artifact_key(case, weights_identity=source.weights_info(), calibration_identity=calibration_identity,
+                       versions=versions)
+    cache = ArtifactCache(settings.get("dir"))
+    return cache, key, {"used": True, "key": key, "identity": identity}
+
+
 def measure_case(task: dict) -> dict:
-    """The real measurement: build the case's model under its mode and engine, then size, latency and memory."""
+    """The real measurement: build the case's model under its mode and engine, then size, latency, memory,
+    bytes moved and accuracy."""
     import torch
 
+    from qbench.accuracy import evaluate_case
     from qbench.probes.kernels import probe_kernels
     from qbench.probes.latency import measure_latency
     from qbench.probes.memory import PhasePeaks
     from qbench.probes.size import measure_size
-    from qbench.records import Case, MeasureSpec
-    from qbench.registry.data import calibration_batches, example_input, transform_for
+    from qbench.probes.traffic import count_traffic
+    from qbench.records import AccuracySpec, Case, MeasureSpec
+    from qbench.registry.data import example_input
     from qbench.registry.models import open_model
-    from qbench.registry.modes import apply_mode
 
     case = Case.from_dict(task["case"])
     spec = MeasureSpec.from_dict(task["measure"])
+    accuracy_spec = AccuracySpec.from_dict(task.get("accuracy") or {})
     kernels = probe_kernels(case.engine)  # first: oneDNN names its ISA only at its first use in a process
     verify_runner(case.runner, kernels)
     torch.manual_seed(case.seed)
     peaks = PhasePeaks()
     source = open_model(case.model, case.weights, seed=case.seed)
     example = example_input(case.batch_size, source.input_size, case.seed)
-    calibration, calibration_identity = [], None
-    if case.mode in NEEDS_CALIBRATION:
-        calibration, calibration_identity = calibration_batches(case.calibration, source.input_size,
-                                                                transform_for(source))
-    prepared = apply_mode(case.mode, source, engine=case.engine, calibration=calibration, example_input=example)
+    prepared, calibration_identity, cache_info = _build(case, source, example, task)
     model = prepared.model
     peaks.end_phase("build")
     size = measure_size(model)
@@ -129,16 +191,26 @@ def measure_case(task: dict) -> dict:
             raise RuntimeError("the model's output holds NaN or Inf values")
         latency = measure_latency(lambda: model(example), spec)
     peaks.end_phase("run")
+    metrics = {"latency": latency, "size": size, "memory": peaks.as_metric()}
+    with torch.inference_mode():
+        # A compiled model (pt2e) runs its own kernels under a dispatch mode: count its uncompiled graph instead.
+        metrics["bandwidth"] = count_traffic(getattr(model, "_orig_mod", model), example)
+    reference = None if case.mode == "fp32" else source.float_model()
+    accuracy = evaluate_case(model, reference, accuracy_spec, source, engine=case.engine)
+    if accuracy is not None:
+        metrics["accuracy"] = accuracy
     return {
         "status": "ok",
-        "metrics": {"latency": latency, "size": size, "memory": peaks.as_metric()},
+        "metrics": metrics,
         "details": {
             "qconfig": prepared.qconfig,
             "phases_s": prepared.phases,
             "notes": prepared.notes,
             "calibration": calibration_identity,
+            "cache": cache_info,
             "weights": source.weights_info(),
             "kernels": kernels,
+            "peaks": task.get("peaks"),
             "input_shape": list(example.shape),
             "output_shape": list(output.shape),
         },

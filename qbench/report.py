@@ -1,9 +1,9 @@
 """Write a run (or the runs of one side: a commit's, a folder's) as report.md and a self-contained report.html,
 with matplotlib plots (PNG, Agg canvas): latency by model and mode per engine, int8/fp32 size ratios and speedups;
-then the cases without numbers, history's regression list, any markdown sections passed in (a comparison, for
-instance) and the results files that could not be read. The markdown is the source; the HTML is converted from it
-with the plots embedded. A case measured in several processes counts once, by the median of its per-process
-figures."""
+then PyTorch's INT8 claims judged per case (qbench.claims), the cases without numbers, history's regression list,
+any markdown sections passed in (a comparison, for instance) and the results files that could not be read. The
+markdown is the source; the HTML is converted from it with the plots embedded. A case measured in several
+processes counts once, by the median of its per-process figures."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from qbench.claims import claim_rows, render_claims
 from qbench.frame import record_row
 from qbench.history import Regression
-from qbench.records import MODES, RunRecord
+from qbench.records import MODES, RunRecord, mode_rank
 from qbench.series import format_series_value, pair_key
 from qbench.sides import describe_run
 from qbench.store import RunFile
@@ -45,7 +46,7 @@ def case_frame(records: Iterable[RunRecord]):
         n=("record_id", "count"), latency_s=("latency_median_s", "median"), q1_s=("latency_q1_s", "median"),
         q3_s=("latency_q3_s", "median"), size_bytes=("size_bytes", "median"),
         memory_bytes=("peak_rss_run_bytes", "median")).reset_index()
-    grouped["mode_order"] = grouped["mode"].map(MODES.index)
+    grouped["mode_order"] = grouped["mode"].map(mode_rank)
     return grouped.sort_values(["label", "batch_size", "threads", "mode_order", "engine"]).drop(columns="mode_order")
 
 
@@ -161,7 +162,7 @@ def plot_ratios(ratios, column: str, path: Path) -> Path | None:
     ratios = ratios.assign(label=[m if len(settings) == 1 else f"{m}\nb{b} t{t}" for m, b, t in
                                   zip(ratios["label"], ratios["batch_size"], ratios["threads"])])
     labels = sorted(set(ratios["label"]))
-    variants = sorted({(m, e) for m, e in zip(ratios["mode"], ratios["engine"])}, key=lambda v: (MODES.index(v[0]),
+    variants = sorted({(m, e) for m, e in zip(ratios["mode"], ratios["engine"])}, key=lambda v: (mode_rank(v[0]),
                                                                                                  v[1]))
     width = 0.8 / len(variants)
     colors, engines = _mode_colors(), sorted({e for _, e in variants})
@@ -251,6 +252,11 @@ def render_markdown(runs: Sequence[RunFile], *, images: dict[str, str], label: s
     for name, title in titles.items():
         if name in images:
             out += [f"## {title}", "", f"![{title}]({images[name]})", ""]
+    claims = claim_rows(records)
+    if claims:
+        out += ["## Claims", "", "PyTorch's INT8 claims per case against its fp32 parent of the same run: about 4x "
+                "smaller, 2-4x less memory bandwidth, 2-4x faster, about the same accuracy.", "",
+                render_claims(claims, "markdown"), ""]
     problems = problem_lines(records)
     if problems:
         out += ["## Cases without numbers", "", *[f"- {line}" for line in problems], ""]

@@ -146,3 +146,10 @@ def test_report_cli_includes_a_comparison_of_two_sides(tmp_path):
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert f"## Comparison: latest~1 = run {runs[-2].header['run_id'][:8]}" in markdown
     assert "resnet18/static_fx/x86/b1/t1/random" in markdown.split("## Comparison")[1]
+
+
+def test_a_run_holding_kernel_micro_benchmarks_still_reports(tmp_path):
+    kernel = make_case(model="kernel:quantized_linear[linear-1x512-o1000]", mode="kernel", engine="x86")
+    run = make_run(0, [(FP32, [0.040] * 3, 4000), (INT8, [0.010] * 3, 1000), (kernel, [2e-5] * 3, 0)])
+    md_path, _ = write_report(tmp_path, [run])
+    assert "kernel:quantized_linear[linear-1x512-o1000]" in md_path.read_text()

@@ -1,0 +1,60 @@
+"""`qbench claims`: PyTorch's four INT8 claims (4x smaller, 2-4x less bandwidth, 2-4x faster, about the same
+accuracy) judged per model × mode × engine × runner of a run, against each case's fp32 parent. Exit 0; 2 on bad
+input or no data; 3 when a results file could not be read (the table of the others is still printed)."""
+
+from __future__ import annotations
+
+import sys
+
+from qbench.claims import FORMATS, claim_rows, render_claims
+from qbench.cli import EXIT_INFRA, EXIT_OK, Command
+from qbench.errors import ConfigError
+from qbench.sides import History, resolve_side
+from qbench.store import run_files
+
+__all__ = ["ClaimsCommand", "COMMAND", "select_history"]
+
+
+def select_history(results: str, machine: str | None) -> History:
+    """The run files under `results`, only those of `machine` when given (a one-line error naming the machines
+    there when it has none)."""
+    if not run_files(results):
+        raise ConfigError(f"no run files under {results}")
+    history = History(results)
+    if machine is not None:
+        known = sorted({str((run.header.get("machine") or {}).get("machine_id")) for run in history.runs})
+        history.runs = [run for run in history.runs if (run.header.get("machine") or {}).get("machine_id") == machine]
+        if not history.runs:
+            raise ConfigError(f"no runs of machine {machine!r} under {results}; machines there: {', '.join(known)}")
+    return history
+
+
+class ClaimsCommand(Command):
+    name = "claims"
+    help = "judge PyTorch's INT8 claims (size, bandwidth, speed, accuracy) per case of a run"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--results", default="results", help="history folder (default: results)")
+        parser.add_argument("--run", default="latest", metavar="SIDE",
+                            help="latest (default), latest~N, a run id, a commit, or a run file or folder")
+        parser.add_argument("--fp32-run", default=None, metavar="SIDE",
+                            help="take fp32 parents from this side instead of each int8 case's own run")
+        parser.add_argument("--machine", default=None, metavar="ID", help="only runs of this machine id")
+        parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+
+    def run(self, args) -> int:
+        history = select_history(args.results, args.machine)
+        side = resolve_side(args.run, history)
+        parents = None if args.fp32_run is None else resolve_side(args.fp32_run, history).records
+        rows = claim_rows(side.records, parents)
+        if not rows:
+            raise ConfigError(f"{side.label} has no int8 cases to judge")
+        if args.format != "json":
+            print(f"claims of {side.label}\n")
+        print(render_claims(rows, args.format))
+        for error in history.errors:
+            print(f"qbench: error: {error}", file=sys.stderr)
+        return EXIT_INFRA if history.errors else EXIT_OK
+
+
+COMMAND = ClaimsCommand

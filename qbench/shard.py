@@ -1,6 +1,8 @@
 """Split planned cases into N shards deterministically, balanced by each case's expected cost: the median wall time
-of that case in this machine's history, else the median of the known costs. Longest-processing-time-first greedy
-assignment (ties broken by case id), so every shard computes the same split and the shards' union is the suite."""
+of that case in this machine's history, else the median of the known costs. The unit of assignment is a family: an
+fp32 case with every int8 case derived from it (qbench.series.pair_key), so each shard's run holds the parents its
+speedup and compression ratios need. Longest-processing-time-first greedy assignment of families (ties broken by
+key), so every shard computes the same split and the shards' union is the suite."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from qbench.enumerate import PlannedCase
 from qbench.errors import ConfigError
+from qbench.series import pair_key
 from qbench.store import iter_records
 
 __all__ = ["parse_shard", "expected_costs", "assign_shards", "select_shard"]
@@ -41,12 +44,16 @@ def assign_shards(planned: list[PlannedCase], count: int, costs: dict[str, float
     def cost(plan: PlannedCase) -> float:
         return 0.0 if plan.skip_reason else costs.get(plan.case.case_id, fallback)
 
+    families: dict[str, list[PlannedCase]] = defaultdict(list)
+    for plan in planned:
+        families[pair_key(plan.case)].append(plan)
+    family_cost = {key: sum(cost(p) for p in members) for key, members in families.items()}
     shards: list[list[PlannedCase]] = [[] for _ in range(count)]
     loads = [0.0] * count
-    for plan in sorted(planned, key=lambda p: (-cost(p), p.case.case_id)):
+    for key in sorted(families, key=lambda k: (-family_cost[k], k)):
         target = min(range(count), key=lambda i: (loads[i], i))
-        shards[target].append(plan)
-        loads[target] += cost(plan)
+        shards[target].extend(families[key])
+        loads[target] += family_cost[key]
     order = {plan.case.case_id: index for index, plan in enumerate(planned)}
     return [sorted(shard, key=lambda p: order[p.case.case_id]) for shard in shards]
 

@@ -73,3 +73,15 @@ def test_listed_shards_together_equal_the_unsharded_suite():
     parts = [listed("--shard", f"{i}/3") for i in (1, 2, 3)]
     assert sorted(sum(parts, [])) == sorted(whole) and len(whole) == 108
     assert all(30 <= len(part) <= 42 for part in parts)
+
+
+def test_an_fp32_case_and_its_int8_children_land_in_one_shard():
+    models = [f"m{i}" for i in range(6)]
+    planned = [PlannedCase(make_case(model=m, mode=mode, engine=engine, batch_size=b))
+               for m in models for b in (1, 8)
+               for mode, engine in (("fp32", None), ("static_fx", "x86"), ("static_fx", "qnnpack"), ("qat", "x86"))]
+    for shard in assign_shards(planned, 4, {}):
+        parents = {(p.case.model, p.case.batch_size) for p in shard if p.case.mode == "fp32"}
+        assert {(p.case.model, p.case.batch_size) for p in shard} == parents
+    sizes = sorted(len(s) for s in assign_shards(planned, 4, {}))
+    assert sizes == [12, 12, 12, 12]

@@ -20,7 +20,7 @@ from qbench.records import MODES, RunRecord, mode_rank
 from qbench.series import format_series_value, pair_key
 from qbench.sides import describe_run
 from qbench.store import RunFile
-from qbench.summary import problem_lines, provenance_lines
+from qbench.summary import problem_lines, provenance_lines, quality_table
 
 __all__ = ["case_frame", "ratio_frame", "plot_latency", "plot_ratios", "render_markdown",
            "markdown_to_html", "write_report"]
@@ -252,6 +252,10 @@ def render_markdown(runs: Sequence[RunFile], *, images: dict[str, str], label: s
     for name, title in titles.items():
         if name in images:
             out += [f"## {title}", "", f"![{title}]({images[name]})", ""]
+    if any(r.status == "ok" and ("bandwidth" in r.metrics or "accuracy" in r.metrics) for r in records):
+        out += ["## Bandwidth and accuracy", "", "Bytes moved per inference (counted from one forward's tensors), "
+                "achieved GB/s and % of this machine's measured triad peak; top-1 agreement with the fp32 parent "
+                "and logits SQNR on the evaluation images.", "", quality_table(records, markdown=True), ""]
     claims = claim_rows(records)
     if claims:
         out += ["## Claims", "", "PyTorch's INT8 claims per case against its fp32 parent of the same run: about 4x "

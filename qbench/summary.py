@@ -87,7 +87,7 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None or value != value else format(value, spec)
 
 
-def quality_table(records: list[RunRecord]) -> str:
+def quality_table(records: list[RunRecord], markdown: bool = False) -> str:
     """Per case: bytes moved per forward, achieved bandwidth (and % of the machine's measured triad peak), and the
     label-free accuracy against the fp32 parent (top-1 agreement, logits SQNR), plus top-1 when labelled."""
     import pandas as pd
@@ -117,7 +117,7 @@ def quality_table(records: list[RunRecord]) -> str:
     if frame["top1"].notna().any():
         out["top1 %"] = [_fmt(None if v is None else v * 100, ".1f") for v in frame["top1"]]
         out["Δtop1 pt"] = [_fmt(None if v is None else v * 100, "+.1f") for v in frame["top1_delta"]]
-    return out.to_string(index=False)
+    return out.to_markdown(index=False, disable_numparse=True) if markdown else out.to_string(index=False)
 
 
 def problem_lines(records: list[RunRecord]) -> list[str]:

@@ -65,3 +65,20 @@ def test_no_cache_builds_from_scratch(tmp_path):
     records = _records(tmp_path / "r")
     assert records["static_fx"].details["cache"] == {"used": False, "reason": "disabled"}
     assert "accuracy" not in records["static_fx"].metrics and records["static_fx"].details["peaks"] is None
+
+
+def test_report_shows_bandwidth_and_accuracy_of_a_real_run(tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(SUITE)
+    done = qbench("run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--no-cache", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    report = qbench("report", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "out"))
+    assert report.returncode == 0, report.stderr
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    section = markdown.split("## Bandwidth and accuracy", 1)[1].split("\n## ", 1)[0]
+    (int8_row,) = [line for line in section.splitlines() if "static_fx/x86" in line]
+    cells = [c.strip() for c in int8_row.strip("|").split("|")]
+    (record,) = [r for _, r in iter_records(tmp_path / "r", errors=[]) if r.case.mode == "static_fx"]
+    assert cells[3] == f"{record.metrics['bandwidth']['bytes_total'] / 1e6:.1f}"
+    assert cells[7] == f"{record.metrics['accuracy']['sqnr_db']:.1f}"
+    assert "## Claims" in markdown

@@ -51,7 +51,7 @@ from qbench.errors import ConfigError, StoreError
 from qbench.records import Case, canonical_json
 
 __all__ = ["RECIPE_VERSION", "CACHEABLE_MODES", "NOT_CACHEABLE", "cacheable", "current_versions", "describe_key",
-           "artifact_key", "default_root", "ArtifactCache", "restore_into"]
+           "artifact_key", "key_of", "default_root", "ArtifactCache", "restore_into"]
 
 RECIPE_VERSION = 1
 SIDECAR_FORMAT = 1
@@ -129,8 +129,12 @@ def describe_key(case: Case, *, weights_identity: dict, calibration_identity: st
 def artifact_key(case: Case, *, weights_identity: dict, calibration_identity: str | dict | None,
                  versions: dict) -> str:
     """sha256 (hex) of describe_key(...): the name of the case's artifact in the cache."""
-    description = describe_key(case, weights_identity=weights_identity, calibration_identity=calibration_identity,
-                               versions=versions)
+    return key_of(describe_key(case, weights_identity=weights_identity, calibration_identity=calibration_identity,
+                               versions=versions))
+
+
+def key_of(description: dict) -> str:
+    """The cache key of a describe_key(...) result, for callers that keep the description too."""
     return hashlib.sha256(canonical_json(description).encode()).hexdigest()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qbench.metrics import METRICS
 from qbench.records import RunRecord
 from qbench.stats import summarize
 
@@ -32,7 +33,8 @@ def record_row(record: RunRecord, path: Path | str | None = None, run_complete: 
     subset = accuracy.get("subset") or {}
     delta_ci = accuracy.get("delta_top1_ci") or (None, None)
     triad = ((record.details or {}).get("peaks") or {}).get("triad_gbps")
-    gbps = traffic.get("bytes_total") / latency.median / 1e9 if latency and traffic.get("bytes_total") else None
+    achieved = METRICS["bandwidth"].extract(record)
+    gbps = achieved.value if achieved else None
     row = {
         "run_id": record.run_id,
         "record_id": record.record_id,

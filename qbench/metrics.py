@@ -87,15 +87,6 @@ def _field(section: str, key: str) -> Callable[[RunRecord], MetricValue | None]:
     return extract
 
 
-def _accuracy(key: str) -> Callable[[RunRecord], MetricValue | None]:
-    def extract(record: RunRecord) -> MetricValue | None:
-        value = (record.metrics.get("accuracy") or {}).get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return None
-        return MetricValue(float(value))
-    return extract
-
-
 def _evaluation_subset(record: RunRecord) -> str | None:
     subset = (record.metrics.get("accuracy") or {}).get("subset") or {}
     return subset.get("files_sha256")
@@ -124,13 +115,13 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("bandwidth", "GB/s", "GB/s", 1.0, "higher", "noisy", _achieved_bandwidth,
            "achieved memory bandwidth: bytes moved per forward / median latency; derived, so compared only "
            "when a threshold names it", compared_by_default=False),
-    Metric("top1", "fraction", "%", 100.0, "higher", "deterministic", _accuracy("top1"),
+    Metric("top1", "fraction", "%", 100.0, "higher", "deterministic", _field("accuracy", "top1"),
            "top-1 accuracy on the labelled evaluation subset", basis=_evaluation_subset),
-    Metric("top5", "fraction", "%", 100.0, "higher", "deterministic", _accuracy("top5"),
+    Metric("top5", "fraction", "%", 100.0, "higher", "deterministic", _field("accuracy", "top5"),
            "top-5 accuracy on the labelled evaluation subset", compared_by_default=False, basis=_evaluation_subset),
-    Metric("agreement", "fraction", "%", 100.0, "higher", "deterministic", _accuracy("agreement"),
+    Metric("agreement", "fraction", "%", 100.0, "higher", "deterministic", _field("accuracy", "agreement"),
            "share of evaluation images whose top-1 class equals the fp32 parent's", basis=_evaluation_subset),
-    Metric("sqnr", "dB", "dB", 1.0, "higher", "deterministic", _accuracy("sqnr_db"),
+    Metric("sqnr", "dB", "dB", 1.0, "higher", "deterministic", _field("accuracy", "sqnr_db"),
            "signal-to-quantization-noise ratio of the logits against the fp32 parent's", basis=_evaluation_subset),
 )}
 

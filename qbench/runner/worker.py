@@ -139,7 +139,7 @@ def _build(case, source, example, task: dict) -> tuple:
 def _open_cache(case, source, calibration_identity, task: dict):
     """The artifact cache and this case's key, or (None, None, reason) when the case is not cached."""
     settings = task.get("cache") or {}
-    from qbench.cache import ArtifactCache, artifact_key, cacheable, describe_key
+    from qbench.cache import ArtifactCache, cacheable, describe_key, key_of
 
     if not settings.get("enabled"):
         return None, None, {"used": False, "reason": "disabled"}
@@ -151,8 +151,7 @@ def _open_cache(case, source, calibration_identity, task: dict):
     versions = {k: env.get(k) for k in ("torch", "torch_git", "torchvision", "torchao")}
     identity = describe_key(case, weights_identity=source.weights_info(), calibration_identity=calibration_identity,
                             versions=versions)
-    key = artifact_key(case, weights_identity=source.weights_info(), calibration_identity=calibration_identity,
-                       versions=versions)
+    key = key_of(identity)
     cache = ArtifactCache(settings.get("dir"))
     return cache, key, {"used": True, "key": key, "identity": identity}
 
@@ -195,10 +194,9 @@ def measure_case(task: dict) -> dict:
     with torch.inference_mode():
         # A compiled model (pt2e) runs its own kernels under a dispatch mode: count its uncompiled graph instead.
         metrics["bandwidth"] = count_traffic(getattr(model, "_orig_mod", model), example)
-    reference = None if case.mode == "fp32" else source.float_model()
-    accuracy = evaluate_case(model, reference, accuracy_spec, source, engine=case.engine)
-    if accuracy is not None:
-        metrics["accuracy"] = accuracy
+    if accuracy_spec.images > 0:
+        reference = None if case.mode == "fp32" else source.float_model()
+        metrics["accuracy"] = evaluate_case(model, reference, accuracy_spec, source, engine=case.engine)
     return {
         "status": "ok",
         "metrics": metrics,

@@ -4,17 +4,17 @@ through qbench.api.measure_cases with small measure settings.
 
 asv calls a class's `setup_cache` once and passes what it returns to every benchmark of the class, so each model's
 cases are measured once and every track_ method reads one metric of the same records (qbench.metrics, reduced to a
-point as exported `qbench run` history is, by qbench.asv_export). asv keys that cache by the line `setup_cache` is
+point as exported `qbench run` history is, by qbench.report.asv_export). asv keys that cache by the line `setup_cache` is
 written on, which is why each model class spells out its own. A case qbench skips is n/a in asv; a failed one fails.
 """
 
 from pathlib import Path
 
 from qbench.api import measure_cases
-from qbench.asv_export import asv_unit, metric_samples, metric_value
+from qbench.report.asv_export import asv_unit, metric_samples, metric_value
 from qbench.metrics import METRICS
 from qbench.records import ENGINELESS_MODES, Case, MeasureSpec
-from qbench.suites import load_suite
+from qbench.suite.load import load_suite
 
 __all__ = ["Resnet18", "Resnet50", "MobilenetV2"]
 

@@ -7,13 +7,13 @@ import sys
 import uuid
 from pathlib import Path
 
-from qbench.enumerate import Catalog, PlannedCase, skip_reason
-from qbench.machine import collect_machine
-from qbench.provenance import qbench_provenance
+from qbench.plan.expand import Catalog, PlannedCase, skip_reason
+from qbench.launch.machine import collect_machine
+from qbench.launch.provenance import qbench_provenance
 from qbench.records import AccuracySpec, Case, CalibrationSpec, MeasureSpec, RunRecord
-from qbench.runner.session import Session
-from qbench.store import RunWriter, utc_now
-from qbench.suites import RunOptions, SuiteSpec
+from qbench.launch.session import Session
+from qbench.history.store import RunWriter, utc_now
+from qbench.suite.load import RunOptions, SuiteSpec
 
 __all__ = ["measure_cases"]
 

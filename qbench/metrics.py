@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from qbench.errors import ConfigError
 from qbench.records import RunRecord
-from qbench.stats import percentile
+from qbench.stats.summary import percentile
 
 __all__ = ["Metric", "MetricValue", "METRICS", "DIRECTIONS", "KINDS", "get_metric", "metric_names",
            "default_metric_names", "format_value"]

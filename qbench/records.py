@@ -3,7 +3,7 @@
 Stdlib only: the parent process, the store and the reports use these without importing torch.
 docs/records.md documents the JSON form field by field.
 
-Format history (bump SCHEMA_VERSION and add `update_to_N` in qbench/store.py on any incompatible change):
+Format history (bump SCHEMA_VERSION and add `update_to_N` in qbench/history/store.py on any incompatible change):
   1 (qbench 0.1): first version. One JSON object per line; a run file holds a header line
     (kind "run"), one line per case (kind "case") and, when the run finished, a footer line (kind "run_end").
 """
@@ -104,7 +104,7 @@ class AccuracySpec:
     source: "synthetic" (seeded random images: label-free metrics only) or a folder of class folders (ImageFolder;
     folder names are WordNet ids in torchvision's ImageNet order, or `labels` names a label-map file).
     labels: "auto" (WordNet ids when every class folder is one, unlabelled when none is), "wnid", "none", or the
-    path of a label-map file (`folder index` lines or JSON {folder: index}; qbench.registry.evalset).
+    path of a label-map file (`folder index` lines or JSON {folder: index}; qbench.runner.registry.evalset).
     images: how many images to evaluate (a seeded random subset when the folder has more); 0 turns accuracy off.
     """
 
@@ -146,7 +146,7 @@ class Case:
     """The frozen identity of one measurement: what is measured, never how long it took.
 
     `weights` is "random", "pretrained" or "checkpoint:<path>"; `engine` is None for engine-less modes (fp32);
-    `runner` is the ISA profile (qbench.runners): results of different profiles are different series.
+    `runner` is the ISA profile (qbench.suite.profiles): results of different profiles are different series.
     """
 
     model: str
@@ -201,7 +201,7 @@ class Case:
 class RunRecord:
     """What happened to one case in one run. Failures are data: status plus reason, never a missing record.
 
-    metrics (all raw; summaries are derived on read by qbench.stats):
+    metrics (all raw; summaries are derived on read by qbench.stats.summary):
       latency:  {"unit": "s", "samples": [seconds per inference, ...], "loops": int, "warmup_rounds": int}
       size:     {"state_dict_bytes", "bytes_by_dtype", "parameters", "modules_quantized", "modules_float", ...}
       memory:   {"unit": "bytes", "rss_start", "peak_rss_build", "peak_rss_run", "method"}

@@ -25,8 +25,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from qbench.registry.weights import cache_path, default_weights
-from qbench.torchvision_compat import import_torchvision
+from qbench.runner.registry.weights import cache_path, default_weights
+from qbench.runner.registry.torchvision_compat import import_torchvision
 
 __all__ = ["MODEL", "WNIDS", "CLASS_INDICES", "Learned", "draw_image", "write_image_folder", "build_learned",
            "learned"]

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from qbench.ab import (ABReport, ABSettings, CaseComparison, Pair, Side, SideSpec, is_regression, pair_values,
+from qbench.launch.ab import (ABReport, ABSettings, CaseComparison, Pair, Side, SideSpec, is_regression, pair_values,
                        parse_latency_threshold, parse_side, resolve_ref, source_root, with_sample_seconds)
-from qbench.ab_experiment import commit_files, model_source, snapshot_repo
-from qbench.abstats import compare_pairs, median_interval, min_pairs, verdict_of
+from qbench.launch.ab_experiment import commit_files, model_source, snapshot_repo
+from qbench.stats.paired import compare_pairs, median_interval, min_pairs, verdict_of
 from qbench.cli.ab import render_markdown, render_table
 from qbench.errors import ConfigError, InfraError
-from qbench.suites import parse_suite
+from qbench.suite.load import parse_suite
 from tests.factories import make_case
 
 SUITE = """
@@ -268,7 +268,7 @@ def test_python_sides_run_this_source_under_the_given_interpreter(tmp_path):
 
 
 def test_ab_threshold_uses_qbench_threshold_grammar():
-    from qbench.ab import parse_latency_threshold
+    from qbench.launch.ab import parse_latency_threshold
     from qbench.errors import ConfigError
 
     assert parse_latency_threshold("latency:3%") == parse_latency_threshold("3%") == 0.03

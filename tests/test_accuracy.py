@@ -1,4 +1,4 @@
-"""qbench.accuracy: the metrics (top-k, agreement, SQNR), and evaluate_case checked for right numbers, not just
+"""qbench.runner.probes.accuracy: the metrics (top-k, agreement, SQNR), and evaluate_case checked for right numbers, not just
 present ones, on a model that has really learned its images (tests.learned)."""
 
 import copy
@@ -7,14 +7,14 @@ import os
 import pytest
 import torch
 
-from qbench.accuracy import SQNR_CAP_DB, agreement, evaluate_case, logits_of, sqnr_db, topk_correct
+from qbench.runner.probes.accuracy import SQNR_CAP_DB, agreement, evaluate_case, logits_of, sqnr_db, topk_correct
 from qbench.errors import ConfigError
 from qbench.records import AccuracySpec, CalibrationSpec
-from qbench.registry.data import calibration_batches, example_input, transform_for
-from qbench.registry.models import open_model
-from qbench.registry.modes import apply_mode
-from qbench.registry.weights import default_weights
-from qbench.torchvision_compat import import_torchvision
+from qbench.runner.registry.data import calibration_batches, example_input, transform_for
+from qbench.runner.registry.models import open_model
+from qbench.runner.registry.modes import apply_mode
+from qbench.runner.registry.weights import default_weights
+from qbench.runner.registry.torchvision_compat import import_torchvision
 from tests.learned import CLASS_INDICES, MODEL, WNIDS, learned  # noqa: F401  (learned is a fixture)
 from tests.tiny_models import convnet
 
@@ -74,7 +74,7 @@ def test_fp32_case_without_labels():
     assert result.keys() == RECORD_KEYS
     assert result["labelled"] is False and result["subset"]["images"] == 10
     assert all(result[key] is None for key in RECORD_KEYS - {"subset", "labelled", "predictions"})
-    from qbench.registry.evalset import load_eval_set
+    from qbench.runner.registry.evalset import load_eval_set
     expected = logits_of(model, load_eval_set(AccuracySpec(images=10, batch_size=4), _TinySource()).batches())
     assert result["predictions"] == expected.argmax(1).tolist()
 

@@ -1,4 +1,4 @@
-"""qbench.accuracy_stats: exact McNemar, exact binomial draws, and the paired bootstrap interval of a top-1 delta."""
+"""qbench.stats.accuracy: exact McNemar, exact binomial draws, and the paired bootstrap interval of a top-1 delta."""
 
 import math
 import random
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from qbench.accuracy_stats import (binomial_draw, discordant_counts, mcnemar_exact, paired_bootstrap_ci,
+from qbench.stats.accuracy import (binomial_draw, discordant_counts, mcnemar_exact, paired_bootstrap_ci,
                                    paired_comparison)
 
 
@@ -113,7 +113,7 @@ def test_paired_comparison_summarizes_everything():
 
 
 def test_the_module_never_imports_torch():
-    code = ("import sys, qbench.accuracy_stats; "
+    code = ("import sys, qbench.stats.accuracy; "
             "print(sorted(m for m in ('torch', 'numpy', 'pandas') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

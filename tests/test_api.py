@@ -2,7 +2,7 @@
 
 from qbench.api import measure_cases
 from qbench.records import Case, MeasureSpec
-from qbench.store import read_run_file
+from qbench.history.store import read_run_file
 
 FAST = MeasureSpec(warmup_rounds=0, min_time_s=0.0, min_rounds=3)
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from qbench import machine as qm
-from qbench.enumerate import Catalog, expand
+from qbench.launch import machine as qm
+from qbench.plan.expand import Catalog, expand
 from qbench.records import ENGINES
 from qbench.runner.catalog import probe
-from qbench.suites import load_suite
+from qbench.suite.load import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "cpu"
 GIB = 2**30
-# What qbench.registry.engines.probe_engine reports on an aarch64 wheel for the engines it cannot run.
+# What qbench.runner.registry.engines.probe_engine reports on an aarch64 wheel for the engines it cannot run.
 ARM_FAILURE = "quantized linear: RuntimeError: unknown architecure"
 ARM_ENGINES = {"qnnpack": None, "onednn": None, "x86": ARM_FAILURE, "fbgemm": ARM_FAILURE}
 ARM_MODELS = {"mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "shufflenet_v2_x1_0", "mnasnet1_0",

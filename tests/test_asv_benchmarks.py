@@ -117,7 +117,7 @@ def test_asv_continuous_measures_each_commits_own_code(project):
     B's static_fx model is 2.6x bigger (a deterministic difference), fp32 is byte-identical, and continuous
     exits 1. Had asv measured one commit's code twice (the pitfalls in this-machine.md §1c), the sizes would match."""
     (project, home), base = project, git(project.path, "rev-parse", "HEAD")
-    modes = project / "qbench/registry/modes.py"
+    modes = project / "qbench/runner/registry/modes.py"
     assert modes.read_text().count(RECIPE_LINE) == 1
     modes.write_text(modes.read_text().replace(RECIPE_LINE, CONVS_IN_FLOAT))
     head = commit(project, "B: static_fx leaves convolutions in float")

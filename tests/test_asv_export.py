@@ -16,9 +16,9 @@ from asv.machine import iter_machine_files
 from asv.results import iter_results
 from asv.util import load_json
 
-from qbench.asv_export import CASE_PARAMS, EXPORT_VERSION, export_history
+from qbench.report.asv_export import CASE_PARAMS, EXPORT_VERSION, export_history
 from qbench.errors import ConfigError
-from qbench.store import RunWriter
+from qbench.history.store import RunWriter
 from tests.factories import ENVIRONMENT, MACHINE, make_case, make_record
 
 Repo = namedtuple("Repo", "path commits")

@@ -1,4 +1,4 @@
-"""qbench.cache and `qbench cache`: keys, safe storage and bit-identical restores of real quantized models."""
+"""qbench.launch.artifact_cache and `qbench cache`: keys, safe storage and bit-identical restores of real quantized models."""
 
 import hashlib
 import json
@@ -14,12 +14,12 @@ import torch
 import torch.ao.quantization as tq
 from torch import nn
 
-from qbench import cache as cache_module
-from qbench.cache import (CACHEABLE_MODES, NOT_CACHEABLE, RECIPE_VERSION, ArtifactCache, artifact_key, cacheable,
+from qbench.launch import artifact_cache as cache_module
+from qbench.launch.artifact_cache import (CACHEABLE_MODES, NOT_CACHEABLE, RECIPE_VERSION, ArtifactCache, artifact_key, cacheable,
                           current_versions, default_root, describe_key, restore_into)
 from qbench.errors import ConfigError, StoreError
 from qbench.records import MODES, CalibrationSpec, QatSpec, canonical_json
-from qbench.registry.modes import apply_mode
+from qbench.runner.registry.modes import apply_mode
 from tests import tiny_models
 from tests.factories import make_case
 from tests.test_cli import ROOT, one_line_error

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from qbench.claims import (claim_rows, claims_frame, judge_accuracy, judge_bandwidth, judge_size, judge_speedup,
+from qbench.compare.claims import (claim_rows, claims_frame, judge_accuracy, judge_bandwidth, judge_size, judge_speedup,
                            render_claims, speedup_interval)
-from qbench.report import write_report
-from qbench.store import RunWriter
+from qbench.report.document import write_report
+from qbench.history.store import RunWriter
 from tests.factories import MACHINE, make_case, make_record
 from tests.test_cli import one_line_error, qbench
 
@@ -299,7 +299,7 @@ def test_claims_cli_with_a_corrupt_file_prints_the_rest_and_exits_3(tmp_path):
 
 
 def test_report_has_a_claims_section(tmp_path):
-    from qbench.store import read_run_file
+    from qbench.history.store import read_run_file
 
     run = read_run_file(good_run(tmp_path / "results"))
     md_path, _ = write_report(tmp_path / "report", [run])

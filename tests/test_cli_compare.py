@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from qbench.store import RunWriter
+from qbench.history.store import RunWriter
 from tests.factories import MACHINE, make_case, make_record
 from tests.test_cli import TINY_SUITE, one_line_error, qbench
 

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from qbench.store import iter_records, load_history, read_run_file
+from qbench.history.store import iter_records, load_history, read_run_file
 from tests.test_cli import ROOT, TINY_SUITE
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from qbench.dashboard import VENDOR_DIR, vendor_dashboard
+from qbench.report.dashboard import VENDOR_DIR, vendor_dashboard
 from qbench.errors import InfraError
 from tests.test_asv_benchmarks import commit, copy_project, git
 from tests.test_asv_export import case_record, write_run
@@ -194,7 +194,7 @@ def test_vendoring_points_every_cdn_script_and_style_at_checked_copies(tmp_path)
 
 def test_a_cdn_url_without_a_vendored_copy_is_an_error(tmp_path):
     (tmp_path / "index.html").write_text(ASV_INDEX.read_text().replace("jquery-3.3.1.min.js", "jquery-9.9.9.min.js"))
-    with pytest.raises(InfraError, match="loads https://code.jquery.com/jquery-9.9.9.min.js, which qbench/dash_vendor"):
+    with pytest.raises(InfraError, match="loads https://code.jquery.com/jquery-9.9.9.min.js, which qbench/report/vendor"):
         vendor_dashboard(tmp_path)
 
 
@@ -206,7 +206,7 @@ def test_an_altered_vendored_file_is_refused(tmp_path, monkeypatch):
             (vendor / path.relative_to(VENDOR_DIR)).parent.mkdir(parents=True, exist_ok=True)
             (vendor / path.relative_to(VENDOR_DIR)).write_bytes(path.read_bytes())
     (vendor / "flot" / "jquery.flot.js").write_text("window.location = 'https://example.invalid/';")
-    monkeypatch.setattr("qbench.dashboard.VENDOR_DIR", vendor)
+    monkeypatch.setattr("qbench.report.dashboard.VENDOR_DIR", vendor)
     (tmp_path / "html").mkdir()
     (tmp_path / "html" / "index.html").write_text(ASV_INDEX.read_text())
     with pytest.raises(InfraError, match=r"jquery.flot.js: sha256 differs from MANIFEST.json"):

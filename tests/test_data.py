@@ -1,4 +1,4 @@
-"""qbench.registry.data: synthetic inputs, calibration sets (synthetic and ImageFolder) and their identity."""
+"""qbench.runner.registry.data: synthetic inputs, calibration sets (synthetic and ImageFolder) and their identity."""
 
 import pytest
 import torch
@@ -6,8 +6,8 @@ from PIL import Image
 
 from qbench.errors import ConfigError
 from qbench.records import CalibrationSpec
-from qbench.registry.data import calibration_batches, default_transform, example_input, transform_for
-from qbench.registry.models import open_model
+from qbench.runner.registry.data import calibration_batches, default_transform, example_input, transform_for
+from qbench.runner.registry.models import open_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 

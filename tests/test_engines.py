@@ -1,4 +1,4 @@
-"""qbench.registry.engines: probing engines by running quantized ops, and switching engines safely."""
+"""qbench.runner.registry.engines: probing engines by running quantized ops, and switching engines safely."""
 
 import platform
 
@@ -7,8 +7,8 @@ import torch
 
 from qbench import records
 from qbench.errors import NotApplicable, RegistryError
-from qbench.registry import engines
-from qbench.registry.engines import ENGINES, probe_engine, probe_engines, use_engine
+from qbench.runner.registry import engines
+from qbench.runner.registry.engines import ENGINES, probe_engine, probe_engines, use_engine
 
 
 @pytest.fixture(autouse=True)

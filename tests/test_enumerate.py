@@ -2,9 +2,9 @@
 
 import pytest
 
-from qbench.enumerate import Catalog, custom_model_names, expand
+from qbench.plan.expand import Catalog, custom_model_names, expand
 from qbench.errors import ConfigError
-from qbench.suites import parse_suite
+from qbench.suite.load import parse_suite
 
 CATALOG = Catalog(
     models={

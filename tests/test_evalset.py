@@ -1,4 +1,4 @@
-"""qbench.registry.evalset: ImageNet wnid order, label maps, the seeded subset and its identity, transforms, and
+"""qbench.runner.registry.evalset: ImageNet wnid order, label maps, the seeded subset and its identity, transforms, and
 one-line errors for bad folders."""
 
 import hashlib
@@ -11,10 +11,10 @@ from PIL import Image
 
 from qbench.errors import ConfigError
 from qbench.records import AccuracySpec
-from qbench.registry.data import example_input
-from qbench.registry.evalset import IMAGENET_WNIDS, load_eval_set, read_label_map, wnid_index
-from qbench.registry.models import open_model
-from qbench.torchvision_compat import import_torchvision
+from qbench.runner.registry.data import example_input
+from qbench.runner.registry.evalset import IMAGENET_WNIDS, load_eval_set, read_label_map, wnid_index
+from qbench.runner.registry.models import open_model
+from qbench.runner.registry.torchvision_compat import import_torchvision
 from tests.learned import CLASS_INDICES, WNIDS, write_image_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

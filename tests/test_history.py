@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from qbench.history import detect, find_regressions, git_commit_order, latest_runs, threshold_for
-from qbench.noise import noise_document, write_noise
-from qbench.series import build_series
-from qbench.store import RunWriter
+from qbench.compare.steps import detect, find_regressions, git_commit_order, latest_runs, threshold_for
+from qbench.history.noise import noise_document, write_noise
+from qbench.history.series import build_series
+from qbench.history.store import RunWriter
 from qbench.thresholds import ThresholdPolicy
 from tests.factories import MACHINE
 from tests.test_cli import one_line_error, qbench

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from qbench.enumerate import Catalog, expand
-from qbench.runner.session import Session
-from qbench.store import RunWriter, read_run_file
-from qbench.suites import parse_suite
+from qbench.plan.expand import Catalog, expand
+from qbench.launch.session import Session
+from qbench.history.store import RunWriter, read_run_file
+from qbench.suite.load import parse_suite
 from tests.factories import MACHINE
 
 MODELS = ["fine", "raises", "aborts", "segfaults", "exits", "hangs", "oom", "cannot", "fine2"]

@@ -1,4 +1,4 @@
-"""qbench.machine: parsing recorded CPU descriptions of real machines, the machine_id, and the live machine."""
+"""qbench.launch.machine: parsing recorded CPU descriptions of real machines, the machine_id, and the live machine."""
 
 import json
 import platform
@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from qbench import machine as qm
+from qbench.launch import machine as qm
 from qbench.errors import ConfigError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cpu"
@@ -295,5 +295,5 @@ def test_describe_is_short_and_names_the_machine():
 def test_importing_machine_never_imports_torch():
     import subprocess
     import sys
-    code = "import sys, qbench.machine; sys.exit('torch' in sys.modules)"
+    code = "import sys, qbench.launch.machine; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent).returncode == 0

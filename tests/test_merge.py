@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from qbench.errors import StoreError
-from qbench.merge import merge_peaks, merge_results, newer_document
-from qbench.noise import noise_document, write_noise
-from qbench.store import read_run_file, run_files
+from qbench.history.merge import merge_peaks, merge_results, newer_document
+from qbench.history.noise import noise_document, write_noise
+from qbench.history.store import read_run_file, run_files
 from tests.factories import MACHINE, make_case
 from tests.test_cli import ROOT, one_line_error, qbench
 from tests.test_history import history, noisy, write_history

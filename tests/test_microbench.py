@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from qbench.kernel_shapes import (DEFAULT_SHAPES, ConvShape, LinearShape, extract_shapes, load_shapes, model_shapes,
+from qbench.runner.kernel_shapes import (DEFAULT_SHAPES, ConvShape, LinearShape, extract_shapes, load_shapes, model_shapes,
                                   shape_from_dict)
-from qbench.machine import collect_machine
-from qbench.microbench import (KERNEL_MODE, KERNELS_DIR, MicrobenchOptions, pytest_command, records_from_json,
+from qbench.launch.machine import collect_machine
+from qbench.launch.microbench import (KERNEL_MODE, KERNELS_DIR, MicrobenchOptions, pytest_command, records_from_json,
                                run_group, run_microbench)
 from qbench.errors import ConfigError
-from qbench.store import load_history, read_run_file, run_files
+from qbench.history.store import load_history, read_run_file, run_files
 
 ROOT = Path(__file__).resolve().parent.parent
 LINEAR = "quantized_linear and linear-1x512-o1000"

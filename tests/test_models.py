@@ -1,4 +1,4 @@
-"""qbench.registry.models: the catalog against the live torchvision, custom factories, and the built variants."""
+"""qbench.runner.registry.models: the catalog against the live torchvision, custom factories, and the built variants."""
 
 import json
 import os
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from qbench.errors import ConfigError, NotApplicable, RegistryError
-from qbench.registry.models import ModelInfo, list_models, model_info, open_model
-from qbench.torchvision_compat import import_torchvision
+from qbench.runner.registry.models import ModelInfo, list_models, model_info, open_model
+from qbench.runner.registry.torchvision_compat import import_torchvision
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -139,8 +139,8 @@ def test_random_weights_are_seeded_and_leave_global_rng_alone():
 IDENTITY_CODE = """
 import hashlib, torch
 from qbench.records import CalibrationSpec
-from qbench.registry.data import calibration_batches, example_input
-from qbench.registry.models import open_model
+from qbench.runner.registry.data import calibration_batches, example_input
+from qbench.runner.registry.models import open_model
 digest = hashlib.sha256()
 for key, value in open_model("squeezenet1_1", seed=7).float_model().state_dict().items():
     digest.update(key.encode()); digest.update(value.numpy().tobytes())

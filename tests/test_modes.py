@@ -1,4 +1,4 @@
-"""qbench.registry.modes: every mode on a tiny hand-written model, under x86 and qnnpack."""
+"""qbench.runner.registry.modes: every mode on a tiny hand-written model, under x86 and qnnpack."""
 
 import json
 
@@ -9,10 +9,10 @@ from torch import nn
 
 from qbench import records
 from qbench.errors import ConfigError, NotApplicable, RegistryError
-from qbench.probes.size import measure_size
-from qbench.registry import Prepared
-from qbench.registry.engines import use_engine
-from qbench.registry.modes import MODES, apply_mode, describe_qconfig, register_mode, registered_modes
+from qbench.runner.probes.size import measure_size
+from qbench.runner.registry import Prepared
+from qbench.runner.registry.engines import use_engine
+from qbench.runner.registry.modes import MODES, apply_mode, describe_qconfig, register_mode, registered_modes
 
 # prepare() builds observers with reduce_range, which torch 2.13 warns about on every call.
 pytestmark = pytest.mark.filterwarnings("ignore:Please use quant_min and quant_max:UserWarning")
@@ -326,7 +326,7 @@ def test_static_modes_refuse_to_run_without_calibration(mode):
 
 
 def test_an_engine_that_fails_its_probe_is_not_applicable(monkeypatch):
-    from qbench.registry import modes
+    from qbench.runner.registry import modes
 
     monkeypatch.setattr(modes, "probe_engine", lambda name: "quantized linear: RuntimeError: unknown architecure")
     with pytest.raises(NotApplicable, match="engine fbgemm does not work here: quantized linear"):

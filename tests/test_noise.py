@@ -6,7 +6,7 @@ import random
 import pytest
 
 from qbench.errors import SchemaVersionError, StoreError
-from qbench.noise import (NOISE_FLOOR, estimate_thresholds, load_noise, noise_document, noise_path,
+from qbench.history.noise import (NOISE_FLOOR, estimate_thresholds, load_noise, noise_document, noise_path,
                           relative_noise, write_noise)
 from tests.factories import MACHINE, make_case, make_record
 from tests.test_cli import TINY_SUITE, one_line_error, qbench

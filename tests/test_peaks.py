@@ -1,4 +1,4 @@
-"""qbench.probes.peaks and `qbench peaks`: the probe returns finite positive peaks with their method, peaks.json
+"""qbench.runner.probes.peaks and `qbench peaks`: the probe returns finite positive peaks with their method, peaks.json
 round-trips and refuses corruption, and the command measures in a worker, stores, then reuses."""
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qbench.errors import SchemaVersionError, StoreError
-from qbench.probes.peaks import (PEAKS_SCHEMA_VERSION, cache_sizes, load_peaks, measure_peaks, peaks_task,
+from qbench.runner.probes.peaks import (PEAKS_SCHEMA_VERSION, cache_sizes, load_peaks, measure_peaks, peaks_task,
                                  save_peaks, stream_array_bytes)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from qbench.errors import ConfigError, NotApplicable
-from qbench.probes.size import measure_size
-from qbench.registry import pt2e
-from qbench.registry.modes import apply_mode
+from qbench.runner.probes.size import measure_size
+from qbench.runner.registry import pt2e
+from qbench.runner.registry.modes import apply_mode
 from tests import tiny_models
 from tests.test_modes import _centred_cosine, _run
 
@@ -167,7 +167,7 @@ def test_a_really_unexportable_model_is_not_applicable():
 
 @pytest.fixture(scope="module")
 def resnet18():
-    from qbench.registry.models import open_model
+    from qbench.runner.registry.models import open_model
 
     return open_model("resnet18", "random")
 

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from qbench.errors import ConfigError, NotApplicable
-from qbench.probes.size import measure_size
+from qbench.runner.probes.size import measure_size
 from qbench.records import QatSpec
-from qbench.registry.modes import QAT_LOSS, apply_mode
+from qbench.runner.registry.modes import QAT_LOSS, apply_mode
 from tests.test_modes import SIDE, BranchyNet, FloatOnlySource, TinyNet, TinySource, _centred_cosine, _inputs, \
     _randomize_batchnorm, _run
 

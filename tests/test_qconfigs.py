@@ -1,5 +1,5 @@
-"""The qconfig axis: the name grammar (qbench.qconfig_names), the QConfigs built from names
-(qbench.registry.qconfigs), and what a sweep really produces in the converted models (qbench.registry.modes)."""
+"""The qconfig axis: the name grammar (qbench.suite.qconfig_names), the QConfigs built from names
+(qbench.runner.registry.qconfigs), and what a sweep really produces in the converted models (qbench.runner.registry.modes)."""
 
 import json
 import subprocess
@@ -12,11 +12,11 @@ import torch.ao.quantization as tq
 from torch.ao.quantization.quantize_fx import prepare_fx
 
 from qbench.errors import ConfigError, NotApplicable
-from qbench.qconfig_names import (GRANULARITIES, OBSERVERS, QCONFIG_EXAMPLES, SYMMETRIES, QconfigName, canonical_name,
+from qbench.suite.qconfig_names import (GRANULARITIES, OBSERVERS, QCONFIG_EXAMPLES, SYMMETRIES, QconfigName, canonical_name,
                                   parse_qconfig_name, qconfig_skip_reason)
 from qbench.records import MODES
-from qbench.registry.modes import apply_mode
-from qbench.registry.qconfigs import build_qconfig, build_qconfig_mapping, calibration_engine, qconfig_origin
+from qbench.runner.registry.modes import apply_mode
+from qbench.runner.registry.qconfigs import build_qconfig, build_qconfig_mapping, calibration_engine, qconfig_origin
 from tests.test_modes import SIDE, TinySource, _centred_cosine, _inputs, _run
 
 NAMED = [f"{o}/{g}/{s}" for o in OBSERVERS for g in GRANULARITIES for s in SYMMETRIES]
@@ -83,7 +83,7 @@ def test_every_mode_takes_default_and_fixed_modes_skip_the_others_with_a_reason(
 
 
 def test_the_grammar_module_does_not_import_torch():
-    code = "import sys, qbench.qconfig_names as q; q.canonical_name('default@qnnpack'); print('torch' in sys.modules)"
+    code = "import sys, qbench.suite.qconfig_names as q; q.canonical_name('default@qnnpack'); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -93,7 +93,7 @@ def test_the_grammar_module_does_not_import_torch():
 
 @pytest.mark.parametrize("name", NAMED)
 def test_a_named_qconfig_has_the_named_activation_observer_and_weight_scheme(name):
-    from qbench.registry.modes import describe_qconfig
+    from qbench.runner.registry.modes import describe_qconfig
 
     parsed = parse_qconfig_name(name)
     described = describe_qconfig(build_qconfig(name, "x86"))
@@ -108,14 +108,14 @@ def test_a_named_qconfig_has_the_named_activation_observer_and_weight_scheme(nam
 
 
 def test_reduce_range_halves_the_activation_range():
-    from qbench.registry.modes import describe_qconfig
+    from qbench.runner.registry.modes import describe_qconfig
 
     described = describe_qconfig(build_qconfig("histogram/per_tensor/affine/reduce_range", "qnnpack"))
     assert (described["activation"]["quant_max"], described["activation"]["reduce_range"]) == (127, True)
 
 
 def test_qat_qconfigs_wrap_the_named_observers_in_fake_quantize():
-    from qbench.registry.modes import describe_qconfig
+    from qbench.runner.registry.modes import describe_qconfig
 
     described = describe_qconfig(build_qconfig("histogram/per_channel/symmetric", "x86", qat=True))
     assert described["activation"]["fake_quantize"] == "FakeQuantize"
@@ -126,7 +126,7 @@ def test_qat_qconfigs_wrap_the_named_observers_in_fake_quantize():
 
 @pytest.mark.parametrize("engine", ["x86", "qnnpack"])
 def test_default_is_torchs_default_of_the_calibration_engine(engine):
-    from qbench.registry.modes import describe_qconfig
+    from qbench.runner.registry.modes import describe_qconfig
 
     assert describe_qconfig(build_qconfig("default", engine)) == describe_qconfig(tq.get_default_qconfig(engine))
     assert describe_qconfig(build_qconfig("default@qnnpack", engine)) == \

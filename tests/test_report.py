@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from qbench.report import markdown_to_html, write_report
-from qbench.store import read_run_file
+from qbench.report.document import markdown_to_html, write_report
+from qbench.history.store import read_run_file
 from tests.factories import make_case, make_record
 from tests.test_cli import one_line_error, qbench
 from tests.test_history import history, write_history
@@ -52,7 +52,7 @@ def test_report_has_the_runs_numbers_provenance_and_plots(tmp_path):
 def test_a_run_of_repeats_counts_each_case_once_by_its_median():
     run = make_run(0, [(FP32, [0.040] * 3, 4000), (FP32, [0.050] * 3, 4000), (FP32, [0.060] * 3, 4000),
                        (INT8, [0.010] * 3, 1000)])
-    from qbench.report import case_frame, ratio_frame
+    from qbench.report.document import case_frame, ratio_frame
 
     cases = case_frame(run.records)
     fp32 = cases[cases["mode"] == "fp32"].iloc[0]
@@ -62,8 +62,8 @@ def test_a_run_of_repeats_counts_each_case_once_by_its_median():
 
 def test_regressions_and_passed_in_sections_are_rendered(tmp_path):
     runs = history([0.010] * 7 + [0.012] * 5, torch_from=7)
-    from qbench.history import find_regressions
-    from qbench.series import build_series
+    from qbench.compare.steps import find_regressions
+    from qbench.history.series import build_series
     from tests.test_series import pairs
 
     regressions = [r for r in find_regressions(build_series(pairs(*runs)), {}) if r.metric == "latency"]

@@ -1,9 +1,9 @@
-"""qbench.roofline: a case placed on its machine's roofline, checked on hand-computed values."""
+"""qbench.compare.roofline: a case placed on its machine's roofline, checked on hand-computed values."""
 
 import pytest
 
 from qbench.errors import ConfigError
-from qbench.roofline import derive
+from qbench.compare.roofline import derive
 
 PEAKS = {"copy_gbps": 12.0, "triad_gbps": 10.0, "fp32_gmacs": 50.0, "int8_gmacs": 200.0}
 

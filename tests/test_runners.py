@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from qbench.enumerate import Catalog, expand
+from qbench.plan.expand import Catalog, expand
 from qbench.errors import ConfigError
-from qbench.machine import fingerprint, parse_lscpu
-from qbench.probes.kernels import _parse
+from qbench.launch.machine import fingerprint, parse_lscpu
+from qbench.runner.probes.kernels import _parse
 from qbench.runner.worker import verify_runner
-from qbench.runners import profile, unavailable_reason
-from qbench.suites import parse_suite
+from qbench.suite.profiles import profile, unavailable_reason
+from qbench.suite.load import parse_suite
 from tests.factories import make_case
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from qbench.errors import ConfigError
-from qbench.sensitivity import agreement, analyze, load_sensitivity, quantized_layers, sqnr_db
-from qbench.store import iter_records
+from qbench.runner.sensitivity import agreement, analyze, load_sensitivity, quantized_layers, sqnr_db
+from qbench.history.store import iter_records
 from tests.test_cli import one_line_error, qbench
 
 INPUT_SIZE = 16
@@ -106,7 +106,7 @@ def test_layers_glob_limits_the_pass_and_a_glob_matching_nothing_is_bad_input(da
     limited = analyze(model, "x86", calibration, images[:8], layers="conv[23]")
     assert [entry["layer"] for entry in limited["per_layer"]] == ["conv2", "conv3"]
     assert limited["layers_total"] == 4 and limited["ranking"][0] == "conv2"
-    from qbench.registry.engines import use_engine
+    from qbench.runner.registry.engines import use_engine
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 

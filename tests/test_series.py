@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from qbench.records import CalibrationSpec
-from qbench.series import build_series, format_series_value, order_by_commits, record_values
-from qbench.store import RunFile
+from qbench.history.series import build_series, format_series_value, order_by_commits, record_values
+from qbench.history.store import RunFile
 from tests.factories import ENVIRONMENT, MACHINE, make_case, make_record
 
 FP32 = make_case(mode="fp32", engine=None)
@@ -130,7 +130,7 @@ def test_record_values_and_units():
 
 def test_qat_and_qconfig_sweep_cases_pair_with_the_one_fp32_parent():
     from qbench.records import QatSpec
-    from qbench.series import pair_key
+    from qbench.history.series import pair_key
 
     parent = make_case(mode="fp32", engine=None)
     for child in (make_case(mode="qat", qat=QatSpec(steps=3)), make_case(qconfig="histogram/per_channel/symmetric")):

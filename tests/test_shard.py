@@ -2,10 +2,10 @@
 
 import pytest
 
-from qbench.enumerate import PlannedCase
+from qbench.plan.expand import PlannedCase
 from qbench.errors import ConfigError
-from qbench.shard import assign_shards, expected_costs, parse_shard
-from qbench.store import RunWriter
+from qbench.plan.shard import assign_shards, expected_costs, parse_shard
+from qbench.history.store import RunWriter
 from tests.factories import MACHINE, make_case, make_record
 
 PLANNED = [PlannedCase(make_case(model=f"m{i:02d}", batch_size=b)) for i in range(20) for b in (1, 8)]

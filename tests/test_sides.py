@@ -6,8 +6,8 @@ import subprocess
 import pytest
 
 from qbench.errors import ConfigError, StoreError
-from qbench.sides import History, resolve_side
-from qbench.store import RunWriter
+from qbench.history.sides import History, resolve_side
+from qbench.history.store import RunWriter
 from tests.factories import MACHINE, make_record
 
 COMMIT_A = "a1" * 20

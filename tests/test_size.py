@@ -1,4 +1,4 @@
-"""qbench.probes.size: bytes per dtype with packed weights unpacked, parameter and module counts."""
+"""qbench.runner.probes.size: bytes per dtype with packed weights unpacked, parameter and module counts."""
 
 import io
 import json
@@ -9,8 +9,8 @@ import torch.ao.quantization as tq
 from torch import nn
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-from qbench.probes.size import classify_module, measure_size
-from qbench.registry.engines import use_engine
+from qbench.runner.probes.size import classify_module, measure_size
+from qbench.runner.registry.engines import use_engine
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Please use quant_min and quant_max:UserWarning"),
               pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")]

@@ -2,9 +2,9 @@
 
 import pytest
 
-from qbench.probes.latency import measure_latency
+from qbench.runner.probes.latency import measure_latency
 from qbench.records import MeasureSpec
-from qbench.stats import percentile, summarize
+from qbench.stats.summary import percentile, summarize
 
 
 def test_percentiles_interpolate_like_numpy():

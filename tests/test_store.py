@@ -10,7 +10,7 @@ import time
 import pytest
 
 from qbench.errors import InfraError, SchemaVersionError, StoreError
-from qbench.store import RunWriter, ensure_machine, iter_records, load_history, read_run_file, run_files
+from qbench.history.store import RunWriter, ensure_machine, iter_records, load_history, read_run_file, run_files
 from tests.factories import MACHINE, make_case, make_record
 
 HEADER = {"run_id": "0123456789abcdef", "started_at": "2026-11-22T10:00:00.000000Z", "suite": {"name": "t"},
@@ -110,7 +110,7 @@ def test_empty_history_is_an_empty_frame(tmp_path):
 WRITER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from qbench.store import RunWriter
+from qbench.history.store import RunWriter
 from tests.factories import MACHINE, make_record
 import tests.test_store as t
 writer = RunWriter(sys.argv[1], MACHINE, t.HEADER)

@@ -3,7 +3,7 @@
 import pytest
 
 from qbench.errors import ConfigError
-from qbench.suites import load_suite, parse_suite
+from qbench.suite.load import load_suite, parse_suite
 from qbench.thresholds import Threshold
 
 MINIMAL = {"suite": {"name": "t"}, "matrix": [{"models": ["resnet18"], "modes": ["fp32"]}]}

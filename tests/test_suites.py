@@ -4,7 +4,7 @@ import pytest
 
 from qbench.errors import ConfigError
 from qbench.records import CalibrationSpec, MeasureSpec
-from qbench.suites import load_suite, parse_suite, resolve_suite_path
+from qbench.suite.load import load_suite, parse_suite, resolve_suite_path
 
 MINIMAL = {"suite": {"name": "t"}, "matrix": [{"models": ["resnet18"], "modes": ["fp32"]}]}
 

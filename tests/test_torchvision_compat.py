@@ -1,4 +1,4 @@
-"""qbench.torchvision_compat, each scenario in a fresh interpreter: torch operator registration is process-wide.
+"""qbench.runner.registry.torchvision_compat, each scenario in a fresh interpreter: torch operator registration is process-wide.
 The scenarios run side by side, and the installed torchvision files are fingerprinted around them."""
 
 import hashlib
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 # This machine: torchvision's CUDA-built extension cannot load next to the CPU torch.
 FAILED_EXTENSION = """
     import json, torch
-    from qbench import torchvision_compat as compat
+    from qbench.runner.registry import torchvision_compat as compat
     tv = compat.import_torchvision()
     model = tv.models.resnet18()
     with torch.inference_mode():
@@ -31,7 +31,7 @@ FAILED_EXTENSION = """
 # An extension that loads, simulated: it registers working nms/qnms kernels, as torchvision's _C does.
 LOADING_EXTENSION = """
     import json, torch
-    from qbench import torchvision_compat as compat
+    from qbench.runner.registry import torchvision_compat as compat
 
     simulated = []
 

@@ -1,4 +1,4 @@
-"""qbench.probes.traffic: bytes moved and MACs per forward, checked against hand counts and torchvision's _ops."""
+"""qbench.runner.probes.traffic: bytes moved and MACs per forward, checked against hand counts and torchvision's _ops."""
 
 import functools
 import pytest
@@ -7,12 +7,12 @@ import torch.ao.quantization as tq
 from torch import nn
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-from qbench.probes.traffic import METHOD, PT2E_NOTE, count_traffic, measured_traffic_support, tensor_bytes
+from qbench.runner.probes.traffic import METHOD, PT2E_NOTE, count_traffic, measured_traffic_support, tensor_bytes
 from qbench.records import CalibrationSpec
-from qbench.registry.data import calibration_batches, example_input, transform_for
-from qbench.registry.engines import use_engine
-from qbench.registry.models import open_model
-from qbench.registry.modes import apply_mode
+from qbench.runner.registry.data import calibration_batches, example_input, transform_for
+from qbench.runner.registry.engines import use_engine
+from qbench.runner.registry.models import open_model
+from qbench.runner.registry.modes import apply_mode
 
 FP32, INT8 = 4, 1
 # Per-channel int8 weights carry a float32 scale and an int32 zero point per output channel.

@@ -1,4 +1,4 @@
-"""qbench.registry.weights and the weights paths of open_model: a fake TORCH_HOME, checkpoints written here."""
+"""qbench.runner.registry.weights and the weights paths of open_model: a fake TORCH_HOME, checkpoints written here."""
 
 import hashlib
 import os
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from qbench.errors import ConfigError, NotApplicable, WeightsNotFound
-from qbench.registry import weights as weights_module
-from qbench.registry.models import open_model
-from qbench.registry.weights import cache_path, default_weights, load_checkpoint, parse_weights, safe_load
-from qbench.torchvision_compat import import_torchvision
+from qbench.runner.registry import weights as weights_module
+from qbench.runner.registry.models import open_model
+from qbench.runner.registry.weights import cache_path, default_weights, load_checkpoint, parse_weights, safe_load
+from qbench.runner.registry.torchvision_compat import import_torchvision
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 

@@ -4,7 +4,7 @@ measures the same model."""
 
 import json
 
-from qbench.store import iter_records, load_history
+from qbench.history.store import iter_records, load_history
 from tests.test_cli import TINY_SUITE, qbench
 
 SUITE = TINY_SUITE.replace('modes = ["fp32", "dynamic", "static_eager", "static_fx"]',

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qbench.store import read_run_file, run_files
+from qbench.history.store import read_run_file, run_files
 from tests.test_merge import regressed_tonight, shard_folders
 
 ROOT = Path(__file__).resolve().parent.parent

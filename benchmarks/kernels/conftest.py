@@ -1,5 +1,5 @@
 """pytest-benchmark set-up of qbench's int8 kernel micro-benchmarks: which engines and shapes they run at, the
-runner profile's check, and the metadata qbench.microbench turns into run records.
+runner profile's check, and the metadata qbench.launch.microbench turns into run records.
 
 This folder has no __init__.py, so asv's benchmark discovery (which walks packages only) never imports it, and
 pyproject's `testpaths = ["tests"]` keeps the unit-test command from collecting it. Run it with `qbench microbench`
@@ -7,7 +7,7 @@ or directly:
 
     python -m pytest benchmarks/kernels --kernel-engine x86 --benchmark-json out.json
 
-Before any kernel runs, the process probes which kernels it dispatches to (qbench.probes.kernels) and checks that
+Before any kernel runs, the process probes which kernels it dispatches to (qbench.runner.probes.kernels) and checks that
 the runner profile named by --kernel-runner took effect (the variables come from the environment, as in a worker);
 a cap that did not is a failure of every benchmark, never a silent native run. An engine that fails qbench's probe
 skips its benchmarks with the reason.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from qbench.kernel_shapes import DEFAULT_SHAPES, load_shapes
+from qbench.runner.kernel_shapes import DEFAULT_SHAPES, load_shapes
 from qbench.records import ENGINES
 
 __all__ = ["KernelState"]
@@ -34,7 +34,7 @@ def pytest_addoption(parser):
     group.addoption("--kernel-runner", default="native",
                     help="runner profile whose ISA cap must be in force (its variables set by the caller)")
     group.addoption("--kernel-shapes", default=None, metavar="FILE",
-                    help="JSON list of shapes (python -m qbench.kernel_shapes); default: a small resnet18 and "
+                    help="JSON list of shapes (python -m qbench.runner.kernel_shapes); default: a small resnet18 and "
                          "mobilenet_v2 set")
     group.addoption("--kernel-slowdown", type=int, default=1, metavar="N",
                     help="run the kernel N times per timed call: a deliberate N-fold regression under the same "
@@ -66,7 +66,7 @@ class KernelState:
 
     def probe(self) -> None:
         """First thing in the process: oneDNN names its ISA only at its first use."""
-        from qbench.probes.kernels import probe_kernels
+        from qbench.runner.probes.kernels import probe_kernels
         from qbench.runner.worker import verify_runner
 
         self.kernels = probe_kernels(None)
@@ -78,8 +78,8 @@ class KernelState:
     def engine_reason(self, engine: str) -> str | None:
         """None when the engine works here (and which library runs its int8 conv is recorded), else why not."""
         if engine not in self.engine_reasons:
-            from qbench.probes.kernels import probe_kernels
-            from qbench.registry.engines import probe_engine
+            from qbench.runner.probes.kernels import probe_kernels
+            from qbench.runner.registry.engines import probe_engine
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -90,7 +90,7 @@ class KernelState:
         return self.engine_reasons[engine]
 
     def summary(self) -> dict:
-        from qbench.machine import collect_machine
+        from qbench.launch.machine import collect_machine
         from qbench.runner.environment import collect_environment
 
         return {"machine": collect_machine(), "runner": self.runner, "slowdown": self.slowdown, "kernels": self.kernels,
@@ -168,7 +168,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture
 def kernel(request, benchmark, engine):
     """Call `kernel(fn, shape, **info)` to benchmark fn (a closure over tensors prepared in the test, under
-    `engine`, which this fixture sets for the whole test) with the metadata qbench.microbench reads. Skips when the
+    `engine`, which this fixture sets for the whole test) with the metadata qbench.launch.microbench reads. Skips when the
     engine does not work here; fails when the runner cap did not take effect."""
     import torch
 

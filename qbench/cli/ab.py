@@ -7,10 +7,10 @@ import json
 import signal
 import sys
 
-from qbench.ab import (DEFAULT_ALPHA, DEFAULT_SECONDS, STATISTICS, ABReport, ABSettings, CaseComparison,
+from qbench.launch.ab import (DEFAULT_ALPHA, DEFAULT_SECONDS, STATISTICS, ABReport, ABSettings, CaseComparison,
                        is_regression, latency_threshold, open_sides, parse_side, run_ab, with_sample_seconds)
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
-from qbench.suites import load_suite
+from qbench.suite.load import load_suite
 
 __all__ = ["ABCommand", "COMMAND", "render_table", "render_markdown"]
 

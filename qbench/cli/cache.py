@@ -1,10 +1,10 @@
-"""`qbench cache list|info|clear`: inspect and empty the cache of quantized artifacts (qbench.cache)."""
+"""`qbench cache list|info|clear`: inspect and empty the cache of quantized artifacts (qbench.launch.artifact_cache)."""
 
 from __future__ import annotations
 
 import json
 
-from qbench.cache import ArtifactCache, default_root
+from qbench.launch.artifact_cache import ArtifactCache, default_root
 from qbench.cli import EXIT_OK, Command
 from qbench.errors import ConfigError
 

@@ -6,13 +6,13 @@ import argparse
 import dataclasses
 import fnmatch
 
-from qbench.enumerate import Catalog, PlannedCase, custom_model_names, expand
+from qbench.plan.expand import Catalog, PlannedCase, custom_model_names, expand
 from qbench.errors import ConfigError
-from qbench.machine import collect_machine
-from qbench.runner.session import Session
-from qbench.runners import RUNNERS, profile
-from qbench.shard import expected_costs, select_shard
-from qbench.suites import SuiteSpec, load_suite
+from qbench.launch.machine import collect_machine
+from qbench.launch.session import Session
+from qbench.suite.profiles import RUNNERS, profile
+from qbench.plan.shard import expected_costs, select_shard
+from qbench.suite.load import SuiteSpec, load_suite
 
 __all__ = ["add_suite_arguments", "plan"]
 
@@ -43,7 +43,7 @@ def plan(args: argparse.Namespace, machine: dict | None = None) -> tuple[SuiteSp
     cache = {"enabled": not getattr(args, "no_cache", True), "dir": getattr(args, "cache_dir", None)}
     peaks_homes = []
     if results and not getattr(args, "no_peaks", True):
-        from qbench.cache import default_root
+        from qbench.launch.artifact_cache import default_root
 
         peaks_homes = [(results, machine["machine_id"]), (default_root() / "peaks", machine["machine_id"])]
     session = Session(spec, isolation=args.isolation, cache=cache, peaks_homes=peaks_homes)

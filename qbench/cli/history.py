@@ -16,11 +16,11 @@ import sys
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
 from qbench.errors import ConfigError, StoreError
-from qbench.history import Regression, find_regressions, git_commit_order, latest_runs, threshold_for
-from qbench.noise import load_noise, noise_path
-from qbench.series import Series, build_series, format_series_value, order_by_commits, series_metrics
-from qbench.sides import History
-from qbench.store import run_files
+from qbench.compare.steps import Regression, find_regressions, git_commit_order, latest_runs, threshold_for
+from qbench.history.noise import load_noise, noise_path
+from qbench.history.series import Series, build_series, format_series_value, order_by_commits, series_metrics
+from qbench.history.sides import History
+from qbench.history.store import run_files
 from qbench.thresholds import DEFAULT_THRESHOLDS, ThresholdPolicy
 
 __all__ = ["HistoryCommand", "COMMAND", "load_policy", "render_table"]

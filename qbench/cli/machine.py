@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from qbench.cli import EXIT_OK, Command
-from qbench.machine import collect_machine, describe
+from qbench.launch.machine import collect_machine, describe
 
 
 class MachineCommand(Command):

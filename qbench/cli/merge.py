@@ -13,10 +13,10 @@ import sys
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
 from qbench.cli.history import load_policy, render_table
-from qbench.history import Regression, find_regressions
-from qbench.merge import MergeReport, merge_results
-from qbench.series import build_series
-from qbench.sides import History
+from qbench.compare.steps import Regression, find_regressions
+from qbench.history.merge import MergeReport, merge_results
+from qbench.history.series import build_series
+from qbench.history.sides import History
 from qbench.thresholds import ThresholdPolicy
 
 __all__ = ["MergeCommand", "COMMAND", "regressions_in_runs", "render_report"]

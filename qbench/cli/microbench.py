@@ -8,10 +8,10 @@ import sys
 from tabulate import tabulate
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
-from qbench.microbench import MicrobenchOptions, load_benchmark_json, run_microbench
+from qbench.launch.microbench import MicrobenchOptions, load_benchmark_json, run_microbench
 from qbench.records import ENGINES
-from qbench.runners import RUNNERS
-from qbench.stats import summarize
+from qbench.suite.profiles import RUNNERS
+from qbench.stats.summary import summarize
 
 __all__ = ["MicrobenchCommand", "COMMAND", "render_table"]
 

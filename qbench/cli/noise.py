@@ -12,10 +12,10 @@ from pathlib import Path
 from qbench.cli import EXIT_OK, Command
 from qbench.cli.common import add_suite_arguments, plan
 from qbench.errors import ConfigError
-from qbench.machine import collect_machine
-from qbench.noise import estimate_thresholds, noise_document, write_noise
-from qbench.provenance import qbench_provenance
-from qbench.store import RunWriter, utc_now
+from qbench.launch.machine import collect_machine
+from qbench.history.noise import estimate_thresholds, noise_document, write_noise
+from qbench.launch.provenance import qbench_provenance
+from qbench.history.store import RunWriter, utc_now
 
 __all__ = ["NoiseCommand", "COMMAND"]
 

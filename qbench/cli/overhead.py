@@ -6,9 +6,9 @@ from __future__ import annotations
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
 from qbench.errors import ConfigError
 from qbench.records import MODES, Case, MeasureSpec
-from qbench.runner.session import Session
-from qbench.stats import summarize
-from qbench.suites import parse_suite
+from qbench.launch.session import Session
+from qbench.stats.summary import summarize
+from qbench.suite.load import parse_suite
 
 
 def _ms(summary) -> str:

@@ -10,16 +10,16 @@ from pathlib import Path
 
 from qbench.cli import EXIT_OK, Command
 from qbench.errors import ConfigError, InfraError
-from qbench.machine import collect_machine
-from qbench.probes.peaks import load_peaks, save_peaks
-from qbench.runner.session import Session
-from qbench.runners import RUNNERS, profile, unavailable_reason
-from qbench.store import ensure_machine
-from qbench.suites import parse_suite
+from qbench.launch.machine import collect_machine
+from qbench.runner.probes.peaks import load_peaks, save_peaks
+from qbench.launch.session import Session
+from qbench.suite.profiles import RUNNERS, profile, unavailable_reason
+from qbench.history.store import ensure_machine
+from qbench.suite.load import parse_suite
 
 __all__ = ["PeaksCommand", "COMMAND", "describe"]
 
-PEAKS_ENTRY = "qbench.probes.peaks:peaks_task"
+PEAKS_ENTRY = "qbench.runner.probes.peaks:peaks_task"
 PEAKS_TIMEOUT_S = 900.0
 DEFAULT_REPEATS, DEFAULT_GEMM_N = 5, 2048
 # Session wants a suite; the peaks task names no model, so any valid one does.

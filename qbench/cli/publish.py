@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
-from qbench.dashboard import publish_dashboard
+from qbench.report.dashboard import publish_dashboard
 
 __all__ = ["PublishCommand", "COMMAND"]
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
 from qbench.cli.compare import compare_sides
 from qbench.cli.history import load_policy
-from qbench.compare import render_markdown
+from qbench.compare.pairwise import render_markdown
 from qbench.errors import ConfigError
-from qbench.history import find_regressions
-from qbench.report import write_report
-from qbench.series import build_series
-from qbench.sides import History, resolve_side
-from qbench.store import run_files
+from qbench.compare.steps import find_regressions
+from qbench.report.document import write_report
+from qbench.history.series import build_series
+from qbench.history.sides import History, resolve_side
+from qbench.history.store import run_files
 
 __all__ = ["ReportCommand", "COMMAND"]
 

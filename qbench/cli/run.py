@@ -11,11 +11,11 @@ from pathlib import Path
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
 from qbench.cli.common import add_suite_arguments, plan
 from qbench.errors import ConfigError
-from qbench.machine import collect_machine
-from qbench.provenance import qbench_provenance
-from qbench.stats import summarize
-from qbench.store import RunWriter, utc_now
-from qbench.summary import render_summary
+from qbench.launch.machine import collect_machine
+from qbench.launch.provenance import qbench_provenance
+from qbench.stats.summary import summarize
+from qbench.history.store import RunWriter, utc_now
+from qbench.report.summary import render_summary
 
 
 class RunCommand(Command):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
 from qbench.errors import ConfigError
 from qbench.records import ENGINES, CalibrationSpec, Case
-from qbench.sensitivity import EVAL_BATCH, METHODS, SUPPORTED_MODES, run_sensitivity
+from qbench.runner.sensitivity import EVAL_BATCH, METHODS, SUPPORTED_MODES, run_sensitivity
 
 __all__ = ["SensitivityCommand", "COMMAND", "render_top"]
 

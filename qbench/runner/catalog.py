@@ -8,8 +8,8 @@ __all__ = ["probe"]
 
 def probe(task: dict) -> dict:
     from qbench.errors import RegistryError
-    from qbench.registry.engines import probe_engines
-    from qbench.registry.models import list_models, model_info
+    from qbench.runner.registry.engines import probe_engines
+    from qbench.runner.registry.models import list_models, model_info
     from qbench.runner.environment import collect_environment
 
     models, errors = {}, []

@@ -35,7 +35,7 @@ def collect_environment() -> dict:
     torch = sys.modules.get("torch")
     if torch is None:
         return env
-    from qbench.torchvision_compat import compat_status
+    from qbench.runner.registry.torchvision_compat import compat_status
 
     env.update({
         "torch": torch.__version__,

@@ -11,7 +11,7 @@ __all__ = ["noop", "sampler_vs_bare_loop"]
 
 def noop(task: dict) -> dict:
     """What every case needs before it can build a model (torch and torchvision imported), then nothing."""
-    from qbench.torchvision_compat import import_torchvision
+    from qbench.runner.registry.torchvision_compat import import_torchvision
 
     import_torchvision()
     return {"status": "ok", "metrics": {}, "details": {}}
@@ -21,11 +21,11 @@ def sampler_vs_bare_loop(task: dict) -> dict:
     """Alternates qbench's sampler and a bare loop `alternations` times, so drift hits both sides alike."""
     import torch
 
-    from qbench.probes.latency import measure_latency
+    from qbench.runner.probes.latency import measure_latency
     from qbench.records import Case, MeasureSpec
-    from qbench.registry.data import calibration_batches, example_input, transform_for
-    from qbench.registry.models import open_model
-    from qbench.registry.modes import apply_mode
+    from qbench.runner.registry.data import calibration_batches, example_input, transform_for
+    from qbench.runner.registry.models import open_model
+    from qbench.runner.registry.modes import apply_mode
     from qbench.runner.worker import NEEDS_CALIBRATION
 
     case, spec = Case.from_dict(task["case"]), MeasureSpec.from_dict(task["measure"])

@@ -83,7 +83,7 @@ def execute(task_path: str, result_path: str) -> int:
 
 def verify_runner(runner: str, kernels: dict) -> None:
     """A runner profile whose ISA cap did not take effect must fail the case, not measure the native machine."""
-    from qbench.runners import profile
+    from qbench.suite.profiles import profile
 
     wanted = profile(runner)
     if wanted.cpu_capability and kernels["cpu_capability"] != wanted.cpu_capability:
@@ -102,8 +102,8 @@ def _build(case, source, example, task: dict) -> tuple:
     import dataclasses
     import time
 
-    from qbench.registry.data import calibration_batches, transform_for
-    from qbench.registry.modes import apply_mode
+    from qbench.runner.registry.data import calibration_batches, transform_for
+    from qbench.runner.registry.modes import apply_mode
 
     calibration, calibration_identity = [], None
     if case.mode in NEEDS_CALIBRATION:
@@ -112,7 +112,7 @@ def _build(case, source, example, task: dict) -> tuple:
     cache, key, cache_info = _open_cache(case, source, calibration_identity, task)
     cached = cache.get(key) if cache is not None else None
     if cached is not None:
-        from qbench.cache import restore_into
+        from qbench.launch.artifact_cache import restore_into
         from qbench.errors import StoreError
 
         stand_in = [example[:1]]
@@ -139,7 +139,7 @@ def _build(case, source, example, task: dict) -> tuple:
 def _open_cache(case, source, calibration_identity, task: dict):
     """The artifact cache and this case's key, or (None, None, reason) when the case is not cached."""
     settings = task.get("cache") or {}
-    from qbench.cache import ArtifactCache, cacheable, describe_key, key_of
+    from qbench.launch.artifact_cache import ArtifactCache, cacheable, describe_key, key_of
 
     if not settings.get("enabled"):
         return None, None, {"used": False, "reason": "disabled"}
@@ -161,15 +161,15 @@ def measure_case(task: dict) -> dict:
     bytes moved and accuracy."""
     import torch
 
-    from qbench.accuracy import evaluate_case
-    from qbench.probes.kernels import probe_kernels
-    from qbench.probes.latency import measure_latency
-    from qbench.probes.memory import PhasePeaks
-    from qbench.probes.size import measure_size
-    from qbench.probes.traffic import count_traffic
+    from qbench.runner.probes.accuracy import evaluate_case
+    from qbench.runner.probes.kernels import probe_kernels
+    from qbench.runner.probes.latency import measure_latency
+    from qbench.runner.probes.memory import PhasePeaks
+    from qbench.runner.probes.size import measure_size
+    from qbench.runner.probes.traffic import count_traffic
     from qbench.records import AccuracySpec, Case, MeasureSpec
-    from qbench.registry.data import example_input
-    from qbench.registry.models import open_model
+    from qbench.runner.registry.data import example_input
+    from qbench.runner.registry.models import open_model
 
     case = Case.from_dict(task["case"])
     spec = MeasureSpec.from_dict(task["measure"])

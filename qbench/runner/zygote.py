@@ -14,8 +14,8 @@ import sys
 import time
 import traceback
 
-PRELOAD = ("qbench.registry.models", "qbench.registry.modes", "qbench.registry.engines", "qbench.registry.data",
-           "qbench.probes.size", "qbench.probes.latency", "qbench.probes.memory", "qbench.runner.environment",
+PRELOAD = ("qbench.runner.registry.models", "qbench.runner.registry.modes", "qbench.runner.registry.engines", "qbench.runner.registry.data",
+           "qbench.runner.probes.size", "qbench.runner.probes.latency", "qbench.runner.probes.memory", "qbench.runner.environment",
            "qbench.runner.catalog")
 
 
@@ -27,7 +27,7 @@ def _emit(message: dict) -> None:
 def _preload() -> None:
     import importlib
 
-    from qbench.torchvision_compat import import_torchvision
+    from qbench.runner.registry.torchvision_compat import import_torchvision
 
     import_torchvision()
     for module in PRELOAD:

@@ -1,0 +1,567 @@
+"""Compare the records of two sides case by case and metric by metric: both values with their spread, the ratio, a
+verdict and why; then render the comparisons as a terminal table, JSON, or markdown for a pull-request comment.
+Pure: records in, Comparisons and text out.
+
+Rules (STYLE.md §7):
+* Records compare only when their machine (`machine.machine_id`) and `case_version` are equal; otherwise the case
+  is `incomparable` and the reason names what differs. A case on one side only is `missing`.
+* Status first. A side's status is the worst of its processes (ok > skipped > failed = timeout). Worse on the
+  candidate (ok → failed/timeout/skipped, skipped → failed) is `regressed`, better is `improved`; not ok on both
+  sides is `unchanged` (still broken, not broken by the candidate; the reason says so). Metrics are compared over
+  the ok processes when both sides have some.
+* Each metric's value on a side is the median of its per-process values (a latency process value is the median of
+  its samples). The change must exceed the threshold (qbench.thresholds) to count, in the metric's direction.
+* Noisy metrics must also differ significantly (two-sided, p < ALPHA), tested over per-process values:
+  Mann–Whitney U (asv's test, no assumption on the distribution) when the process counts can reach ALPHA at all
+  (5 vs 5 at 0.01); with 2 to 4 processes per side, Welch's t-test on their logarithms (pyperf's family of test;
+  assumes roughly log-normal process values); when a side has a single process, Mann–Whitney U over the samples
+  of the processes pooled, and the reason says so (within-process noise only: run --repeat 3+ to test across
+  processes). Memory has no samples, so one process a side leaves it untested: the threshold alone decides, and
+  the reason says "untested". ALPHA is 0.01, not asv's 0.002: the change must also exceed the minimum effect, and
+  at 0.002 Mann–Whitney would need 6 vs 7 processes and the t-test at 3 vs 3 a t of about 7.
+* Deterministic metrics (size) use the threshold alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from qbench.metrics import METRICS, Metric, MetricValue, default_metric_names, format_value, get_metric
+from qbench.records import RunRecord
+from qbench.stats.summary import percentile
+from qbench.thresholds import Threshold, ThresholdPolicy
+
+__all__ = ["VERDICTS", "ALPHA", "STATUS", "SideSummary", "Significance", "Comparison", "Difference", "CompareReport",
+           "compare", "significance", "environment_differences", "suite_key", "render_table", "render_json",
+           "render_markdown", "student_t_p"]
+
+VERDICTS = ("regressed", "improved", "incomparable", "missing", "unchanged")
+ALPHA = 0.01
+STATUS = "status"
+JSON_SCHEMA_VERSION = 1
+_HEALTH = {"ok": 2, "skipped": 1, "failed": 0, "timeout": 0}
+# Environment fields that make two sides' numbers differ for reasons other than the code under test.
+_ENVIRONMENT_FIELDS = (("machine", "machine_id"), ("environment", "python"), ("environment", "torch"),
+                       ("environment", "torch_git"), ("environment", "torchvision"), ("environment", "torchao"),
+                       ("environment", "numpy"), ("environment", "cpu_capability"),
+                       ("environment", "torchvision_ops"), ("qbench", "version"), ("qbench", "commit"),
+                       ("qbench", "dirty"), ("suite", "name"), ("suite", "sha256"))
+
+
+@dataclass(frozen=True)
+class SideSummary:
+    """One side's value of a metric: the median of its per-process `values`, with the quartiles of all its samples
+    (of the process values when the metric has no samples)."""
+
+    value: float
+    q1: float
+    q3: float
+    processes: int
+    samples: int
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, measured: list[MetricValue]) -> SideSummary:
+        values = sorted(m.value for m in measured)
+        pooled = sorted(s for m in measured for s in m.samples) or values
+        return cls(value=percentile(values, 50), q1=percentile(pooled, 25), q3=percentile(pooled, 75),
+                   processes=len(values), samples=sum(len(m.samples) for m in measured), values=tuple(values))
+
+
+@dataclass(frozen=True)
+class Significance:
+    """Outcome of the two-sided test; `significant` is None when no test was possible."""
+
+    test: str
+    over: str
+    p_value: float | None
+    significant: bool | None
+    processes: tuple[int, int] = (0, 0)
+
+    @property
+    def pooled(self) -> bool:
+        return self.over == "pooled samples"
+
+    def describe(self) -> str:
+        base, cand = self.processes
+        if self.significant is None:
+            return f"untested: {base} vs {cand} processes, too few values for a test (use --repeat 3 or more)"
+        name = {"mann-whitney": "Mann–Whitney U", "welch-t": "Welch t-test"}[self.test]
+        if self.pooled:
+            where = f"over the pooled samples of {base} vs {cand} processes (within-process noise only)"
+        else:
+            where = f"over {base} vs {cand} processes"
+        return f"{name} {where}, p={self.p_value:.2g}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    case_id: str
+    metric: str
+    base: SideSummary | None
+    cand: SideSummary | None
+    ratio: float | None
+    verdict: str
+    reason: str
+    machine_id: str | None = None
+    threshold: str | None = None
+    test: Significance | None = None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A provenance field whose values differ between the sides (listed in report headers)."""
+
+    field: str
+    base: tuple[str, ...]
+    cand: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    base: str
+    cand: str
+    comparisons: tuple[Comparison, ...]
+    differences: tuple[Difference, ...] = ()
+    unreadable: tuple[str, ...] = ()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        found = Counter(c.verdict for c in self.comparisons)
+        return {verdict: found.get(verdict, 0) for verdict in VERDICTS}
+
+    @property
+    def regressed(self) -> bool:
+        return any(c.verdict == "regressed" for c in self.comparisons)
+
+
+def compare(base: Iterable[RunRecord], cand: Iterable[RunRecord],
+            thresholds: ThresholdPolicy | Iterable[Threshold] = (), *,
+            noise: Mapping[str, Mapping[str, float]] | None = None, metrics: Iterable[str] | None = None,
+            alpha: float = ALPHA, table: Mapping[str, Metric] | None = None) -> list[Comparison]:
+    """Every case of either side, each metric, judged. `thresholds` is a policy or command-line thresholds;
+    `noise` (case_id → metric → fraction, for any machine) raises the configured ones."""
+    table = METRICS if table is None else table
+    policy = thresholds if isinstance(thresholds, ThresholdPolicy) else ThresholdPolicy(command_line=tuple(thresholds))
+    if noise:
+        policy = ThresholdPolicy(policy.command_line, policy.suites, {**policy.noise, "*": noise}, policy.defaults)
+    names = tuple(metrics) if metrics is not None else _metric_names(policy, table)
+    base_by_case, cand_by_case = _by_case(base), _by_case(cand)
+    comparisons = []
+    for case_id in sorted(base_by_case.keys() | cand_by_case.keys()):
+        comparisons.extend(_compare_case(case_id, base_by_case.get(case_id, []), cand_by_case.get(case_id, []),
+                                         policy, names, alpha, table))
+    return sorted(comparisons, key=lambda c: (VERDICTS.index(c.verdict), c.case_id, c.machine_id or "",
+                                              _metric_order(c.metric, names)))
+
+
+def _metric_names(policy: ThresholdPolicy, table: Mapping[str, Metric]) -> tuple[str, ...]:
+    wanted = set(default_metric_names(table)) | {t.metric for t in policy.command_line}
+    return tuple(name for name in table if name in wanted)
+
+
+def _metric_order(metric: str, names: tuple[str, ...]) -> int:
+    return -1 if metric == STATUS else names.index(metric) if metric in names else len(names)
+
+
+def _by_case(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
+    grouped = defaultdict(list)
+    for record in records:
+        grouped[record.case_id].append(record)
+    return grouped
+
+
+def _key(record: RunRecord) -> tuple[str, str]:
+    return str(record.machine.get("machine_id")), record.case.case_version
+
+
+def _compare_case(case_id, base, cand, policy, names, alpha, table) -> list[Comparison]:
+    if not base or not cand:
+        present, absent = ("base", "candidate") if base else ("candidate", "base")
+        machine = _key((base or cand)[0])[0]
+        return [Comparison(case_id, STATUS, None, None, None, "missing", f"only in {present}, not in {absent}",
+                           machine_id=machine)]
+    base_keys, cand_keys = {_key(r) for r in base}, {_key(r) for r in cand}
+    common = sorted(base_keys & cand_keys)
+    if not common:
+        return [Comparison(case_id, STATUS, None, None, None, "incomparable", _why_incomparable(base, cand),
+                           machine_id=_key(base[0])[0])]
+    ignored = _ignored_note(base, cand, set(common))
+    comparisons = []
+    for key in common:
+        comparisons.extend(_compare_group(case_id, key[0], [r for r in base if _key(r) == key],
+                                          [r for r in cand if _key(r) == key], policy, names, alpha, table, ignored))
+    return comparisons
+
+
+def _why_incomparable(base: list[RunRecord], cand: list[RunRecord]) -> str:
+    base_machines = sorted({_key(r)[0] for r in base})
+    cand_machines = sorted({_key(r)[0] for r in cand})
+    if not set(base_machines) & set(cand_machines):
+        return f"different machines: base {', '.join(base_machines)}, candidate {', '.join(cand_machines)}"
+    changed = sorted(_case_fields(base[0].case.to_dict()).items() ^ _case_fields(cand[0].case.to_dict()).items())
+    fields = sorted({name for name, _ in changed})
+    return (f"different case definitions: case_version {base[0].case.case_version} vs {cand[0].case.case_version}"
+            f" ({', '.join(fields) or 'definition'} changed)")
+
+
+def _case_fields(case: dict, prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for name, value in case.items():
+        if isinstance(value, dict):
+            flat.update(_case_fields(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = json.dumps(value)
+    return flat
+
+
+def _ignored_note(base, cand, common: set) -> str:
+    notes = []
+    for side, records in (("base", base), ("candidate", cand)):
+        left = [r for r in records if _key(r) not in common]
+        if left:
+            machines = ", ".join(sorted({_key(r)[0] for r in left}))
+            notes.append(f"{len(left)} {side} records of another machine or case_version ignored ({machines})")
+    return "; ".join(notes)
+
+
+def _compare_group(case_id, machine_id, base, cand, policy, names, alpha, table, note) -> list[Comparison]:
+    comparisons = []
+    status = _status_comparison(case_id, machine_id, base, cand, note)
+    if status is not None:
+        comparisons.append(status)
+    base_ok = [r for r in base if r.status == "ok"]
+    cand_ok = [r for r in cand if r.status == "ok"]
+    if base_ok and cand_ok:
+        suite = suite_key(cand_ok[0])
+        for name in names:
+            metric = get_metric(name, table)
+            row = _compare_metric(case_id, machine_id, metric, base_ok, cand_ok, policy, suite, alpha, table)
+            if row is not None:
+                comparisons.append(_with_note(row, note) if note else row)
+    return comparisons
+
+
+def _with_note(row: Comparison, note: str) -> Comparison:
+    return Comparison(row.case_id, row.metric, row.base, row.cand, row.ratio, row.verdict, f"{row.reason}; {note}",
+                      row.machine_id, row.threshold, row.test)
+
+
+def _worst(records: list[RunRecord]) -> RunRecord:
+    return min(records, key=lambda r: _HEALTH[r.status])
+
+
+def _status_comparison(case_id, machine_id, base, cand, note) -> Comparison | None:
+    worst_base, worst_cand = _worst(base), _worst(cand)
+    if worst_base.status == "ok" and worst_cand.status == "ok":
+        return None
+    change = f"{_status_text(base)} → {_status_text(cand)}"
+    health_base, health_cand = _HEALTH[worst_base.status], _HEALTH[worst_cand.status]
+    if health_cand < health_base:
+        verdict, reason = "regressed", f"{change}: {worst_cand.reason or 'no reason recorded'}"
+    elif health_cand > health_base:
+        verdict, reason = "improved", f"{change}"
+    elif worst_cand.status == "skipped":
+        verdict, reason = "unchanged", f"skipped on both sides: {worst_cand.reason or 'no reason recorded'}"
+    else:
+        verdict, reason = "unchanged", (f"not ok on both sides, still broken ({change}): "
+                                        f"{worst_cand.reason or 'no reason recorded'}")
+    if note:
+        reason = f"{reason}; {note}"
+    return Comparison(case_id, STATUS, None, None, None, verdict, reason, machine_id=machine_id)
+
+
+def _status_text(records: list[RunRecord]) -> str:
+    worst = _worst(records)
+    bad = sum(1 for r in records if r.status == worst.status)
+    if len(records) == 1 or bad == len(records):
+        return worst.status
+    return f"{worst.status} in {bad} of {len(records)} processes"
+
+
+def suite_key(record: RunRecord) -> str | None:
+    """The key a record's suite thresholds are filed under in a ThresholdPolicy: its suite's sha256, else name."""
+    return record.suite.get("sha256") or record.suite.get("name")
+
+
+def _compare_metric(case_id, machine_id, metric, base, cand, policy, suite, alpha, table) -> Comparison | None:
+    base_values = [v for v in (metric.extract(r) for r in base) if v is not None]
+    cand_values = [v for v in (metric.extract(r) for r in cand) if v is not None]
+    if not base_values and not cand_values:
+        return None
+    if not base_values or not cand_values:
+        present = "base" if base_values else "candidate"
+        return Comparison(case_id, metric.name, SideSummary.of(base_values) if base_values else None,
+                          SideSummary.of(cand_values) if cand_values else None, None, "missing",
+                          f"{metric.name} measured only in {present}", machine_id=machine_id)
+    different = _different_bases(metric, base, cand)
+    if different:
+        return Comparison(case_id, metric.name, SideSummary.of(base_values), SideSummary.of(cand_values), None,
+                          "incomparable", different, machine_id=machine_id)
+    base_summary, cand_summary = SideSummary.of(base_values), SideSummary.of(cand_values)
+    threshold = policy.threshold_for(metric.name, base_summary.value, case_id=case_id, machine_id=machine_id,
+                                     suite=suite)
+    test = None
+    if metric.noisy:
+        test = significance([v.value for v in base_values], [v.value for v in cand_values],
+                            [s for v in base_values for s in v.samples], [s for v in cand_values for s in v.samples],
+                            alpha)
+    verdict, reason = _judge(metric, base_summary, cand_summary, threshold, test, table)
+    ratio = cand_summary.value / base_summary.value if base_summary.value else None
+    return Comparison(case_id, metric.name, base_summary, cand_summary, ratio, verdict, reason, machine_id=machine_id,
+                      threshold=f"{threshold.describe(table)} ({threshold.source})", test=test)
+
+
+def _different_bases(metric: Metric, base: list[RunRecord], cand: list[RunRecord]) -> str | None:
+    """Why the two sides' values of `metric` were measured on different things (e.g. evaluation subsets), or None."""
+    if metric.basis is None:
+        return None
+    bases = [{metric.basis(r) for r in side if metric.extract(r) is not None} for side in (base, cand)]
+    if bases[0] == bases[1] and len(bases[0]) == 1:
+        return None
+    names = [",".join(sorted(str(b)[:12] for b in side)) for side in bases]
+    return f"{metric.name} measured on different evaluation subsets (base {names[0]}, candidate {names[1]})"
+
+
+def _judge(metric: Metric, base: SideSummary, cand: SideSummary, threshold: Threshold, test: Significance | None,
+           table) -> tuple[str, str]:
+    change = _change_text(metric, base.value, cand.value)
+    limit = f"{threshold.describe(table)} ({threshold.source})"
+    tested = f"; {test.describe()}" if test is not None else ""
+    if not threshold.exceeded(base.value, cand.value):
+        return "unchanged", f"{change}, within {limit}{tested}"
+    if test is not None and test.significant is False:
+        return "unchanged", f"{change}, beyond {limit} but not significant ({test.describe()})"
+    verdict = "regressed" if metric.is_worse(base.value, cand.value) else "improved"
+    how = "; exact threshold" if test is None else tested
+    if not metric.noisy and (len(set(base.values)) > 1 or len(set(cand.values)) > 1):
+        how += "; values differ between processes of one side"
+    return verdict, f"{change}, beyond {limit}{how}"
+
+
+def _change_text(metric: Metric, base: float, cand: float) -> str:
+    if base:
+        return f"{(cand / base - 1.0) * 100:+.1f}%"
+    return f"{(cand - base) * metric.scale:+g} {metric.display_unit}"
+
+
+def significance(base_values: list[float], cand_values: list[float], base_samples: Iterable[float] = (),
+                 cand_samples: Iterable[float] = (), alpha: float = ALPHA) -> Significance:
+    """Two-sided test that the sides differ: over per-process values when there are enough of them, else over the
+    pooled samples of single processes (flagged), else none (significant=None). See the module docstring."""
+    m, n = len(base_values), len(cand_values)
+    if _rank_test_can_reach(m, n, alpha):
+        p = _mann_whitney_p(base_values, cand_values)
+        return Significance("mann-whitney", "processes", p, p < alpha, (m, n))
+    if m >= 2 and n >= 2:
+        p = _welch_p(base_values, cand_values)
+        return Significance("welch-t", "processes", p, p < alpha, (m, n))
+    base_samples, cand_samples = list(base_samples), list(cand_samples)
+    if _rank_test_can_reach(len(base_samples), len(cand_samples), alpha):
+        p = _mann_whitney_p(base_samples, cand_samples)
+        return Significance("mann-whitney", "pooled samples", p, p < alpha, (m, n))
+    return Significance("none", "", None, None, (m, n))
+
+
+def _rank_test_can_reach(m: int, n: int, alpha: float) -> bool:
+    """Whether a two-sided Mann–Whitney U over m and n values can give p < alpha at all (2 / C(m+n, m))."""
+    return m >= 1 and n >= 1 and math.comb(m + n, m) > 2.0 / alpha
+
+
+def _mann_whitney_p(x: list[float], y: list[float]) -> float:
+    from asv._stats import mann_whitney_u
+
+    return min(1.0, mann_whitney_u(list(x), list(y))[1])
+
+
+def _welch_p(x: list[float], y: list[float]) -> float:
+    """Welch's two-sided t-test on the logarithms (ratios, not differences, are what change), with the
+    Welch–Satterthwaite degrees of freedom."""
+    if min(x) > 0 and min(y) > 0:
+        x, y = [math.log(v) for v in x], [math.log(v) for v in y]
+    m, n = len(x), len(y)
+    var_x, var_y = statistics.variance(x) / m, statistics.variance(y) / n
+    difference = statistics.fmean(y) - statistics.fmean(x)
+    if var_x + var_y == 0:
+        return 1.0 if difference == 0 else 0.0
+    t = difference / math.sqrt(var_x + var_y)
+    df = (var_x + var_y) ** 2 / (var_x ** 2 / (m - 1) + var_y ** 2 / (n - 1))
+    return student_t_p(t, df)
+
+
+def student_t_p(t: float, df: float) -> float:
+    """Two-sided p-value of Student's t with df degrees of freedom (fractional for Welch, as scipy's ttest_ind):
+    the regularized incomplete beta I_x(df/2, 1/2) at x = df / (df + t^2)."""
+    if t == 0:
+        return 1.0
+    return min(1.0, max(0.0, _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))))
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b) by its continued fraction (modified Lentz; Numerical Recipes 6.4)."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return front * fraction / a
+
+
+def environment_differences(base: Iterable[RunRecord], cand: Iterable[RunRecord]) -> list[Difference]:
+    """Provenance fields (machine, torch and friends, qbench commit, suite, and the environment variables the
+    workers ran with, e.g. ONEDNN_MAX_CPU_ISA) whose values differ between the sides."""
+    base, cand = list(base), list(cand)
+    differences = []
+    for section, name in _ENVIRONMENT_FIELDS:
+        base_values = _values_of(base, section, name)
+        cand_values = _values_of(cand, section, name)
+        if base_values != cand_values:
+            differences.append(Difference(f"{section}.{name}" if section != "environment" else name,
+                                          base_values, cand_values))
+    base_ok, cand_ok = [r for r in base if r.status == "ok"], [r for r in cand if r.status == "ok"]
+    names = sorted({n for r in base_ok + cand_ok for n in (r.environment.get("variables") or {})})
+    for name in names:
+        base_values, cand_values = _variable_of(base_ok, name), _variable_of(cand_ok, name)
+        if base_values != cand_values:
+            differences.append(Difference(f"variables.{name}", base_values, cand_values))
+    return differences
+
+
+def _variable_of(records: list[RunRecord], name: str) -> tuple[str, ...]:
+    return tuple(sorted({str((r.environment.get("variables") or {}).get(name, "unset")) for r in records}))
+
+
+def _values_of(records: list[RunRecord], section: str, name: str) -> tuple[str, ...]:
+    values = {(getattr(r, section) or {}).get(name) for r in records if section != "environment" or r.status == "ok"}
+    return tuple(sorted(str(v) for v in values if v is not None))
+
+
+# ---- renderers ----------------------------------------------------------------------------------------------------
+
+def _cell(metric_name: str, summary: SideSummary | None) -> str:
+    if summary is None:
+        return "-"
+    metric = METRICS.get(metric_name)
+    if metric is None:
+        return f"{summary.value:g}"
+    text = format_value(metric, summary.value, (summary.q3 - summary.q1) / 2)
+    return text + (f" ({summary.processes}p)" if summary.processes > 1 else "")
+
+
+def _ratio(comparison: Comparison) -> str:
+    return "-" if comparison.ratio is None else f"{comparison.ratio:.3f}"
+
+
+def _rows(report: CompareReport, verdicts: Iterable[str] | None = None) -> list[list[str]]:
+    wanted = set(verdicts or VERDICTS)
+    multi_machine = len({c.machine_id for c in report.comparisons}) > 1
+    rows = []
+    for c in report.comparisons:
+        if c.verdict in wanted:
+            case = f"{c.case_id} @ {c.machine_id}" if multi_machine else c.case_id
+            rows.append([c.verdict, case, c.metric, _cell(c.metric, c.base), _cell(c.metric, c.cand), _ratio(c),
+                         c.reason])
+    return rows
+
+
+def _summary_line(report: CompareReport) -> str:
+    return ", ".join(f"{n} {verdict}" for verdict, n in report.counts.items())
+
+
+def render_table(report: CompareReport, only_changed: bool = False) -> str:
+    lines = [f"base       {report.base}", f"candidate  {report.cand}"]
+    for d in report.differences:
+        lines.append(f"differs    {d.field}: {', '.join(d.base) or '-'} → {', '.join(d.cand) or '-'}")
+    for path in report.unreadable:
+        lines.append(f"unreadable {path}")
+    header = ["verdict", "case", "metric", "base", "candidate", "ratio", "why"]
+    rows = _rows(report, [v for v in VERDICTS if v != "unchanged"] if only_changed else None)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines.append("")
+    for row in [header, *rows]:
+        lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
+    lines.append("")
+    lines.append(_summary_line(report))
+    return "\n".join(lines)
+
+
+def _summary_json(summary: SideSummary | None) -> dict | None:
+    if summary is None:
+        return None
+    return {"value": summary.value, "q1": summary.q1, "q3": summary.q3, "processes": summary.processes,
+            "samples": summary.samples, "values": list(summary.values)}
+
+
+def render_json(report: CompareReport) -> str:
+    comparisons = []
+    for c in report.comparisons:
+        metric = METRICS.get(c.metric)
+        comparisons.append({
+            "case_id": c.case_id, "machine_id": c.machine_id, "metric": c.metric,
+            "unit": metric.unit if metric else None, "verdict": c.verdict, "reason": c.reason, "ratio": c.ratio,
+            "base": _summary_json(c.base), "candidate": _summary_json(c.cand), "threshold": c.threshold,
+            "test": None if c.test is None else {"name": c.test.test, "over": c.test.over, "p_value": c.test.p_value,
+                                                 "significant": c.test.significant, "pooled": c.test.pooled},
+        })
+    document = {"schema_version": JSON_SCHEMA_VERSION, "base": report.base, "candidate": report.cand,
+                "counts": report.counts, "regressed": report.regressed,
+                "environment_differences": [{"field": d.field, "base": list(d.base), "candidate": list(d.cand)}
+                                            for d in report.differences],
+                "unreadable": list(report.unreadable), "comparisons": comparisons}
+    return json.dumps(document, indent=2, allow_nan=False)
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(rows: list[list[str]]) -> list[str]:
+    lines = ["| case | metric | base | candidate | ratio | why |", "|---|---|---|---|---:|---|"]
+    for _, case, metric, base, cand, ratio, why in rows:
+        lines.append(f"| `{_md(case)}` | {metric} | {_md(base)} | {_md(cand)} | {ratio} | {_md(why)} |")
+    return lines
+
+
+def render_markdown(report: CompareReport) -> str:
+    counts = report.counts
+    headline = " · ".join(f"**{n} {v}**" if v == "regressed" and n else f"{n} {v}" for v, n in counts.items())
+    lines = ["### qbench compare", "", f"**Base:** {_md(report.base)}  ", f"**Candidate:** {_md(report.cand)}", "",
+             headline, ""]
+    if report.differences:
+        lines += ["| environment | base | candidate |", "|---|---|---|"]
+        lines += [f"| {d.field} | {_md(', '.join(d.base) or '-')} | {_md(', '.join(d.cand) or '-')} |"
+                  for d in report.differences]
+        lines.append("")
+    if report.unreadable:
+        lines += ["**Unreadable results files** (not compared):", ""]
+        lines += [f"- `{_md(path)}`" for path in report.unreadable]
+        lines.append("")
+    for verdict in VERDICTS:
+        rows = _rows(report, [verdict])
+        if not rows:
+            continue
+        title = f"{verdict.capitalize()} ({len(rows)})"
+        if verdict == "unchanged":
+            lines += [f"<details><summary>{title}</summary>", "", *_md_table(rows), "", "</details>", ""]
+        else:
+            lines += [f"#### {title}", "", *_md_table(rows), ""]
+    return "\n".join(lines).rstrip() + "\n"

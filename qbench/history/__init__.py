@@ -1,0 +1,1 @@
+"""Stage 5: everything under results/ is read and written here, and only here."""

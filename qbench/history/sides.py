@@ -1,0 +1,180 @@
+"""Resolve one side of a comparison to the runs it means, against a results folder.
+
+A side is one of:
+  `latest`, `latest~N`   the newest complete run under the results folder, or the Nth before it (by started_at;
+                         runs still being written or killed, `.jsonl.partial`, are not counted)
+  a path                 a run file, or a folder: every run file under it (any part of a results tree)
+  a run id               or a unique prefix of at least 6 hex digits
+  a commit               a prefix (6+ hex digits) of the commit that runs were made with: all of its runs; or any
+                         git ref (`HEAD~1`, `main`, a tag) resolved with `git rev-parse` in the current repository
+An unknown or ambiguous side is a one-line ConfigError naming candidates (recent runs, or the matches).
+Unreadable run files are collected in `History.errors`, never raised, so one bad file cannot hide the others.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from qbench.errors import ConfigError, StoreError
+from qbench.records import RunRecord
+from qbench.history.store import RunFile, read_run_file, run_files
+
+__all__ = ["Side", "History", "resolve_side", "describe_run", "MIN_PREFIX"]
+
+MIN_PREFIX = 6
+CANDIDATES_SHOWN = 5
+_LATEST = re.compile(r"latest(?:~(\d+))?")
+_HEX = re.compile(r"[0-9a-f]+")
+_RUN_SUFFIXES = (".jsonl", ".jsonl.partial")
+
+
+@dataclass(frozen=True)
+class Side:
+    spec: str
+    kind: str
+    label: str
+    runs: tuple[RunFile, ...]
+
+    @property
+    def records(self) -> list[RunRecord]:
+        return [record for run in self.runs for record in run.records]
+
+
+class History:
+    """The run files under a results folder, each read once; files that cannot be read are kept in `errors`."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.errors: list[StoreError] = []
+        self._read: dict[Path, RunFile | StoreError] = {}
+        self.runs = self.read(run_files(self.root))
+
+    def read(self, paths) -> list[RunFile]:
+        """The readable ones of these run files, oldest first."""
+        runs = []
+        for path in paths:
+            try:
+                runs.append(self.read_one(path))
+            except StoreError:
+                continue
+        return sorted(runs, key=_started)
+
+    def read_one(self, path: Path | str) -> RunFile:
+        key = Path(path).resolve()
+        if key not in self._read:
+            try:
+                self._read[key] = read_run_file(path)
+            except StoreError as exc:
+                named = exc if str(exc).startswith(str(path)) else type(exc)(f"{path}: {exc}")
+                self._read[key] = named
+                self.errors.append(named)
+        found = self._read[key]
+        if isinstance(found, StoreError):
+            raise found
+        return found
+
+    def recent(self, count: int = CANDIDATES_SHOWN) -> str:
+        runs = sorted(self.runs, key=_started, reverse=True)[:count]
+        return "; ".join(describe_run(run) for run in runs) or f"no runs under {self.root}"
+
+
+def describe_run(run: RunFile) -> str:
+    header = run.header
+    commit = (header.get("qbench") or {}).get("commit") or "no commit"
+    suite = (header.get("suite") or {}).get("name") or "?"
+    when = str(header.get("started_at", ""))[:16].replace("T", " ")
+    incomplete = "" if run.complete else ", incomplete"
+    return f"{header.get('run_id', '?')[:8]} ({suite}, {commit[:8]}, {when}{incomplete})"
+
+
+def resolve_side(spec: str, history: History, cwd: Path | str | None = None) -> Side:
+    text = spec.strip()
+    if not text or text.startswith("-"):
+        raise ConfigError(f"a side must be a run id, commit, results folder or latest[~N], got {spec!r}")
+    latest = _LATEST.fullmatch(text)
+    if latest:
+        return _latest(text, int(latest.group(1) or 0), history)
+    if "/" in text or text.endswith(_RUN_SUFFIXES) or Path(text).exists():
+        return _path(text, history)
+    lowered = text.lower()
+    if len(lowered) >= MIN_PREFIX and _HEX.fullmatch(lowered):
+        side = _hex(text, lowered, history)
+        if side is not None:
+            return side
+    commit = _git_commit(text, cwd)
+    if commit is not None:
+        runs = [run for run in history.runs if _commit(run) == commit]
+        if not runs:
+            raise ConfigError(f"{text} is commit {commit[:12]}, which has no runs under {history.root}; "
+                              f"recent runs: {history.recent()}")
+        return _commit_side(text, commit, runs)
+    raise ConfigError(f"unknown run, commit or folder {text!r} under {history.root}; recent runs: {history.recent()}")
+
+
+def _latest(text: str, back: int, history: History) -> Side:
+    runs = sorted((run for run in history.runs if run.complete), key=_started, reverse=True)
+    if back >= len(runs):
+        raise ConfigError(f"{text}: there are only {len(runs)} complete runs under {history.root}; "
+                          f"recent runs: {history.recent()}")
+    run = runs[back]
+    return Side(text, "latest", f"{text} = run {describe_run(run)}", (run,))
+
+
+def _path(text: str, history: History) -> Side:
+    path = Path(text)
+    if path.is_file():
+        run = history.read_one(path)
+        return Side(text, "file", f"run {describe_run(run)} from {path.name}", (run,))
+    if not path.is_dir():
+        raise ConfigError(f"{text} is neither a run file nor a results folder")
+    runs = history.read(sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(_RUN_SUFFIXES)))
+    if not runs:
+        raise ConfigError(f"no readable run files under {text}")
+    return Side(text, "folder", f"folder {text} ({len(runs)} run{'s' if len(runs) > 1 else ''})", tuple(runs))
+
+
+def _hex(text: str, prefix: str, history: History) -> Side | None:
+    by_run = [run for run in history.runs if str(run.header.get("run_id", "")).lower().startswith(prefix)]
+    commits = sorted({c for c in (_commit(run) for run in history.runs) if c and c.lower().startswith(prefix)})
+    if by_run and commits:
+        raise ConfigError(f"{text} is ambiguous: it starts run {describe_run(by_run[0])} and commit "
+                          f"{commits[0][:12]}; give more digits")
+    if len(by_run) > 1:
+        matches = "; ".join(describe_run(run) for run in by_run[:CANDIDATES_SHOWN])
+        raise ConfigError(f"{text} is ambiguous: {len(by_run)} runs match: {matches}")
+    if by_run:
+        return Side(text, "run", f"run {describe_run(by_run[0])}", (by_run[0],))
+    if len(commits) > 1:
+        raise ConfigError(f"{text} is ambiguous: commits {', '.join(c[:12] for c in commits[:CANDIDATES_SHOWN])} "
+                          f"match")
+    if commits:
+        return _commit_side(text, commits[0], [run for run in history.runs if _commit(run) == commits[0]])
+    return None
+
+
+def _commit_side(text: str, commit: str, runs: list[RunFile]) -> Side:
+    dirty = any((run.header.get("qbench") or {}).get("dirty") for run in runs)
+    label = (f"commit {commit[:12]} ({len(runs)} run{'s' if len(runs) > 1 else ''}"
+             f"{', uncommitted changes' if dirty else ''})")
+    return Side(text, "commit", label, tuple(sorted(runs, key=_started)))
+
+
+def _git_commit(ref: str, cwd: Path | str | None) -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=cwd,
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    sha = done.stdout.strip()
+    return sha if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", sha) else None
+
+
+def _commit(run: RunFile) -> str | None:
+    return (run.header.get("qbench") or {}).get("commit")
+
+
+def _started(run: RunFile) -> tuple[str, str]:
+    return str(run.header.get("started_at", "")), str(run.path)

@@ -1,0 +1,487 @@
+"""Paired, interleaved A/B measurement (`qbench ab`): every case runs on side A and on side B in alternating fresh
+processes (A B, B A, A B, ...) within the same minutes; each pair's two per-process latency medians give one
+log-ratio, and qbench.stats.paired turns the pairs into a ratio B/A with a confidence interval and a verdict.
+
+A side is one of:
+  <git ref>          a commit of the qbench repository, checked out into a temporary `git worktree` whose code comes
+                     first on the workers' PYTHONPATH (this interpreter; qbench and its recipes are pure Python);
+  python:<path>      another Python environment (e.g. another torch build) running this qbench source;
+  current            this interpreter and this source.
+Each side has its own worker pool. Every measurement reports where its qbench (and custom model module) was
+imported from and at which commit (qbench/runner/ab_probe.py); a side that ran any other code is an InfraError, never a
+silent figure.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import qbench
+from qbench.runner.ab_probe import ORIGIN_KEY
+from qbench.stats.paired import PairedComparison, compare_pairs, min_pairs
+from qbench.plan.expand import Catalog, PlannedCase, custom_model_names, expand
+from qbench.errors import ConfigError, InfraError
+from qbench.launch.machine import collect_machine
+from qbench.records import Case, RunRecord
+from qbench.launch.session import Session
+from qbench.history.store import utc_now
+from qbench.suite.load import SuiteSpec
+from qbench.thresholds import parse_threshold
+
+__all__ = ["SideSpec", "Side", "ABSettings", "Pair", "CaseComparison", "ABReport", "parse_side", "open_sides",
+           "run_ab", "parse_latency_threshold", "latency_threshold", "is_regression", "source_root", "pair_values",
+           "with_sample_seconds", "DEFAULT_SECONDS", "DEFAULT_ALPHA", "STATISTICS"]
+
+DEFAULT_SECONDS = 60.0
+DEFAULT_ALPHA = 0.01
+PROBE_MODULE = "qbench_ab_probe"
+PREFLIGHT_TIMEOUT_S = 300.0
+CANDIDATES = 6
+CURRENT = "current"
+STATISTICS = ("median", "min")
+
+
+def source_root() -> Path:
+    """The folder holding the running qbench package (a source checkout when qbench is installed editable)."""
+    return Path(qbench.__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    """A side as given on the command line. kind "git": ref names a commit; kind "python": python runs this source."""
+
+    text: str
+    kind: str
+    ref: str | None = None
+    python: str = sys.executable
+
+
+def parse_side(text: str) -> SideSpec:
+    text = text.strip()
+    if not text:
+        raise ConfigError("a side must be a git ref, python:/path/to/python or current")
+    if text == CURRENT:
+        return SideSpec(text, "python", python=sys.executable)
+    if text.startswith("python:"):
+        python = text.removeprefix("python:")
+        if not python:
+            raise ConfigError(f"side {text!r}: give the interpreter, e.g. python:/opt/torch-nightly/bin/python")
+        resolved = shutil.which(python)
+        if resolved is None:
+            raise ConfigError(f"side {text!r}: {python} is not an executable file")
+        return SideSpec(text, "python", python=resolved)
+    if text.startswith("-"):
+        raise ConfigError(f"side {text!r}: a git ref cannot start with '-'")
+    return SideSpec(text, "git", ref=text)
+
+
+@dataclass(frozen=True)
+class Side:
+    """A side ready to measure: which interpreter, the folder whose qbench it must import, and the commit."""
+
+    label: str
+    spec: SideSpec
+    code_root: Path
+    commit: str | None
+    probe_dir: Path
+    repo: Path | None = None
+
+    @property
+    def python(self) -> str:
+        return self.spec.python
+
+    def env(self) -> dict:
+        """PYTHONSAFEPATH: `python -m` must not put the parent's working folder (perhaps another qbench) first."""
+        return {"PYTHONPATH": os.pathsep.join((str(self.code_root), str(self.probe_dir))), "PYTHONSAFEPATH": "1"}
+
+    def describe(self) -> str:
+        commit = f" @ {self.commit[:12]}" if self.commit else ""
+        return f"side {self.label} ({self.spec.text}{commit})"
+
+    def check_origin(self, origin: dict | None) -> None:
+        """The worker must have imported this side's qbench (and, for a git side, its model code and commit)."""
+        if not origin or not origin.get("qbench_file"):
+            raise InfraError(f"{self.describe()}: the worker did not report where its code came from")
+        imported = Path(origin["qbench_file"])
+        if not imported.is_relative_to(self.code_root.resolve() / "qbench"):
+            raise InfraError(f"{self.describe()}: the worker imported qbench from {imported}, not from "
+                             f"{self.code_root}; refusing to measure the wrong code")
+        if self.spec.kind != "git":
+            return
+        if origin.get("commit") != self.commit:
+            raise InfraError(f"{self.describe()}: the worker's code is at commit {origin.get('commit')}, "
+                             f"not {self.commit}")
+        model_file = origin.get("model_module_file")
+        if (model_file and self.repo and Path(model_file).is_relative_to(self.repo)
+                and not Path(model_file).is_relative_to(self.code_root.resolve())):
+            raise InfraError(f"{self.describe()}: the model code came from {model_file} in the working tree, "
+                             f"not from the worktree {self.code_root}")
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InfraError(f"git {' '.join(args[:2])} failed in {repo}: {exc}") from None
+
+
+def _toplevel(root: Path, spec: SideSpec) -> Path:
+    done = _git(root, "rev-parse", "--show-toplevel")
+    if done.returncode != 0:
+        raise ConfigError(f"side {spec.text!r} is a git ref, but {root} is not a git repository "
+                          f"(use python:/path/to/python or current)")
+    return Path(done.stdout.strip()).resolve()
+
+
+def _candidates(repo: Path) -> str:
+    done = _git(repo, "for-each-ref", "--sort=-committerdate", f"--count={CANDIDATES}",
+                "--format=%(refname:short)", "refs/heads", "refs/tags")
+    names = done.stdout.split() if done.returncode == 0 else []
+    return ", ".join(names + ["HEAD~N", "a commit id", "python:/path/to/python", CURRENT])
+
+
+def resolve_ref(repo: Path, spec: SideSpec) -> str:
+    done = _git(repo, "rev-parse", "--verify", "--quiet", f"{spec.ref}^{{commit}}")
+    if done.returncode != 0:
+        raise ConfigError(f"unknown side {spec.text!r}: no such commit, branch or tag in {repo}; "
+                          f"candidates: {_candidates(repo)}")
+    return done.stdout.strip()
+
+
+@contextmanager
+def _worktree(repo: Path, commit: str, path: Path) -> Iterator[Path]:
+    done = _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commit)
+    if done.returncode != 0:
+        raise InfraError(f"git worktree add {commit[:12]} failed: {(done.stderr.strip().splitlines() or [''])[-1]}")
+    try:
+        yield path
+    finally:
+        if _git(repo, "worktree", "remove", "--force", str(path)).returncode != 0:
+            shutil.rmtree(path, ignore_errors=True)
+            _git(repo, "worktree", "prune")
+
+
+def _prepare(label: str, spec: SideSpec, root: Path, scratch: Path, stack: ExitStack) -> Side:
+    probe_dir = scratch / f"probe-{label}"
+    probe_dir.mkdir()
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "runner" / "ab_probe.py", probe_dir / f"{PROBE_MODULE}.py")
+    if spec.kind == "python":
+        return Side(label, spec, code_root=root, commit=None, probe_dir=probe_dir)
+    repo = _toplevel(root, spec)
+    commit = resolve_ref(repo, spec)
+    tree = stack.enter_context(_worktree(repo, commit, scratch / f"worktree-{label}"))
+    return Side(label, spec, code_root=tree / root.relative_to(repo), commit=commit, probe_dir=probe_dir, repo=repo)
+
+
+@contextmanager
+def open_sides(a: str | SideSpec, b: str | SideSpec, root: Path | None = None) -> Iterator[tuple[Side, Side]]:
+    """Both sides ready: git refs resolved in the repository holding `root` (default: this qbench's source) and
+    checked out into temporary worktrees, removed on exit. Bad sides raise ConfigError before anything runs."""
+    root = Path(root or source_root()).resolve()
+    specs = [s if isinstance(s, SideSpec) else parse_side(s) for s in (a, b)]
+    with ExitStack() as stack:
+        scratch = Path(tempfile.mkdtemp(prefix="qbench-ab-"))
+        stack.callback(shutil.rmtree, scratch, True)
+        sides = tuple(_prepare(label, spec, root, scratch, stack) for label, spec in zip("AB", specs))
+        yield sides
+
+
+@dataclass(frozen=True)
+class ABSettings:
+    """pairs: a fixed number of pairs per case; else seconds: the measuring budget per case (both sides), spent
+    after `warmup_pairs` discarded pairs. alpha: the false-alarm probability of a verdict, both directions.
+    statistic: what one process contributes, the median of its latency samples or its fastest sample."""
+
+    pairs: int | None = None
+    seconds: float | None = None
+    alpha: float = DEFAULT_ALPHA
+    warmup_pairs: int = 1
+    statistic: str = "median"
+
+    def __post_init__(self):
+        if self.statistic not in STATISTICS:
+            raise ConfigError(f"unknown per-process statistic {self.statistic!r}; allowed: {', '.join(STATISTICS)}")
+        if self.pairs is not None and self.seconds is not None:
+            raise ConfigError("give --pairs or --seconds-per-pair, not both")
+        if not 0 < self.alpha < 0.5:
+            raise ConfigError(f"the false-alarm level must be between 0 and 0.5, got {self.alpha}")
+        least = min_pairs(self.alpha)
+        if self.pairs is not None and self.pairs < least:
+            raise ConfigError(f"--pairs must be at least {least} for a {100 * (1 - self.alpha):g}% interval, "
+                              f"got {self.pairs}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ConfigError(f"--seconds-per-pair must be positive, got {self.seconds}")
+        if self.warmup_pairs < 0:
+            raise ConfigError(f"warm-up pairs must not be negative, got {self.warmup_pairs}")
+
+    @property
+    def budget_s(self) -> float | None:
+        if self.pairs is not None:
+            return None
+        return self.seconds if self.seconds is not None else DEFAULT_SECONDS
+
+    def to_dict(self) -> dict:
+        return {"pairs": self.pairs, "seconds_per_case": self.budget_s, "alpha": self.alpha,
+                "confidence": 1 - self.alpha, "warmup_pairs": self.warmup_pairs, "min_pairs": min_pairs(self.alpha),
+                "order": "alternating AB, BA", "statistic": f"per-process {self.statistic} latency",
+                "method": "median of per-pair log-ratios, order-statistic (sign test) interval"}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One A and one B process: their median latencies and fastest samples (either is compared, see
+    ABSettings.statistic), their order, when the pair started (seconds after the warm-up), and the CPU each
+    process last ran on (for diagnosing noise)."""
+
+    a: float
+    b: float
+    order: str
+    started_s: float
+    a_min: float
+    b_min: float
+    a_cpu: int | None = None
+    b_cpu: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"a": self.a, "b": self.b, "order": self.order, "started_s": round(self.started_s, 3),
+                "a_min": self.a_min, "b_min": self.b_min, "a_cpu": self.a_cpu, "b_cpu": self.b_cpu}
+
+
+@dataclass
+class CaseComparison:
+    """One case's outcome: status "compared" (with stats), "skipped" or "failed" (with the reason)."""
+
+    case: Case
+    status: str
+    reason: str | None = None
+    stats: PairedComparison | None = None
+    pairs: list[Pair] = field(default_factory=list)
+    seconds: float = 0.0
+    load: dict = field(default_factory=dict)
+    origins: dict = field(default_factory=dict)
+
+    @property
+    def case_id(self) -> str:
+        return self.case.case_id
+
+    @property
+    def verdict(self) -> str:
+        return self.stats.verdict if self.stats else self.status
+
+    def to_dict(self) -> dict:
+        return {"case_id": self.case_id, "case": self.case.to_dict(), "status": self.status, "verdict": self.verdict,
+                "reason": self.reason, **(self.stats.to_dict() if self.stats else {}),
+                "seconds": round(self.seconds, 3), "load_average": self.load, "origins": self.origins,
+                "per_pair": [p.to_dict() for p in self.pairs]}
+
+
+@dataclass
+class ABReport:
+    sides: dict
+    settings: ABSettings
+    suite: dict
+    machine_id: str
+    started_at: str
+    finished_at: str = ""
+    cases: list[CaseComparison] = field(default_factory=list)
+
+    def to_dict(self, threshold: float | None = None) -> dict:
+        data = {"sides": self.sides, "settings": self.settings.to_dict(), "suite": self.suite,
+                "machine_id": self.machine_id, "started_at": self.started_at, "finished_at": self.finished_at,
+                "cases": [c.to_dict() for c in self.cases]}
+        if threshold is not None:
+            data["threshold"] = {"latency": threshold}
+            data["regressions"] = [c.case_id for c in self.cases if is_regression(c, threshold)]
+        return data
+
+
+def with_sample_seconds(spec: SuiteSpec, seconds: float | None) -> SuiteSpec:
+    """The suite with each process sampling latency for `seconds` (its [measure] min_time_s) instead."""
+    if seconds is None:
+        return spec
+    if not seconds > 0:
+        raise ConfigError(f"--sample-seconds must be positive, got {seconds}")
+    return replace(spec, measure=replace(spec.measure, min_time_s=seconds))
+
+
+def parse_latency_threshold(text: str) -> float:
+    """`latency:3%` or `3%` -> 0.03, in qbench's threshold grammar. qbench ab compares latency only, relatively."""
+    spec = text.strip()
+    threshold = parse_threshold(spec if ":" in spec else f"latency:{spec}")
+    if threshold.metric != "latency" or not threshold.relative:
+        raise ConfigError(f"threshold {text!r}: qbench ab compares latency only, as latency:N%")
+    return threshold.value
+
+
+latency_threshold = parse_latency_threshold
+
+
+def is_regression(comparison: CaseComparison, threshold: float) -> bool:
+    """B significantly slower (the interval lies above 1) and its estimated ratio above 1 + threshold."""
+    stats = comparison.stats
+    return bool(stats) and stats.verdict == "slower" and stats.ratio > 1 + threshold
+
+
+def _plan(spec: SuiteSpec, catalogs: dict[str, Catalog], filters: list[str]) -> list[PlannedCase]:
+    """Cases of the suite, in suite order; a case either side cannot run is skipped with that side's reason."""
+    planned = {label: {p.case.case_id: p for p in expand(spec, catalog)} for label, catalog in catalogs.items()}
+    ids = list(dict.fromkeys(i for by_id in planned.values() for i in by_id))
+    if filters:
+        ids = [i for i in ids if any(fnmatch.fnmatch(i, g) for g in filters)]
+        if not ids:
+            raise ConfigError(f"--filter {' '.join(filters)} matches no case of suite {spec.name}")
+    result = []
+    for case_id in ids:
+        plans = {label: by_id.get(case_id) for label, by_id in planned.items()}
+        case = next(p.case for p in plans.values() if p)
+        reasons = [f"side {label}: {p.skip_reason if p else 'not in its catalog'}"
+                   for label, p in plans.items() if p is None or p.skip_reason]
+        result.append(PlannedCase(case, "; ".join(reasons) or None))
+    return result
+
+
+class _Runner:
+    """Both sides' sessions and catalogs, and the loop that measures one case in alternating pairs."""
+
+    def __init__(self, spec: SuiteSpec, sides: tuple[Side, Side], settings: ABSettings, stack: ExitStack,
+                 isolation: str | None):
+        self.spec, self.settings = spec, settings
+        self.sides = {s.label: s for s in sides}
+        self.sessions = {s.label: stack.enter_context(Session(spec, isolation=isolation, python=s.python,
+                                                              extra_env=s.env(), entry=f"{PROBE_MODULE}:measure"))
+                         for s in sides}
+        self.threads = min((t for m in spec.matrices for t in m.threads), default=1)
+        self.machine = collect_machine()
+        self.provenance: dict[str, dict] = {}
+        self.catalogs: dict[str, Catalog] = {}
+
+    def _side_error(self, label: str, exc: InfraError) -> InfraError:
+        prefix = self.sides[label].describe()
+        return exc if str(exc).startswith(prefix) else InfraError(f"{prefix}: {exc}")
+
+    def _preflight(self, label: str) -> None:
+        """Start the side's workers and check where their code comes from, before anything is measured."""
+        side = self.sides[label]
+        outcome = self.sessions[label].run_task({"entry": f"{PROBE_MODULE}:origin"}, self.threads,
+                                                PREFLIGHT_TIMEOUT_S)
+        result = outcome.result or {}
+        if result.get("status") != "ok":
+            detail = result.get("reason") or outcome.pool_error or f"exit code {outcome.exit_code}"
+            raise InfraError(f"its worker could not start: {detail}")
+        origin = result.get("origin")
+        side.check_origin(origin)
+        self.provenance[label] = {"side": side.spec.text, "kind": side.spec.kind,
+                                  "commit": origin.get("commit") or side.commit, "qbench_file": origin["qbench_file"],
+                                  "python": side.python, "python_version": origin.get("python_version"),
+                                  "torch": origin.get("torch")}
+
+    def prepare(self) -> None:
+        for step in (self._preflight, self._catalog):
+            for label in self.sessions:
+                try:
+                    step(label)
+                except InfraError as exc:
+                    raise self._side_error(label, exc) from None
+
+    def _catalog(self, label: str) -> None:
+        self.catalogs[label] = self.sessions[label].catalog(custom_model_names(self.spec), self.threads)
+
+    def _context(self, label: str) -> dict:
+        provenance = self.provenance[label]
+        return {"run_id": uuid.uuid4().hex, "suite": self.spec.identity(), "machine": self.machine,
+                "qbench": {"version": qbench.__version__, "commit": provenance["commit"], "dirty": None}}
+
+    def _measure(self, label: str, plan: PlannedCase, origins: dict) -> RunRecord:
+        try:
+            (record,) = self.sessions[label].run([plan], catalog=self.catalogs[label], writer=None,
+                                                 context=self._context(label))
+        except InfraError as exc:
+            raise self._side_error(label, exc) from None
+        if record.status == "ok":
+            origins[label] = record.details.get(ORIGIN_KEY)
+            self.sides[label].check_origin(origins[label])
+        return record
+
+    def _pair(self, plan: PlannedCase, order: str, origins: dict) -> Pair | tuple[str, str]:
+        """One process per side in this order; (status, reason) of the first measurement that was not ok."""
+        values = {}
+        for label in order:
+            record = self._measure(label, plan, origins)
+            if record.status != "ok":
+                return ("skipped" if record.status == "skipped" else "failed",
+                        f"side {label}: {record.status}: {record.reason}")
+            samples = record.metrics["latency"]["samples"]
+            values[label] = (statistics.median(samples), min(samples), origins[label].get("cpu"))
+        (a, a_min, a_cpu), (b, b_min, b_cpu) = values["A"], values["B"]
+        return Pair(a, b, order, 0.0, a_min, b_min, a_cpu, b_cpu)
+
+    def _enough(self, pairs: list[Pair], spent: float) -> bool:
+        if self.settings.budget_s is None:
+            return len(pairs) >= self.settings.pairs
+        if len(pairs) < min_pairs(self.settings.alpha):
+            return False
+        return spent + spent / len(pairs) > self.settings.budget_s
+
+    def compare(self, plan: PlannedCase) -> CaseComparison:
+        load_start, began, origins, pairs = os.getloadavg(), time.perf_counter(), {}, []
+        budget_start = began
+        for index in itertools.count():
+            started = time.perf_counter()
+            pair = self._pair(plan, "AB" if index % 2 == 0 else "BA", origins)
+            if not isinstance(pair, Pair):
+                return CaseComparison(plan.case, *pair, pairs=pairs, seconds=time.perf_counter() - began,
+                                      load=_load(load_start), origins=origins)
+            if index < self.settings.warmup_pairs:
+                budget_start = time.perf_counter()
+                continue
+            pairs.append(replace(pair, started_s=started - budget_start))
+            if self._enough(pairs, time.perf_counter() - budget_start):
+                break
+        stats = compare_pairs(*pair_values(pairs, self.settings.statistic), self.settings.alpha)
+        return CaseComparison(plan.case, "compared", stats=stats, pairs=pairs, seconds=time.perf_counter() - began,
+                              load=_load(load_start), origins=origins)
+
+
+def pair_values(pairs: list[Pair], statistic: str) -> tuple[list[float], list[float]]:
+    """The A and the B values that are compared: per-process medians, or per-process fastest samples."""
+    if statistic == "min":
+        return [p.a_min for p in pairs], [p.b_min for p in pairs]
+    return [p.a for p in pairs], [p.b for p in pairs]
+
+
+def _load(start: tuple[float, float, float]) -> dict:
+    return {"start": [round(v, 2) for v in start], "end": [round(v, 2) for v in os.getloadavg()]}
+
+
+def run_ab(spec: SuiteSpec, sides: tuple[Side, Side], settings: ABSettings = ABSettings(), *,
+           filters: list[str] | None = None, isolation: str | None = None,
+           on_case: Callable[[CaseComparison, int, int], None] | None = None) -> ABReport:
+    """Measure every case of the suite (matching a filter glob) on both sides, case after case, in alternating
+    pairs of fresh processes, and compare them. Each call starts its own worker pools."""
+    with ExitStack() as stack:
+        runner = _Runner(spec, sides, settings, stack, isolation)
+        runner.prepare()
+        plans = _plan(spec, runner.catalogs, list(filters or []))
+        result = ABReport(sides=runner.provenance, settings=settings, suite=spec.identity(),
+                          machine_id=runner.machine["machine_id"], started_at=utc_now())
+        for index, plan in enumerate(plans):
+            comparison = (CaseComparison(plan.case, "skipped", plan.skip_reason) if plan.skip_reason
+                          else runner.compare(plan))
+            result.cases.append(comparison)
+            if on_case:
+                on_case(comparison, index + 1, len(plans))
+        result.finished_at = utc_now()
+    return result

@@ -1,0 +1,1 @@
+"""Stage 2: SuiteSpec + machine + filters + shards to the planned cases of a run."""

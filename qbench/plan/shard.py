@@ -1,0 +1,63 @@
+"""Split planned cases into N shards deterministically, balanced by each case's expected cost: the median wall time
+of that case in this machine's history, else the median of the known costs. The unit of assignment is a family: an
+fp32 case with every int8 case derived from it (qbench.history.series.pair_key), so each shard's run holds the parents its
+speedup and compression ratios need. Longest-processing-time-first greedy assignment of families (ties broken by
+key), so every shard computes the same split and the shards' union is the suite."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from qbench.plan.expand import PlannedCase
+from qbench.errors import ConfigError
+from qbench.history.series import pair_key
+from qbench.history.store import iter_records
+
+__all__ = ["parse_shard", "expected_costs", "assign_shards", "select_shard"]
+
+DEFAULT_COST_S = 5.0
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' with 1 <= I <= N."""
+    match = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise ConfigError(f"--shard {text!r} must be I/N with 1 <= I <= N, e.g. 2/4")
+    return int(match[1]), int(match[2])
+
+
+def expected_costs(results: Path | str, machine_id: str) -> dict[str, float]:
+    """case_id -> median seconds of its past runs on this machine (unreadable files are passed over)."""
+    durations: dict[str, list[float]] = defaultdict(list)
+    for _, record in iter_records(results, errors=[]):
+        if record.machine.get("machine_id") == machine_id and record.status != "skipped":
+            durations[record.case_id].append(record.duration_s)
+    return {case_id: statistics.median(values) for case_id, values in durations.items()}
+
+
+def assign_shards(planned: list[PlannedCase], count: int, costs: dict[str, float]) -> list[list[PlannedCase]]:
+    fallback = statistics.median(costs.values()) if costs else DEFAULT_COST_S
+
+    def cost(plan: PlannedCase) -> float:
+        return 0.0 if plan.skip_reason else costs.get(plan.case.case_id, fallback)
+
+    families: dict[str, list[PlannedCase]] = defaultdict(list)
+    for plan in planned:
+        families[pair_key(plan.case)].append(plan)
+    family_cost = {key: sum(cost(p) for p in members) for key, members in families.items()}
+    shards: list[list[PlannedCase]] = [[] for _ in range(count)]
+    loads = [0.0] * count
+    for key in sorted(families, key=lambda k: (-family_cost[k], k)):
+        target = min(range(count), key=lambda i: (loads[i], i))
+        shards[target].extend(families[key])
+        loads[target] += family_cost[key]
+    order = {plan.case.case_id: index for index, plan in enumerate(planned)}
+    return [sorted(shard, key=lambda p: order[p.case.case_id]) for shard in shards]
+
+
+def select_shard(planned: list[PlannedCase], shard: str, costs: dict[str, float]) -> list[PlannedCase]:
+    index, count = parse_shard(shard)
+    return assign_shards(planned, count, costs)[index - 1]

@@ -1,0 +1,313 @@
+"""Export `qbench run` history into asv's results format, so that `asv publish` shows it without measuring again.
+
+Written with asv's own classes, so asv reads it back like its own results:
+  <results_dir>/<machine_id>/machine.json          one asv machine per qbench machine fingerprint (asv.machine.Machine)
+  <results_dir>/<machine_id>/<sha8>-<env>.json     one file per commit and environment (asv.results.Results, version 2)
+  <results_dir>/benchmarks.json                    entries `<suite>.history.track_<metric>` (asv.benchmarks.Benchmarks)
+
+asv's x axis is the commit: every record measured at one qbench commit, on one machine, with one environment (python,
+torch, torchvision, torchao and the kernel-steering variables) pools its samples into one point. The benchmark's
+parameters are the case's axes (model, mode/engine, batch, threads, weights). Runs at a commit the repository does
+not know or the dashboard does not show, and runs of uncommitted code (unless asked), are left out and said so.
+
+asv is imported only where files are written: benchmarks/ import this module inside asv's virtualenvs, which hold
+asv_runner but not asv.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qbench.errors import ConfigError, StoreError
+from qbench.metrics import METRICS, Metric
+from qbench.records import ENGINES, MODES, RunRecord, mode_rank
+from qbench.history.store import RunFile, read_run_file, run_files
+
+__all__ = ["CASE_PARAMS", "EXPORT_VERSION", "ExportReport", "asv_unit", "metric_samples", "metric_value",
+           "benchmark_name", "export_history"]
+
+# Bump when the meaning of exported values changes: asv ignores results whose version differs from benchmarks.json.
+EXPORT_VERSION = "qbench-history-1"
+CASE_PARAMS = ("model", "mode/engine", "batch", "threads", "weights")
+# Set per case (threads) or irrelevant to speed (TORCH_HOME): not part of the asv environment.
+NON_ENVIRONMENT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_HOME")
+REQUIREMENTS = ("torch", "torchvision", "torchao")
+ASV_UNITS = {"s": "seconds"}
+
+
+def asv_unit(metric: Metric) -> str:
+    """asv scales the axes of "seconds" and "bytes"; any other unit is shown as it is."""
+    return ASV_UNITS.get(metric.unit, metric.unit)
+
+
+def metric_samples(record: RunRecord, metric: Metric) -> list[float]:
+    """The raw values one ok record holds for a metric (qbench.metrics reads them): its samples, else its value."""
+    if record.status != "ok":
+        return []
+    found = metric.extract(record)
+    if found is None:
+        return []
+    return list(found.samples) or [found.value]
+
+
+def metric_value(samples: list[float]) -> float | None:
+    """The point asv plots for pooled samples: asv's own median estimate (what asv stores for them, too)."""
+    from asv_runner.statistics import compute_stats
+
+    if not samples:
+        return None
+    return samples[0] if len(samples) == 1 else compute_stats(samples, 1)[0]
+
+
+def benchmark_name(suite: str, metric: str) -> str:
+    return f"{re.sub(r'[^0-9A-Za-z_]', '_', suite) or 'suite'}.history.track_{metric}"
+
+
+@dataclass
+class ExportReport:
+    results_files: list[Path] = field(default_factory=list)
+    machines: list[str] = field(default_factory=list)
+    benchmarks: list[str] = field(default_factory=list)
+    runs: int = 0
+    commits: int = 0
+    skipped: list[str] = field(default_factory=list)
+    errors: list[StoreError] = field(default_factory=list)
+
+
+def export_history(history: Path | str, results_dir: Path | str, repo: Path | str, *,
+                   branches: list[str] | None = None, include_dirty: bool = False) -> ExportReport:
+    """Write every exportable record under `history` into asv's results tree `results_dir`; `repo` is the git
+    repository whose commits the runs name, `branches` the ones the dashboard shows (asv publish draws no point for
+    a commit on none of them; None: any commit of the repository). Files already there (asv's own results) are
+    kept; exported files are rewritten from history, so exporting twice gives the same tree."""
+    from asv.benchmarks import Benchmarks
+    from asv.config import Config
+    from asv.results import get_filename
+
+    report = ExportReport()
+    git = _repository(Path(repo))
+    runs = _readable_runs(Path(history), report)
+    known = git.get_revisions({r.header.get("qbench", {}).get("commit") for r in runs} - {None})
+    shown = None if branches is None else _branch_commits(git, branches, Path(repo))
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        reason = _skip_reason(run, known, shown, branches, include_dirty)
+        if reason:
+            report.skipped.append(f"{run.path}: {reason}")
+            continue
+        report.runs += 1
+        for record in run.records:
+            groups[_group_key(record)].append(record)
+    conf = Config()
+    conf.results_dir = str(Path(results_dir))
+    entries = _existing_benchmarks(conf)
+    machines = _machines(groups)
+    for (machine_id, commit, _), records in sorted(groups.items(), key=lambda item: item[0][:2]):
+        results = _results_for(records, git.get_date(commit), machines[machine_id], entries)
+        results.save(conf.results_dir)
+        report.results_files.append(Path(conf.results_dir) / get_filename(machine_id, commit, results.env_name))
+    for machine_id, machine in machines.items():
+        _save_machine(Path(results_dir), machine_id, machine)
+    Benchmarks(conf, list(entries.values())).save()
+    report.machines = sorted(machines)
+    report.benchmarks = sorted(name for name, entry in entries.items() if entry.get("version") == EXPORT_VERSION)
+    report.commits = len({key[1] for key in groups})
+    return report
+
+
+def _repository(path: Path):
+    from asv.plugins.git import Git
+    from asv.util import ProcessError
+
+    if not Git.is_local_repo(str(path)):
+        raise ConfigError(f"{path} is not a git repository; asv needs the repository whose commits the runs name")
+    git = Git(str(path), str(path))
+    try:
+        git.get_revisions(set())
+    except ProcessError as exc:
+        raise StoreError(f"{path}: git cannot list its commits: {exc}") from None
+    return git
+
+
+def _branch_commits(git, branches: list[str | None], repo: Path) -> set[str]:
+    """Commits asv publish draws points for: the first-parent history of each branch (None: the default branch)."""
+    from asv.util import ProcessError
+
+    commits = set()
+    for branch in branches:
+        try:
+            commits.update(git.get_branch_commits(branch))
+        except ProcessError:
+            raise ConfigError(f"branch {branch!r} of the asv config's `branches` is not in {repo}") from None
+    return commits
+
+
+def _readable_runs(history: Path, report: ExportReport) -> list[RunFile]:
+    runs = []
+    for path in run_files(history):
+        try:
+            runs.append(read_run_file(path))
+        except StoreError as exc:
+            report.errors.append(exc)
+    return runs
+
+
+def _skip_reason(run: RunFile, known: dict, shown: set | None, branches: list[str] | None,
+                 include_dirty: bool) -> str | None:
+    provenance = run.header.get("qbench") or {}
+    commit = provenance.get("commit")
+    if not commit:
+        return "qbench ran outside a git checkout, so the run names no commit"
+    if commit not in known:
+        return f"commit {commit[:8]} is not in the repository"
+    if shown is not None and commit not in shown:
+        return f"commit {commit[:8]} is on no branch the dashboard shows ({', '.join(map(str, branches))})"
+    if provenance.get("dirty") and not include_dirty:
+        return f"measured uncommitted changes on top of {commit[:8]} (--include-dirty exports it anyway)"
+    if not run.records:
+        return "no records"
+    return None
+
+
+def _group_key(record: RunRecord) -> tuple:
+    variables = record.environment.get("variables") or {}
+    env_vars = tuple(sorted((k, v) for k, v in variables.items() if k not in NON_ENVIRONMENT_VARIABLES))
+    environment = tuple((name, record.environment.get(name)) for name in ("python", *REQUIREMENTS))
+    return record.machine.get("machine_id"), record.qbench.get("commit"), environment + env_vars
+
+
+def _asv_machine(machine: dict) -> dict:
+    """The six fields asv knows a machine by (asv.machine.Machine.fields)."""
+    return {"machine": machine.get("machine_id"), "os": machine.get("os") or "", "arch": machine.get("arch") or "",
+            "cpu": machine.get("cpu_model") or "", "num_cpu": str(machine.get("logical_cpus") or ""),
+            "ram": f"{machine.get('memory_gib')}GiB" if machine.get("memory_gib") else ""}
+
+
+def _machines(groups: dict[tuple, list[RunRecord]]) -> dict[str, dict]:
+    """The latest fingerprint of each machine id, so that all of a machine's points share one set of graph labels."""
+    latest: dict[str, RunRecord] = {}
+    for records in groups.values():
+        for record in records:
+            machine_id = record.machine.get("machine_id")
+            if machine_id not in latest or record.started_at > latest[machine_id].started_at:
+                latest[machine_id] = record
+    return {machine_id: _asv_machine(record.machine) for machine_id, record in latest.items()}
+
+
+def _save_machine(results_dir: Path, machine_id: str, fields: dict) -> None:
+    """machine.json, unless asv's own results already describe this machine."""
+    from asv.machine import Machine
+
+    if (results_dir / machine_id / "machine.json").exists():
+        return
+    machine = Machine()
+    machine.__dict__.update(fields)
+    machine.save(str(results_dir))
+
+
+def _results_for(records: list[RunRecord], date_ms: int, machine: dict, entries: dict):
+    from asv.environment import get_env_name
+    from asv.results import Results
+
+    first = min(records, key=lambda r: r.started_at)
+    env = first.environment
+    requirements = {name: env[name] for name in REQUIREMENTS if env.get(name)}
+    env_vars = {k: v for k, v in (env.get("variables") or {}).items() if k not in NON_ENVIRONMENT_VARIABLES}
+    python = env.get("python") or ""
+    params = {**machine, "python": python, **requirements}
+    env_name = get_env_name("qbench", python, requirements, {("run", k): v for k, v in env_vars.items()})
+    results = Results(params, requirements, first.qbench.get("commit"), date_ms, python, env_name, env_vars)
+    by_suite: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        by_suite[record.suite.get("name") or "unnamed"].append(record)
+    for suite, suite_records in sorted(by_suite.items()):
+        axes = _axes(suite_records)
+        for metric in METRICS.values():
+            entry = _benchmark_entry(suite, metric, axes, entries)
+            results.add_result(entry, _benchmark_result(suite_records, metric, axes), started_at=_when(first),
+                               duration=sum(r.duration_s for r in suite_records), record_samples=True)
+    return results
+
+
+def _case_values(record: RunRecord) -> tuple[str, ...]:
+    """The case's place on the benchmark's axes, as asv's repr() strings. Mode and engine share one axis, so that the
+    parameter grid has no holes where fp32 (no engine) meets an engine."""
+    case = record.case
+    variant = case.mode if case.engine is None else f"{case.mode}/{case.engine}"
+    return tuple(repr(v) for v in (case.model, variant, case.batch_size, case.threads, case.weights_kind))
+
+
+def _axes(records: list[RunRecord]) -> list[list[str]]:
+    return [_sorted_axis(set(values)) for values in zip(*(_case_values(r) for r in records))]
+
+
+def _sorted_axis(values: set[str]) -> list[str]:
+    """Numbers numerically; modes and engines in qbench's order (fp32 first); anything else alphabetically."""
+    def key(value: str):
+        text = value.strip("'")
+        mode, _, engine = text.partition("/")
+        if text.isdigit():
+            return (0, int(text), 0, "")
+        if mode in MODES:
+            return (1, mode_rank(mode), ENGINES.index(engine) if engine in ENGINES else -1, text)
+        return (2, 0, 0, text)
+    return sorted(values, key=key)
+
+
+def _benchmark_entry(suite: str, metric: Metric, axes: list[list[str]], entries: dict) -> dict:
+    """This group's view of the benchmark (its own params, as asv stores them per results file); the entry kept for
+    benchmarks.json is widened to the union of every group's params."""
+    name = benchmark_name(suite, metric.name)
+    entry = entries.get(name)
+    if entry is None or entry.get("version") != EXPORT_VERSION:
+        entry = {"name": name, "type": "track", "unit": asv_unit(metric), "version": EXPORT_VERSION,
+                 "param_names": list(CASE_PARAMS), "params": [[] for _ in CASE_PARAMS],
+                 "code": f"# qbench run history of suite {suite!r}, exported by qbench.report.asv_export\n"
+                         f"# {metric.name}: {metric.description} ({metric.unit}); one point per commit and "
+                         f"environment: asv's median of the samples of every record measured there",
+                 "timeout": 0, "pretty_name": f"{suite} history: {metric.name}"}
+        entries[name] = entry
+    entry["params"] = [_sorted_axis(set(old) | set(new)) for old, new in zip(entry["params"], axes)]
+    return {**entry, "params": axes}
+
+
+def _benchmark_result(records: list[RunRecord], metric: Metric, axes: list[list[str]]):
+    """asv's BenchmarkResult over the product of the axes: a point where an ok record exists, NaN (asv: skipped) where
+    the case was skipped or not run, None (asv: failed) where it failed or timed out."""
+    from asv.runner import BenchmarkResult
+
+    by_case: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        by_case[_case_values(record)].append(record)
+    values, samples, numbers = [], [], []
+    for combination in itertools.product(*axes):
+        found = by_case.get(combination, [])
+        pooled = [s for r in found for s in metric_samples(r, metric)]
+        with_stats = len(pooled) > 1 and metric.noisy
+        failed = any(r.status in ("failed", "timeout") for r in found)
+        values.append(metric_value(pooled) if pooled else (None if failed else math.nan))
+        samples.append(pooled if with_stats else None)
+        numbers.append(1 if with_stats else None)
+    return BenchmarkResult(result=values, samples=samples, number=numbers, errcode=0, stderr="", profile=None)
+
+
+def _when(record: RunRecord) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
+
+
+def _existing_benchmarks(conf) -> dict:
+    from asv.benchmarks import Benchmarks
+    from asv.util import UserError
+
+    if not Path(Benchmarks.get_benchmark_file_path(conf.results_dir)).is_file():
+        return {}
+    try:
+        return {name: dict(entry) for name, entry in Benchmarks.load(conf).items()}
+    except UserError as exc:
+        raise StoreError(f"{conf.results_dir}/benchmarks.json: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,120 @@
+"""Load model weights, safely and without a network: torchvision's pretrained checkpoints from the TORCH_HOME
+cache, or a user's checkpoint file. Every torch.load here is weights_only=True, map_location="cpu". Each loader
+also returns the weights' provenance: {"kind", "name", "file", "sha256"}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import torch
+
+from qbench.errors import ConfigError, WeightsNotFound
+from qbench.runner.registry.torchvision_compat import import_torchvision
+
+__all__ = ["parse_weights", "default_weights", "cache_path", "safe_load", "file_sha256", "random_provenance",
+           "pretrained_provenance", "load_pretrained", "checkpoint_provenance", "load_checkpoint"]
+
+_WRAPPER_KEYS = ("model", "state_dict")
+_sha256_cache: dict[tuple, str] = {}
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def parse_weights(spec: str) -> tuple[str, str | None]:
+    """"random" | "pretrained" | "checkpoint:<path>" → (kind, path or None)."""
+    if spec in ("random", "pretrained"):
+        return spec, None
+    kind, sep, path = spec.partition(":")
+    if kind == "checkpoint" and sep and path:
+        return kind, os.path.abspath(os.path.expanduser(path))
+    raise ConfigError(f"weights {spec!r}: expected 'random', 'pretrained' or 'checkpoint:<path>'")
+
+
+def default_weights(name: str):
+    """The DEFAULT member of torchvision's weights enum for a builder name ("resnet18", "quantized_resnet18")."""
+    return import_torchvision().models.get_model_weights(name).DEFAULT
+
+
+def cache_path(weights) -> str:
+    """Where torch.hub keeps `weights`' checkpoint: <torch.hub.get_dir()>/checkpoints/<file name of its URL>."""
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+
+
+def safe_load(path: str, what: str = "checkpoint") -> Any:
+    """torch.load with weights_only=True on CPU; a missing, corrupt or unsafe file is a one-line ConfigError."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what} file {path} does not exist")
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # every way a file can fail to unpickle is the same user-facing problem
+        raise ConfigError(f"{what} file {path} cannot be loaded with weights_only=True: {_one_line(exc)}") from None
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file, computed once per process for an unchanged file."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _sha256_cache:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _sha256_cache[key] = digest.hexdigest()
+    return _sha256_cache[key]
+
+
+def random_provenance() -> dict:
+    return {"kind": "random", "name": None, "file": None, "sha256": None}
+
+
+def _require_cached(weights) -> str:
+    path = cache_path(weights)
+    if not os.path.isfile(path):
+        raise WeightsNotFound(f"pretrained weights {weights} are not in the torch hub cache: need file {path} "
+                              f"(fetch {weights.url} on a machine with network and copy it there; qbench never "
+                              f"downloads)")
+    return path
+
+
+def pretrained_provenance(weights) -> dict:
+    """Provenance of a cached pretrained checkpoint; WeightsNotFound when it is not cached."""
+    path = _require_cached(weights)
+    return {"kind": "pretrained", "name": str(weights), "file": path, "sha256": file_sha256(path)}
+
+
+def load_pretrained(weights) -> tuple[dict, dict]:
+    """(state_dict, provenance) of a torchvision weights enum member, read from the cache only."""
+    provenance = pretrained_provenance(weights)
+    state_dict = _as_state_dict(safe_load(provenance["file"], f"pretrained weights {weights}"), provenance["file"])
+    return state_dict, provenance
+
+
+def checkpoint_provenance(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError(f"checkpoint file {path} does not exist")
+    return {"kind": "checkpoint", "name": None, "file": path, "sha256": file_sha256(path)}
+
+
+def load_checkpoint(path: str) -> tuple[dict, dict]:
+    """(state_dict, provenance) of a checkpoint file: a raw state_dict, or a dict holding one under "model" or
+    "state_dict"."""
+    provenance = checkpoint_provenance(path)
+    return _as_state_dict(safe_load(path), path), provenance
+
+
+def _as_state_dict(obj: Any, path: str) -> dict:
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(key, str) for key in obj):
+        raise ConfigError(f"checkpoint file {path} holds no state_dict (expected a dict of tensors, or one under "
+                          f"'model' or 'state_dict')")
+    return obj

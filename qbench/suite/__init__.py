@@ -1,0 +1,1 @@
+"""Stage 1: suite files (TOML, data only) to a validated SuiteSpec: loading, qconfig names, runner profiles."""

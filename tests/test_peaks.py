@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from qbench.errors import SchemaVersionError, StoreError
-from qbench.runner.probes.peaks import (PEAKS_SCHEMA_VERSION, cache_sizes, load_peaks, measure_peaks, peaks_task,
-                                 save_peaks, stream_array_bytes)
+from qbench.history.peaks import PEAKS_SCHEMA_VERSION, load_peaks, save_peaks
+from qbench.runner.probes.peaks import cache_sizes, measure_peaks, peaks_task, stream_array_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 2**20

@@ -11,7 +11,7 @@ from pathlib import Path
 from qbench.cli import EXIT_OK, Command
 from qbench.errors import ConfigError, InfraError
 from qbench.launch.machine import collect_machine
-from qbench.runner.probes.peaks import load_peaks, save_peaks
+from qbench.history.peaks import load_peaks, save_peaks
 from qbench.launch.session import Session
 from qbench.suite.profiles import RUNNERS, profile, unavailable_reason
 from qbench.history.store import ensure_machine

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qbench.errors import ConfigError, InfraError, StoreError
+from qbench.history.files import write_atomic
 from qbench.history.noise import load_noise
 from qbench.history.store import FINAL, MACHINE_IDENTITY, PARTIAL, read_run_file, run_files
 
@@ -241,23 +242,13 @@ def _json_text(data: dict) -> str:
 
 def _write(copies: list[_RunCopy], documents: dict[Path, str], report: MergeReport) -> None:
     for path, text in sorted(documents.items()):
-        _replace_atomic(path, text)
+        write_atomic(path, text)
         report.documents.append(path)
     for copy in copies:
         _copy_new(copy.source, copy.target)
         report.copied.append(copy.target)
         report.run_ids.append(copy.run_id)
         report.records += copy.records
-
-
-def _replace_atomic(path: Path, text: str) -> None:
-    _mkdir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.merge.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _copy_new(source: Path, target: Path) -> None:

@@ -17,14 +17,13 @@ noise.json (schema_version 1): {"schema_version": 1, "machine_id", "created_at" 
 from __future__ import annotations
 
 import itertools
-import json
-import os
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from qbench.errors import SchemaVersionError, StoreError
+from qbench.errors import StoreError
+from qbench.history.files import read_versioned, write_json_atomic
 from qbench.metrics import METRICS
 from qbench.records import RunRecord
 from qbench.history.series import record_values
@@ -81,29 +80,15 @@ def noise_path(root: Path | str, machine_id: str) -> Path:
 
 def write_noise(root: Path | str, document: dict) -> Path:
     """Write (atomically, replacing any earlier one) the machine's noise.json; returns its path."""
-    path = noise_path(root, document["machine_id"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(noise_path(root, document["machine_id"]), document)
 
 
 def load_noise(path: Path | str) -> dict[str, dict[str, float]]:
     """case_id → metric → fraction from a noise.json; {} when the file does not exist."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    data = read_versioned(path, "noise thresholds", NOISE_SCHEMA_VERSION, missing={})
+    if not data:
         return {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{path}: unreadable noise thresholds: {exc}") from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if not isinstance(version, int):
-        raise StoreError(f"{path}: not a noise.json (no schema_version)")
-    if version > NOISE_SCHEMA_VERSION:
-        raise SchemaVersionError(f"{path}: written with noise schema version {version}, newer than this qbench "
-                                 f"reads ({NOISE_SCHEMA_VERSION}); upgrade qbench")
     thresholds = data.get("thresholds")
     valid = isinstance(thresholds, dict) and all(
         isinstance(m, dict) and all(isinstance(v, (int, float)) and v >= 0 for v in m.values())

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from qbench.errors import InfraError, SchemaVersionError, StoreError
+from qbench.history.files import write_atomic
 from qbench.records import SCHEMA_VERSION, RunRecord
 
 __all__ = ["RunWriter", "RunFile", "run_files", "read_run_file", "iter_records", "load_history",
@@ -48,17 +49,8 @@ def ensure_machine(root: Path, machine: dict) -> Path:
             raise InfraError(f"{path} describes another machine (differs in {', '.join(changed)}); "
                              f"choose another --machine name")
         return folder
-    _write_atomic(path, json.dumps(machine, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(machine, indent=2, sort_keys=True) + "\n")
     return folder
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class RunWriter:

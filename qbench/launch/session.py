@@ -101,7 +101,7 @@ class Session:
             return None
         key = (threads, runner)
         if key not in self._peaks:
-            from qbench.runner.probes.peaks import load_peaks, save_peaks
+            from qbench.history.peaks import load_peaks, save_peaks
 
             found, lacking = None, []
             for folder, machine_id in self.peaks_homes:

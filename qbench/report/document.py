@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 

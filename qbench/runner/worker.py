@@ -15,20 +15,13 @@ import sys
 import time
 import traceback
 
-__all__ = ["execute", "measure_case", "verify_runner", "write_json_atomic"]
+from qbench.history.files import write_json_atomic
+
+__all__ = ["execute", "measure_case", "verify_runner"]
 
 TAIL_LINES = 30
 # Modes whose recipe observes activations on calibration batches.
 NEEDS_CALIBRATION = ("static_eager", "static_fx", "qat", "pt2e")
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, allow_nan=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _resolve(entry: str):
@@ -77,7 +70,7 @@ def execute(task_path: str, result_path: str) -> int:
             payload["environment"] = collect_environment()
         except Exception as exc:  # noqa: BLE001
             payload["environment"] = {"error": f"{type(exc).__name__}: {exc}"}
-    write_json_atomic(result_path, payload)
+    write_json_atomic(result_path, payload, indent=None)
     return 0
 
 

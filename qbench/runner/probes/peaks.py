@@ -1,5 +1,5 @@
 """Measure this machine's peaks, the roofline's ceilings: STREAM-like copy and triad bandwidth, and fp32 and int8
-GEMM throughput, at one thread count under one runner profile; and keep them in results/<machine_id>/peaks.json.
+GEMM throughput, at one thread count under one runner profile (qbench.history.peaks keeps them in results/<machine_id>/peaks.json).
 
 Bandwidth follows STREAM's accounting: copy (`b.copy_(a)`) moves 2 arrays, triad (`a = b + 3 c`) moves 3; writes
 are counted once (no write-allocate), so the figures compare with published STREAM numbers. Arrays are 4x the
@@ -10,26 +10,20 @@ convolution (quint8 x qint8 under the x86 engine where it runs, else qnnpack: wh
 the x86 engine runs linear on FBGEMM and convolution on oneDNN, AMX-capable) or `torch._int_mm` where CPU torch has
 it.
 
-The measuring functions import torch and run in a worker process (`peaks_task`); loading and saving peaks.json is
-stdlib only, for the parent.
+The measuring functions import torch and run in a worker process (`peaks_task`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from qbench.errors import SchemaVersionError, StoreError
 
-__all__ = ["PEAKS_SCHEMA_VERSION", "PEAKS_FILE", "peaks_key", "cache_sizes", "stream_array_bytes",
-           "stream_bandwidth", "gemm_fp32", "gemm_int8", "measure_peaks", "peaks_task", "load_peaks", "save_peaks"]
+__all__ = ["cache_sizes", "stream_array_bytes",
+           "stream_bandwidth", "gemm_fp32", "gemm_int8", "measure_peaks", "peaks_task"]
 
-PEAKS_SCHEMA_VERSION = 1
-PEAKS_FILE = "peaks.json"
 _CACHE_ROOT = "/sys/devices/system/cpu/cpu0/cache"
 _DEFAULT_ARRAY_BYTES = 256 * 2**20
 _MIN_ARRAY_BYTES = 64 * 2**20
@@ -237,53 +231,3 @@ def peaks_task(task: dict) -> dict:
     peaks = measure_peaks(int(task.get("threads") or 1), runner, array_bytes=task.get("array_bytes"),
                           gemm_n=int(task.get("gemm_n") or 2048), repeats=int(task.get("repeats") or 5))
     return {"status": "ok", "peaks": {**peaks, "machine_id": machine_id}}
-
-
-# ----------------------------------------------------------------------------------------------- peaks.json
-
-def peaks_key(runner: str, threads: int, torch_version: str) -> str:
-    return f"{runner}/t{int(threads)}/torch-{torch_version}"
-
-
-def _path(results_dir, machine_id: str) -> Path:
-    return Path(results_dir) / machine_id / PEAKS_FILE
-
-
-def _read(path: Path) -> dict:
-    if not path.exists():
-        return {"schema_version": PEAKS_SCHEMA_VERSION, "entries": {}}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{path}: unreadable peaks file ({type(exc).__name__}: {exc}); move it away to "
-                         f"measure again") from None
-    if not isinstance(data, dict) or not isinstance(data.get("entries"), dict) \
-            or not isinstance(data.get("schema_version"), int):
-        raise StoreError(f"{path}: not a qbench peaks file (needs schema_version and entries); move it "
-                         f"away to measure again")
-    if data["schema_version"] > PEAKS_SCHEMA_VERSION:
-        raise SchemaVersionError(f"{path}: peaks schema {data['schema_version']} is newer than this qbench's "
-                                 f"{PEAKS_SCHEMA_VERSION}; upgrade qbench")
-    return data
-
-
-def load_peaks(results_dir, machine_id: str, runner: str, threads: int, torch_version: str) -> dict | None:
-    """The stored peaks of this machine, runner profile, thread count and torch version, or None."""
-    return _read(_path(results_dir, machine_id))["entries"].get(peaks_key(runner, threads, torch_version))
-
-
-def save_peaks(results_dir, machine_id: str, peaks: dict) -> Path:
-    """Add or replace `peaks` (keyed by its runner, threads and torch) in results/<machine_id>/peaks.json,
-    atomically; other entries are kept. A corrupt file is a StoreError, never overwritten."""
-    path = _path(results_dir, machine_id)
-    data = _read(path)
-    data["entries"][peaks_key(peaks["runner"], peaks["threads"], peaks["torch"])] = peaks
-    data["schema_version"], data["machine_id"] = PEAKS_SCHEMA_VERSION, machine_id
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path

@@ -4,15 +4,13 @@ runs and notebooks). Returns RunRecords; writes history only when given a result
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 
-from qbench.plan.expand import Catalog, PlannedCase, skip_reason
+from qbench.launch.lifecycle import open_run
 from qbench.launch.machine import collect_machine
-from qbench.launch.provenance import qbench_provenance
-from qbench.records import AccuracySpec, Case, CalibrationSpec, MeasureSpec, RunRecord
 from qbench.launch.session import Session
-from qbench.history.store import RunWriter, utc_now
+from qbench.plan.expand import Catalog, PlannedCase, skip_reason
+from qbench.records import AccuracySpec, Case, CalibrationSpec, MeasureSpec, RunRecord
 from qbench.suite.load import RunOptions, SuiteSpec
 
 __all__ = ["measure_cases"]
@@ -28,17 +26,11 @@ def measure_cases(cases: list[Case], measure: MeasureSpec = MeasureSpec(), *, ru
     spec = SuiteSpec(name=suite_name, description="", matrices=(), calibration=CalibrationSpec(), measure=measure,
                      run=run, accuracy=accuracy)
     machine = machine or collect_machine()
-    context = {"run_id": uuid.uuid4().hex, "suite": spec.identity(), "machine": machine, "qbench": qbench_provenance()}
     with Session(spec, python=python, extra_env=extra_env, cache=cache) as session:
         if catalog is None:
             custom = sorted({c.model for c in cases if ":" in c.model})
             catalog = session.catalog(custom, threads=min(c.threads for c in cases))
         planned = [PlannedCase(c, skip_reason(c, catalog.models.get(c.model, {}), catalog)) for c in cases]
-        writer = None
-        if results is not None:
-            writer = RunWriter(Path(results), machine, {**context, "started_at": utc_now(), "argv": sys.argv[1:],
-                                                        "planned_cases": len(planned), "repeat": repeat})
-        records = session.run(planned, catalog=catalog, writer=writer, context=context, repeat=repeat)
-        if writer is not None:
-            writer.finish({"run_id": context["run_id"], "finished_at": utc_now(), "interrupted": False})
-    return records
+        with open_run(spec.identity(), machine, results, planned_cases=len(planned), repeat=repeat) as run:
+            session.run(planned, catalog=catalog, writer=run, context=run.context, repeat=repeat)
+    return run.records

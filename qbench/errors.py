@@ -1,7 +1,7 @@
 """The qbench exception hierarchy. Library code raises these; only qbench.cli maps them to exit codes."""
 
 __all__ = ["QBenchError", "ConfigError", "RegistryError", "StoreError", "SchemaVersionError", "InfraError",
-           "NotApplicable", "WeightsNotFound"]
+           "NotApplicable", "WeightsNotFound", "one_line"]
 
 
 class QBenchError(Exception):
@@ -34,3 +34,9 @@ class NotApplicable(QBenchError):
 
 class WeightsNotFound(ConfigError):
     """Pretrained weights are not in the TORCH_HOME cache and cannot be downloaded here."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` on one line, white space folded, at most `limit` characters (for one-line error messages)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -15,8 +15,9 @@ import torch.ao.quantization as tq
 from torch import nn
 
 from qbench.launch import artifact_cache as cache_module
-from qbench.launch.artifact_cache import (CACHEABLE_MODES, NOT_CACHEABLE, RECIPE_VERSION, ArtifactCache, artifact_key, cacheable,
-                          current_versions, default_root, describe_key, restore_into)
+from qbench.launch.artifact_cache import (CACHEABLE_MODES, NOT_CACHEABLE, RECIPE_VERSION, artifact_key, cacheable,
+                                         current_versions, default_root, describe_key)
+from qbench.runner.artifacts import ArtifactCache, restore_into
 from qbench.errors import ConfigError, StoreError
 from qbench.records import MODES, CalibrationSpec, QatSpec, canonical_json
 from qbench.runner.registry.modes import apply_mode

@@ -15,8 +15,8 @@ import torch
 from qbench.runner.kernel_shapes import (DEFAULT_SHAPES, ConvShape, LinearShape, extract_shapes, load_shapes, model_shapes,
                                   shape_from_dict)
 from qbench.launch.machine import collect_machine
-from qbench.launch.microbench import (KERNEL_MODE, KERNELS_DIR, MicrobenchOptions, pytest_command, records_from_json,
-                               run_group, run_microbench)
+from qbench.history.microbench import KERNEL_MODE, records_from_json
+from qbench.launch.microbench import KERNELS_DIR, MicrobenchOptions, pytest_command, run_group, run_microbench
 from qbench.errors import ConfigError
 from qbench.history.store import load_history, read_run_file, run_files
 

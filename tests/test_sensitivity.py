@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from qbench.errors import ConfigError
-from qbench.runner.sensitivity import agreement, analyze, load_sensitivity, quantized_layers, sqnr_db
+from qbench.history.sensitivity import load_sensitivity
+from qbench.runner.probes.accuracy import SQNR_CAP_DB, logits_agreement, sqnr_db
+from qbench.runner.sensitivity import analyze, quantized_layers
 from qbench.history.store import iter_records
 from tests.test_cli import one_line_error, qbench
 
@@ -64,13 +66,13 @@ def swap(data):
 
 def test_sqnr_and_agreement_arithmetic():
     reference = torch.ones(100)
-    assert sqnr_db(reference, reference + 0.1) == pytest.approx(20.0)
-    assert sqnr_db(reference, reference) is None
+    assert sqnr_db(reference + 0.1, reference) == pytest.approx(20.0)
+    assert sqnr_db(reference, reference) == SQNR_CAP_DB  # the one definition: identical tensors hit the cap
     quantized = torch.quantize_per_tensor(reference * 0.5, 0.5, 0, torch.quint8)
-    assert sqnr_db(reference, quantized) == pytest.approx(10 * math.log10(100 / 25))
+    assert sqnr_db(quantized, reference) == pytest.approx(10 * math.log10(100 / 25))
     logits = torch.tensor([[1.0, 2.0], [3.0, 0.0], [0.0, 1.0], [5.0, 4.0]])
-    assert agreement(logits, logits.flip(1)) == 0.0
-    assert agreement(logits, logits * 2) == 1.0
+    assert logits_agreement(logits.flip(1), logits) == 0.0
+    assert logits_agreement(logits * 2, logits) == 1.0
 
 
 def test_the_outlier_layer_ranks_first_and_every_sqnr_is_finite(swap):
@@ -143,8 +145,8 @@ def test_sensitivity_cli_bad_input_exits_2_and_a_crash_is_a_failed_record(tmp_pa
     assert done.returncode == 2 and "--layers 'nope*' matches none of the 4" in one_line_error(done)
     assert not list(iter_records(tmp_path))
     done = qbench("sensitivity", "tests.test_sensitivity:crashing_net", "--engine", "x86", "--images", "4",
-                  "--threads", "1", "--results", str(tmp_path))
-    assert done.returncode == 3 and "died of signal SIGABRT" in done.stdout
+                  "--threads", "1", "--results", str(tmp_path), "--fail-on-error")
+    assert done.returncode == 3 and "died of signal SIGABRT" in done.stderr and "SIGABRT" not in done.stdout
     ((_, record),) = list(iter_records(tmp_path))
     assert record.status == "failed" and "SIGABRT" in record.reason
     assert load_sensitivity(tmp_path).empty

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from qbench.launch.artifact_cache import ArtifactCache, default_root
+from qbench.launch.artifact_cache import ArtifactFolder, default_root
 from qbench.cli import EXIT_OK, Command
 from qbench.errors import ConfigError
 
@@ -30,7 +30,7 @@ def _label(entry: dict) -> str:
     return "/".join(str(p) for p in parts if p) or "-"
 
 
-def _find(cache: ArtifactCache, prefix: str) -> str:
+def _find(cache: ArtifactFolder, prefix: str) -> str:
     keys = [entry["key"] for entry in cache.entries() if entry["key"].startswith(prefix.lower())]
     if len(keys) != 1:
         found = "no entry" if not keys else f"{len(keys)} entries"
@@ -55,11 +55,11 @@ class CacheCommand(Command):
                            help="only entries not used for more than DAYS days")
 
     def run(self, args) -> int:
-        cache = ArtifactCache(args.cache_dir)
+        cache = ArtifactFolder(args.cache_dir)
         return {"list": self._list, "info": self._info, "clear": self._clear}[args.action](cache, args)
 
     @staticmethod
-    def _list(cache: ArtifactCache, args) -> int:
+    def _list(cache: ArtifactFolder, args) -> int:
         entries = cache.entries()
         for entry in entries:
             if args.json:
@@ -74,7 +74,7 @@ class CacheCommand(Command):
         return EXIT_OK
 
     @staticmethod
-    def _info(cache: ArtifactCache, args) -> int:
+    def _info(cache: ArtifactFolder, args) -> int:
         key = _find(cache, args.key)
         entry = next(e for e in cache.entries() if e["key"] == key)
         shown = {**(cache.info(key) or {}), "path": entry["path"], "last_used": entry["last_used"]}
@@ -84,7 +84,7 @@ class CacheCommand(Command):
         return EXIT_OK
 
     @staticmethod
-    def _clear(cache: ArtifactCache, args) -> int:
+    def _clear(cache: ArtifactFolder, args) -> int:
         if args.older_than is not None and args.older_than < 0:
             raise ConfigError(f"--older-than {args.older_than:g}: expected a number of days >= 0")
         removed = cache.clear(None if args.older_than is None else args.older_than * _DAY_S)

@@ -1,20 +1,13 @@
-"""Argument and planning steps shared by the commands that take a suite."""
+"""Arguments shared by several commands, and the one exit-code rule for commands that measure."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import fnmatch
 
-from qbench.plan.expand import Catalog, PlannedCase, custom_model_names, expand
-from qbench.errors import ConfigError
-from qbench.launch.machine import collect_machine
-from qbench.launch.session import Session
-from qbench.suite.profiles import RUNNERS, profile
-from qbench.plan.shard import expected_costs, select_shard
-from qbench.suite.load import SuiteSpec, load_suite
+from qbench.cli import EXIT_INFRA, EXIT_OK
+from qbench.suite.profiles import RUNNERS
 
-__all__ = ["add_suite_arguments", "plan"]
+__all__ = ["add_suite_arguments", "add_results_argument", "add_fail_on_error", "exit_for_cases"]
 
 
 def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,39 +23,17 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
                              f"({', '.join(RUNNERS)}); repeatable")
 
 
-def plan(args: argparse.Namespace, machine: dict | None = None) -> tuple[SuiteSpec, Session, Catalog, list[PlannedCase]]:
-    """Suite, an open Session (the caller closes it), catalog, and the planned cases after --filter. Runner profiles
-    are checked against `machine` (default: this machine)."""
-    spec = load_suite(args.suite)
-    machine = machine or collect_machine(getattr(args, "machine", None))
-    if args.runner:
-        runners = tuple(dict.fromkeys(profile(name).name for name in args.runner))
-        spec = dataclasses.replace(spec, matrices=tuple(dataclasses.replace(m, runners=runners)
-                                                        for m in spec.matrices))
-    results = getattr(args, "results", None)
-    cache = {"enabled": not getattr(args, "no_cache", True), "dir": getattr(args, "cache_dir", None)}
-    peaks_homes = []
-    if results and not getattr(args, "no_peaks", True):
-        from qbench.launch.artifact_cache import default_root
+def add_results_argument(parser: argparse.ArgumentParser, help: str = "history folder (default: results)") -> None:
+    parser.add_argument("--results", default="results", help=help)
 
-        peaks_homes = [(results, machine["machine_id"]), (default_root() / "peaks", machine["machine_id"])]
-    session = Session(spec, isolation=args.isolation, cache=cache, peaks_homes=peaks_homes)
-    try:
-        catalog = session.catalog(custom_model_names(spec))
-        planned = expand(spec, catalog, machine)
-    except BaseException:
-        session.close()
-        raise
-    if args.filter:
-        planned = [p for p in planned if any(fnmatch.fnmatch(p.case.case_id, g) for g in args.filter)]
-        if not planned:
-            session.close()
-            raise ConfigError(f"--filter {' '.join(args.filter)} matches no case of suite {spec.name}")
-    if args.shard:
-        try:
-            costs = expected_costs(getattr(args, "results", "results"), machine["machine_id"])
-            planned = select_shard(planned, args.shard, costs)
-        except BaseException:
-            session.close()
-            raise
-    return spec, session, catalog, planned
+
+def add_fail_on_error(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fail-on-error", action="store_true",
+                        help="exit 3 when any case failed or timed out (they are recorded either way)")
+
+
+def exit_for_cases(records, fail_on_error: bool) -> int:
+    """The rule of every command that measures (run, noise, ab, microbench, sensitivity): a failed or timed-out case
+    is recorded and named on stderr, and makes the command exit 3 only with --fail-on-error."""
+    broken = [r for r in records if r.status in ("failed", "timeout")]
+    return EXIT_INFRA if fail_on_error and broken else EXIT_OK

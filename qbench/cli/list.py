@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from qbench.cli import EXIT_OK, Command
-from qbench.cli.common import add_suite_arguments, plan
+from qbench.cli.common import add_suite_arguments
+from qbench.plan.plan import plan
 
 
 class ListCommand(Command):

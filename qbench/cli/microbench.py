@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import sys
 
-from tabulate import tabulate
-
-from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
+from qbench.cli import EXIT_INFRA, EXIT_REGRESSION, Command
+from qbench.cli.common import add_fail_on_error, exit_for_cases
 from qbench.launch.microbench import MicrobenchOptions, load_benchmark_json, run_microbench
 from qbench.records import ENGINES
 from qbench.suite.profiles import RUNNERS
-from qbench.stats.summary import summarize
+from qbench.report.tables import microbench_table
 
-__all__ = ["MicrobenchCommand", "COMMAND", "render_table"]
+__all__ = ["MicrobenchCommand", "COMMAND"]
 
 
 class MicrobenchCommand(Command):
@@ -48,7 +47,7 @@ class MicrobenchCommand(Command):
         parser.add_argument("--load", action="append", default=[], metavar="JSON",
                             help="instead of running, append pytest-benchmark JSON files of benchmarks/kernels "
                                  "(--benchmark-json output, saved runs) to history; repeatable")
-        parser.add_argument("--fail-on-error", action="store_true", help="exit 3 when any benchmark failed")
+        add_fail_on_error(parser)
 
     def run(self, args) -> int:
         options = MicrobenchOptions(
@@ -61,13 +60,13 @@ class MicrobenchCommand(Command):
         else:
             result = run_microbench(options, results=args.results, shapes_from=args.shapes_from,
                                     on_group=_progress)
-        print(render_table(result.records))
+        print(microbench_table(result.records))
         counts = {s: sum(r.status == s for r in result.records) for s in ("ok", "skipped", "failed")}
         print(f"\nbenchmarks {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed "
               f"(shapes: {result.shapes}); history {result.path}")
         for record in result.records:
             if record.status == "failed":
-                print(f"failed    {record.case_id}: {record.reason}")
+                print(f"failed    {record.case_id}: {record.reason}", file=sys.stderr)
         errors = [g for g in result.groups if g.error]
         for group in errors:
             print(f"qbench: error: kernel benchmarks of {group.engine} under {group.runner} did not run "
@@ -76,36 +75,14 @@ class MicrobenchCommand(Command):
             print("\nregressed (--compare-fail " + " ".join(options.compare_fail) + "):")
             print("\n".join(f"  {line}" for line in result.regressions))
             return EXIT_REGRESSION
-        if errors or (args.fail_on_error and counts["failed"]):
+        if errors:
             return EXIT_INFRA
-        return EXIT_OK
+        return exit_for_cases(result.records, args.fail_on_error)
 
 
 def _progress(group) -> None:
     state = "regressed" if group.gate_failed else ("error" if group.error else "done")
     print(f"[{group.runner}/{group.engine}] {state} in {group.wall_s:.0f} s", file=sys.stderr, flush=True)
-
-
-def render_table(records) -> str:
-    """Median per call (µs) with the spread (IQR as % of the median), one row per kernel and shape, one column
-    per runner/engine."""
-    columns, rows = [], {}
-    for record in records:
-        column = f"{record.case.runner}/{record.case.engine}"
-        if column not in columns:
-            columns.append(column)
-        op, _, shape = record.case.model.removeprefix("kernel:").partition("[")
-        cell = record.status if record.status != "ok" else _cell(record)
-        rows.setdefault((op, shape.rstrip("]")), {})[column] = cell
-    table = [[op, shape] + [cells.get(c, "") for c in columns] for (op, shape), cells in rows.items()]
-    return tabulate(table, headers=["kernel", "shape"] + [f"{c} µs (IQR %)" for c in columns],
-                    disable_numparse=True)
-
-
-def _cell(record) -> str:
-    summary = summarize(record.metrics["latency"]["samples"])
-    spread = 100 * summary.relative_iqr
-    return f"{summary.median * 1e6:,.1f} ({spread:.0f}%)"
 
 
 COMMAND = MicrobenchCommand

@@ -9,21 +9,16 @@ import json
 from pathlib import Path
 
 from qbench.cli import EXIT_OK, Command
-from qbench.errors import ConfigError, InfraError
-from qbench.launch.machine import collect_machine
+from qbench.errors import ConfigError
 from qbench.history.peaks import load_peaks, save_peaks
-from qbench.launch.session import Session
-from qbench.suite.profiles import RUNNERS, profile, unavailable_reason
 from qbench.history.store import ensure_machine
-from qbench.suite.load import parse_suite
+from qbench.launch.machine import collect_machine
+from qbench.launch.peaks import DEFAULT_GEMM_N, DEFAULT_REPEATS, measure_machine_peaks
+from qbench.report.tables import peaks_description
+from qbench.suite.profiles import RUNNERS, profile, unavailable_reason
 
-__all__ = ["PeaksCommand", "COMMAND", "describe"]
+__all__ = ["PeaksCommand", "COMMAND"]
 
-PEAKS_ENTRY = "qbench.runner.probes.peaks:peaks_task"
-PEAKS_TIMEOUT_S = 900.0
-DEFAULT_REPEATS, DEFAULT_GEMM_N = 5, 2048
-# Session wants a suite; the peaks task names no model, so any valid one does.
-_SPEC = {"suite": {"name": "peaks"}, "matrix": [{"models": ["resnet18"], "modes": ["fp32"]}]}
 
 
 def _torch_version() -> str | None:
@@ -41,39 +36,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
-
-
-def _measure(args, machine_id: str) -> dict:
-    task = {"entry": PEAKS_ENTRY, "runner": args.runner, "machine_id": machine_id, "repeats": args.repeats,
-            "gemm_n": args.gemm_n, "array_bytes": args.array_mb * 2**20 if args.array_mb else None}
-    with Session(parse_suite(_SPEC), isolation="spawn") as session:
-        outcome = session.run_task(task, args.threads, PEAKS_TIMEOUT_S, runner=args.runner)
-    result = outcome.result or {}
-    if result.get("status") != "ok":
-        detail = result.get("reason") or outcome.pool_error or f"worker exit code {outcome.exit_code}"
-        raise InfraError(f"the peaks probe failed: {detail}")
-    return result["peaks"]
-
-
-def describe(peaks: dict, machine_id: str, origin: str) -> str:
-    """What `qbench peaks` prints: the four peaks, how each was measured, and the ridge points."""
-    method = peaks["method"]
-    stream, int8 = method["stream"], method["int8"]
-    def probes(part: dict) -> str:
-        return ", ".join(f"{name} {value:.1f}" for name, value in part["probes_gmacs"].items())
-
-    threads = f"{peaks['threads']} thread{'s' if peaks['threads'] != 1 else ''}"
-    return "\n".join([
-        f"peaks of {machine_id}, runner {peaks['runner']}, {threads}, torch {peaks['torch']} "
-        f"({origin} {peaks['measured_at']})",
-        f"copy   {peaks['copy_gbps']:8.2f} GB/s    {stream['copy']}, {stream['array_bytes'] / 2**20:.0f} MiB each, "
-        f"best of {stream['repeats']}",
-        f"triad  {peaks['triad_gbps']:8.2f} GB/s    {stream['triad']}",
-        f"fp32   {peaks['fp32_gmacs']:8.2f} GMAC/s  fastest of {probes(method['fp32'])} (mm n={method['fp32']['n']})",
-        f"int8   {peaks['int8_gmacs']:8.2f} GMAC/s  fastest of {probes(int8)} on {int8['engine']}",
-        f"ridge  fp32 {peaks['fp32_gmacs'] / peaks['triad_gbps']:.1f} MAC/B, "
-        f"int8 {peaks['int8_gmacs'] / peaks['triad_gbps']:.1f} MAC/B (above: compute-bound)",
-    ])
 
 
 class PeaksCommand(Command):
@@ -108,9 +70,10 @@ class PeaksCommand(Command):
         origin = "stored, measured"
         if peaks is None or args.force or custom:
             ensure_machine(Path(args.results), machine)
-            peaks, origin = _measure(args, machine_id), "measured"
+            peaks, origin = measure_machine_peaks(machine_id, args.runner, args.threads, repeats=args.repeats,
+                                                  gemm_n=args.gemm_n, array_mb=args.array_mb), "measured"
             save_peaks(args.results, machine_id, peaks)
-        print(json.dumps(peaks, indent=2, sort_keys=True) if args.json else describe(peaks, machine_id, origin))
+        print(json.dumps(peaks, indent=2, sort_keys=True) if args.json else peaks_description(peaks, machine_id, origin))
         if not args.json:
             print(f"stored in {Path(args.results) / machine_id / 'peaks.json'}")
         return EXIT_OK

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import uuid
-from collections import Counter
-from pathlib import Path
 
-from qbench.cli import EXIT_INFRA, EXIT_OK, Command
-from qbench.cli.common import add_suite_arguments, plan
+from qbench.cli import Command
+from qbench.cli.common import add_fail_on_error, add_results_argument, add_suite_arguments, exit_for_cases
 from qbench.errors import ConfigError
+from qbench.launch.lifecycle import open_run
 from qbench.launch.machine import collect_machine
-from qbench.launch.provenance import qbench_provenance
-from qbench.stats.summary import summarize
-from qbench.history.store import RunWriter, utc_now
+from qbench.plan.plan import plan
 from qbench.report.summary import render_summary
+from qbench.stats.summary import summarize
 
 
 class RunCommand(Command):
@@ -24,11 +20,10 @@ class RunCommand(Command):
 
     def add_arguments(self, parser):
         add_suite_arguments(parser)
-        parser.add_argument("--results", default="results", help="history folder (default: results)")
+        add_results_argument(parser)
         parser.add_argument("--machine", default=None,
                             help="name this machine's history folder (default: derived from its fingerprint)")
-        parser.add_argument("--fail-on-error", action="store_true",
-                            help="exit 3 when any case failed or timed out")
+        add_fail_on_error(parser)
         parser.add_argument("--repeat", type=int, default=None, metavar="N",
                             help="run each case in N separate processes, in interleaved rounds (default: the "
                                  "suite's [run] repeat, else 1); comparisons test significance across processes")
@@ -49,38 +44,22 @@ class RunCommand(Command):
         spec, session, catalog, planned = plan(args, machine)
         repeat = args.repeat or spec.run.repeat
         total = sum(1 if p.skip_reason else repeat for p in planned)
-        run_id = uuid.uuid4().hex
-        context = {"run_id": run_id, "suite": spec.identity(), "machine": machine, "qbench": qbench_provenance()}
-        header = {**context, "started_at": utc_now(), "argv": sys.argv[1:], "planned_cases": len(planned),
-                  "repeat": repeat, "filter": args.filter, "isolation": session.isolation}
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         progress = _Progress(total, enabled=not args.no_progress)
-        with session:
-            writer = RunWriter(Path(args.results), machine, header)
-            try:
-                records = session.run(planned, catalog=catalog, writer=writer, context=context,
-                                      on_record=progress.update, repeat=repeat)
-            except KeyboardInterrupt:
-                path = writer.finish(_footer(run_id, progress.records, interrupted=True))
-                print(f"qbench: interrupted; {len(progress.records)} records kept in {path}", file=sys.stderr)
-                raise
-            finally:
-                progress.close()
-                signal.signal(signal.SIGTERM, previous)
-            path = writer.finish(_footer(run_id, records, interrupted=False))
-        print(render_summary(records))
-        print(f"history   {path} ({len(records)} records)")
-        broken = [r for r in records if r.status in ("failed", "timeout")]
-        return EXIT_INFRA if args.fail_on_error and broken else EXIT_OK
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _footer(run_id: str, records, interrupted: bool) -> dict:
-    return {"run_id": run_id, "finished_at": utc_now(), "interrupted": interrupted,
-            "counts": dict(Counter(r.status for r in records))}
+        run = None
+        try:
+            with session, open_run(spec.identity(), machine, args.results, planned_cases=len(planned),
+                                   repeat=repeat, filter=args.filter, isolation=session.isolation) as run:
+                session.run(planned, catalog=catalog, writer=run, context=run.context, on_record=progress.update,
+                            repeat=repeat)
+        except KeyboardInterrupt:
+            if run is not None:
+                print(f"qbench: interrupted; {len(run.records)} records kept in {run.path}", file=sys.stderr)
+            raise
+        finally:
+            progress.close()
+        print(render_summary(run.records))
+        print(f"history   {run.path} ({len(run.records)} records)")
+        return exit_for_cases(run.records, args.fail_on_error)
 
 
 class _Progress:

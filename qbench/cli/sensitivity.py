@@ -1,35 +1,20 @@
 """`qbench sensitivity MODEL --engine E`: per-layer SQNR and a one-at-a-time pass (only this layer int8, all but this
 layer int8) in an isolated worker, stored as a run of suite "sensitivity"; prints the most sensitive layers.
-Exit 0; 2 on bad input; 3 when the worker failed or timed out (the failed record is still stored)."""
+Exit codes as for `qbench run`: 0; 2 on bad input; 3 when the worker failed or timed out and --fail-on-error is
+given (the failed record is stored either way, and its reason goes to stderr)."""
 
 from __future__ import annotations
 
-from qbench.cli import EXIT_INFRA, EXIT_OK, Command
+import sys
+
+from qbench.cli import EXIT_OK, Command
+from qbench.cli.common import add_fail_on_error, add_results_argument, exit_for_cases
 from qbench.errors import ConfigError
 from qbench.records import ENGINES, CalibrationSpec, Case
-from qbench.runner.sensitivity import EVAL_BATCH, METHODS, SUPPORTED_MODES, run_sensitivity
+from qbench.launch.sensitivity import EVAL_BATCH, METHODS, SUPPORTED_MODES, run_sensitivity
+from qbench.report.tables import db, sensitivity_top
 
-__all__ = ["SensitivityCommand", "COMMAND", "render_top"]
-
-
-def _db(value) -> str:
-    return "exact" if value is None else f"{value:.1f}"
-
-
-def render_top(figures: dict, top: int) -> str:
-    """The `top` most sensitive layers of a metrics.sensitivity dict as a table."""
-    from tabulate import tabulate
-
-    by_name = {entry["layer"]: entry for entry in figures["per_layer"]}
-    rows = []
-    for name in figures["ranking"][:top]:
-        entry = by_name[name]
-        only, all_but = entry["only_this_quantized"], entry["all_but_this"]
-        rows.append([entry["rank"], name, entry["type"], _db(entry["sqnr_db"]), f"{only['agreement']:.3f}",
-                     _db(only["sqnr_db"]), f"{all_but['agreement']:.3f}", _db(all_but["sqnr_db"])])
-    headers = ["rank", "layer", "type", "act SQNR dB", "only-this agree", "only-this SQNR dB",
-               "all-but agree", "all-but SQNR dB"]
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+__all__ = ["SensitivityCommand", "COMMAND"]
 
 
 class SensitivityCommand(Command):
@@ -50,9 +35,10 @@ class SensitivityCommand(Command):
                                  "QConfigMapping recipe per layer (exact, much slower)")
         parser.add_argument("--threads", type=int, default=2, help="torch threads in the worker (default 2)")
         parser.add_argument("--seed", type=int, default=0, help="seed of weights and images (default 0)")
-        parser.add_argument("--results", default="results", help="history folder (default: results)")
+        add_results_argument(parser)
         parser.add_argument("--top", type=int, default=10, metavar="K", help="layers to print (default 10)")
         parser.add_argument("--timeout", type=float, default=1800.0, help="worker timeout in seconds")
+        add_fail_on_error(parser)
 
     def run(self, args) -> int:
         if args.top < 1 or args.threads < 1:
@@ -62,9 +48,10 @@ class SensitivityCommand(Command):
         record, path = run_sensitivity(case, images=args.images, layers=args.layers, method=args.method,
                                        results=args.results, timeout_s=args.timeout)
         if record.status != "ok":
-            print(f"qbench: error: sensitivity of {args.model} on {args.engine} {record.status}: {record.reason}")
+            print(f"qbench: error: sensitivity of {args.model} on {args.engine} {record.status}: {record.reason}",
+                  file=sys.stderr)
             print(f"history   {path}")
-            return EXIT_INFRA
+            return exit_for_cases([record], args.fail_on_error)
         figures = record.metrics["sensitivity"]
         weights = record.details.get("weights", {}).get("kind")
         print(f"model {args.model}, {args.mode} on {args.engine}, weights {weights}"
@@ -72,9 +59,9 @@ class SensitivityCommand(Command):
               f"{figures['images']['count']} synthetic images (seed {figures['images']['seed']}); "
               f"method {figures['method']}")
         print(f"fully quantized: agreement {figures['full']['agreement']:.3f}, logits SQNR "
-              f"{_db(figures['full']['sqnr_db'])} dB; {len(figures['per_layer'])} of {figures['layers_total']} "
+              f"{db(figures['full']['sqnr_db'])} dB; {len(figures['per_layer'])} of {figures['layers_total']} "
               f"layers analysed, most sensitive first (ranked by {figures['ranked_by']}):\n")
-        print(render_top(figures, args.top))
+        print(sensitivity_top(figures, args.top))
         print(f"\ntook {record.duration_s:.1f} s; history   {path}")
         return EXIT_OK
 

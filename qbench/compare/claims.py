@@ -51,7 +51,7 @@ CRITERIA = {
 VERDICTS = ("holds", "partly", "fails", "n/a")
 FORMATS = ("table", "markdown", "json")
 CLAIMS = ("size", "bandwidth", "speedup", "accuracy")
-SENSITIVITY_SUITE = "sensitivity"  # qbench.runner.sensitivity.SUITE_NAME (not imported: that module is the torch side)
+SENSITIVITY_SUITE = "sensitivity"  # qbench.launch.sensitivity.SUITE_NAME
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,10 @@ skeleton; the cached state then replaces the skeleton's):
     else:
         prepared = apply_mode(...calibration=[example_input]...)
         restore_into(prepared.model, cached)   # StoreError when the entry does not fit: treat as a miss
+    (ArtifactCache and restore_into are in qbench.runner.artifacts)
 
-This module imports torch only inside get/put/restore_into: listing and clearing the cache need no torch.
+This module is the layout, keys, listing and clearing (no torch); qbench.runner.artifacts adds get/put/restore_into,
+which run in the worker.
 """
 
 from __future__ import annotations
@@ -45,13 +47,12 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from qbench.errors import ConfigError, StoreError
+from qbench.errors import ConfigError, StoreError, one_line
 from qbench.records import Case, canonical_json
 
 __all__ = ["RECIPE_VERSION", "CACHEABLE_MODES", "NOT_CACHEABLE", "cacheable", "current_versions", "describe_key",
-           "artifact_key", "key_of", "default_root", "ArtifactCache", "restore_into"]
+           "artifact_key", "key_of", "default_root", "ArtifactFolder"]
 
 RECIPE_VERSION = 1
 SIDECAR_FORMAT = 1
@@ -146,10 +147,6 @@ def default_root() -> Path:
     return Path(base) / "qbench" / "artifacts"
 
 
-def _one_line(exc: BaseException, limit: int = 240) -> str:
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
 
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -171,8 +168,9 @@ def _unlink(*paths: Path) -> None:
             pass
 
 
-class ArtifactCache:
-    """Converted state_dicts on disk under `root` (default_root() when None), keyed by artifact_key.
+class ArtifactFolder:
+    """Converted state_dicts on disk under `root` (default_root() when None), keyed by artifact_key: the layout,
+    listing and clearing, without torch (qbench.runner.artifacts.ArtifactCache reads and writes the states).
 
     An entry is `<key>.json`, naming its state file `<key>.<first 16 hex of its sha256>.pt`. State files are
     content-addressed and never rewritten in place, so a reader that read a sidecar finds the very bytes it names,
@@ -209,8 +207,9 @@ class ArtifactCache:
                  and data.get("blob") == f"{key}.{data['sha256'][:16]}.pt")
         return data if valid else None
 
-    def get(self, key: str) -> dict | None:
-        """The cached state_dict, or None on a miss. A damaged entry is deleted and counts as a miss."""
+    def verified_blob(self, key: str) -> Path | None:
+        """The entry's state file, checked against its recorded sha256, or None on a miss. A damaged entry is
+        deleted and counts as a miss."""
         for _ in range(3):  # a concurrent put may swap the sidecar between our reading it and opening its file
             if not self._sidecar(key).exists():
                 return None  # absent, or a writer has not finished the entry yet
@@ -228,58 +227,36 @@ class ArtifactCache:
             if digest != info["sha256"]:
                 self._discard(key, "file does not match its recorded sha256")
                 return None
-            return self._load(key, self._root / info["blob"])
+            return self._root / info["blob"]
         return None
 
-    def _load(self, key: str, blob: Path) -> dict | None:
-        import torch
-
-        try:
-            state_dict = torch.load(blob, weights_only=True, map_location="cpu")
-        except Exception as exc:  # every way a file fails to load is the same miss, weights_only refusals included
-            self._discard(key, f"torch.load(weights_only=True) refused it: {_one_line(exc)}")
-            return None
-        if not isinstance(state_dict, dict) or not all(isinstance(name, str) for name in state_dict):
-            self._discard(key, f"holds a {type(state_dict).__name__}, not a state_dict")
-            return None
-        with contextlib.suppress(FileNotFoundError):
-            os.utime(blob)  # its mtime is the entry's last use, what clear(older_than_s) ages by
-        return state_dict
-
-    def put(self, key: str, state_dict: dict, meta: dict) -> Path:
-        """Store `state_dict` under `key` with `meta` (JSON data) in the sidecar; returns the state file's path. The
-        state is checked to load back with weights_only=True before it becomes visible; StoreError when it does
-        not."""
-        import torch
-
-        sidecar = self._sidecar(key)
-        try:
-            meta_text = json.dumps(meta, allow_nan=False, sort_keys=True)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"artifact cache: meta is not JSON data: {_one_line(exc)}") from None
-        try:
-            self._root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"artifact cache folder {self._root} cannot be created: {_one_line(exc)}") from None
-        tmp_blob = self._tmp_path(".pt")
-        try:
-            torch.save(state_dict, tmp_blob)
-            torch.load(tmp_blob, weights_only=True, map_location="cpu")
-        except Exception as exc:
-            _unlink(tmp_blob)
-            raise StoreError(f"artifact cache: the state_dict of {key[:12]} does not load back with "
-                             f"weights_only=True: {_one_line(exc)}") from None
+    def store(self, key: str, tmp_blob: Path, entries: int, meta_text: str) -> Path:
+        """Make the written state file `tmp_blob` (in this folder, from `tmp_path`) the entry of `key`, with its
+        sidecar: the state file is renamed into place first, then the sidecar, so readers never see a half entry."""
         digest = _file_sha256(tmp_blob)
         blob = self._root / f"{key}.{digest[:16]}.pt"
         sidecar_data = {"format": SIDECAR_FORMAT, "key": key, "blob": blob.name, "sha256": digest,
-                        "bytes": tmp_blob.stat().st_size, "entries": len(state_dict),
+                        "bytes": tmp_blob.stat().st_size, "entries": entries,
                         "created_at": _utc(time.time()), "meta": json.loads(meta_text)}
-        tmp_sidecar = self._tmp_path(".json")
+        tmp_sidecar = self.tmp_path(".json")
         tmp_sidecar.write_text(json.dumps(sidecar_data, indent=1, sort_keys=True))
         os.replace(tmp_blob, blob)
-        os.replace(tmp_sidecar, sidecar)
+        os.replace(tmp_sidecar, self._sidecar(key))
         self._drop_superseded(key, blob)
         return blob
+
+    def prepare_put(self, key: str, meta: dict) -> str:
+        """Check the key and meta and create the folder before a state file is written; returns meta as JSON."""
+        self._sidecar(key)
+        try:
+            meta_text = json.dumps(meta, allow_nan=False, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"artifact cache: meta is not JSON data: {one_line(exc)}") from None
+        try:
+            self._root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"artifact cache folder {self._root} cannot be created: {one_line(exc)}") from None
+        return meta_text
 
     def _drop_superseded(self, key: str, current: Path) -> None:
         """Remove the key's older state files, sparing any a concurrent writer may have just placed."""
@@ -289,7 +266,7 @@ class ArtifactCache:
                 if path != current and path.stat().st_mtime < cutoff:
                     path.unlink()
 
-    def _tmp_path(self, suffix: str) -> Path:
+    def tmp_path(self, suffix: str) -> Path:
         handle, name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=self._root)
         os.close(handle)
         return Path(name)
@@ -338,34 +315,3 @@ class ArtifactCache:
                 if tmp.stat().st_mtime < stale:
                     tmp.unlink()
         return removed
-
-
-def _state_signature(value: Any) -> tuple:
-    """What must agree between a cached value and the skeleton's: type, and shape/dtype/qscheme of tensors."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        scheme = str(value.qscheme()) if value.is_quantized else None
-        return ("tensor", tuple(value.shape), str(value.dtype), scheme)
-    if isinstance(value, (tuple, list)):
-        return ("sequence", tuple(_state_signature(item) for item in value))
-    return (type(value).__name__,)
-
-
-def restore_into(model, state_dict: dict) -> None:
-    """Load a cached state_dict into the converted skeleton `model` (strict). StoreError naming the first
-    differences when the entry does not fit: keys missing or extra, or tensors of another shape, dtype or qscheme."""
-    skeleton = model.state_dict()
-    missing = sorted(set(skeleton) - set(state_dict))
-    extra = sorted(set(state_dict) - set(skeleton))
-    differing = sorted(name for name in set(skeleton) & set(state_dict)
-                       if _state_signature(skeleton[name]) != _state_signature(state_dict[name]))
-    problems = [f"{label} {', '.join(names[:3])}{' …' if len(names) > 3 else ''}"
-                for label, names in (("missing", missing), ("unexpected", extra), ("differing", differing)) if names]
-    if problems:
-        raise StoreError(f"cached artifact does not fit the model ({'; '.join(problems)}); a recipe changed without "
-                         f"a RECIPE_VERSION bump, or clear the cache with `qbench cache clear`")
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise StoreError(f"cached artifact does not load into the model: {_one_line(exc)}") from None

@@ -1,11 +1,7 @@
 """Kernel micro-benchmarks: run the pytest-benchmark benchmarks in benchmarks/kernels once per engine × runner
-profile, each in its own pytest process started with the profile's ISA variables, and turn pytest-benchmark's JSON
-into qbench run records (suite "kernels") appended to history, so load_history, compare and history see them.
-
-Each benchmark becomes one RunRecord: Case(model="kernel:<op>[<shape id>]", mode="kernel", engine, batch_size (the
-shape's N), threads, runner); its latency samples are pytest-benchmark's raw per-call times (the JSON's "data").
-Benchmarks that were skipped (an engine that fails qbench's probe, a runner this machine cannot emulate) or failed
-(a kernel error, an ISA cap that did not take effect) become skipped and failed records with their reason.
+profile, each in its own pytest process started with the profile's ISA variables, and append the records
+qbench.history.microbench makes of pytest-benchmark's JSON to history (one run of suite "kernels"), so load_history,
+compare and history see them.
 
 pytest-benchmark keeps its own saved runs (--benchmark-save) and gates on them (--benchmark-compare-fail); qbench
 gives each machine × runner × engine its own storage folder, so a gate only ever compares like with like.
@@ -22,22 +18,20 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import qbench
 from qbench.errors import ConfigError, InfraError
-from qbench.records import ENGINES, Case, RunRecord
+from qbench.records import ENGINES, RunRecord
 from qbench.suite.profiles import profile, unavailable_reason
-from qbench.history.store import RunWriter, utc_now
+from qbench.launch.lifecycle import open_run, run_context
+from qbench.history.microbench import SUITE_NAME, records_from_json
 
-__all__ = ["SUITE_NAME", "KERNEL_MODE", "KERNELS_DIR", "MicrobenchOptions", "GroupResult", "MicrobenchResult",
-           "check_compare_fail", "kernel_case", "records_from_json", "pytest_command", "run_group",
+__all__ = ["KERNELS_DIR", "MicrobenchOptions", "GroupResult", "MicrobenchResult", "check_compare_fail", "pytest_command",
+           "run_group",
            "extract_suite_shapes", "run_microbench", "load_benchmark_json"]
 
-SUITE_NAME = "kernels"
-KERNEL_MODE = "kernel"
 KERNELS_DIR = Path(qbench.__file__).resolve().parent.parent / "benchmarks" / "kernels"
 GROUP_TIMEOUT_S = 3600.0
 MIN_ROUND_S = 0.001
@@ -118,16 +112,6 @@ def check_compare_fail(expression: str) -> None:
     except argparse.ArgumentTypeError:
         raise ConfigError(f"--compare-fail {expression!r}: expected FIELD:N% or FIELD:SECONDS with FIELD one of "
                           f"min, max, mean, median, stddev, iqr (pytest-benchmark's grammar)") from None
-
-
-def kernel_case(info: dict, runner: str, threads: int) -> Case:
-    """The case identity of one benchmark, from the metadata conftest.py records (extra_info or report item)."""
-    return Case(model=f"kernel:{info['op']}[{info['shape_id']}]", mode=KERNEL_MODE, engine=info["engine"],
-                batch_size=_batch_size(info["shape"]), threads=threads, runner=runner)
-
-
-def _batch_size(shape: dict) -> int:
-    return shape["n"] if shape.get("layer") == "conv2d" else shape["input"][0]
 
 
 def _storage_folder(options: MicrobenchOptions, machine: dict, engine: str, runner: str) -> Path:
@@ -220,75 +204,6 @@ def run_group(engine: str, runner: str, options: MicrobenchOptions, machine: dic
             bench, report)
 
 
-def _latency(stats: dict, slowdown: int) -> dict:
-    return {"unit": "s", "samples": list(stats["data"]), "loops": stats["iterations"], "warmup_rounds": 0,
-            "rounds": stats["rounds"], "calls_per_loop": slowdown}
-
-
-def _details(bench: dict, summary: dict) -> dict:
-    info = bench["extra_info"]
-    kernels = dict(summary.get("kernels") or {})
-    kernels["int8_conv"] = info.get("int8_conv")
-    return {"kernel": {"op": info["op"], "shape": info["shape"], "shape_id": info["shape_id"],
-                       "weight": info.get("weight"), "macs": info.get("macs"), "slowdown": info.get("slowdown", 1)},
-            "kernels": kernels, "benchmark": {"fullname": bench["fullname"], "options": bench.get("options", {})},
-            "input_shape": _input_shape(info["shape"])}
-
-
-def _input_shape(shape: dict) -> list[int]:
-    if shape.get("layer") == "conv2d":
-        return [shape["n"], shape["c"], shape["h"], shape["w"]]
-    return list(shape["input"])
-
-
-def _record(case: Case, context: dict, environment: dict, started_at: str, duration_s: float,
-            **fields) -> RunRecord:
-    return RunRecord(run_id=context["run_id"], record_id=uuid.uuid4().hex, case=case, suite=context["suite"],
-                     machine=context["machine"], environment=environment, qbench=context["qbench"],
-                     started_at=started_at, finished_at=started_at, duration_s=duration_s, **fields)
-
-
-def records_from_json(benchmark_json: dict | None, context: dict, report: dict | None = None, *,
-                      runner: str | None = None, threads: int | None = None) -> list[RunRecord]:
-    """RunRecords of one pytest-benchmark JSON written by benchmarks/kernels: one "ok" record per benchmark, plus
-    (from conftest's --kernel-report) a "skipped" or "failed" record for each benchmark that did not run.
-
-    context: run_id, suite, machine, qbench (as in qbench.launch.session). runner and threads default to what the
-    benchmark process recorded."""
-    summary = (benchmark_json or {}).get("qbench") or (report or {})
-    environment = summary.get("environment") or {}
-    started_at = (benchmark_json or {}).get("datetime") or utc_now()
-    started_at = started_at if started_at.endswith("Z") else _as_utc(started_at)
-    runner = runner or summary.get("runner") or "native"
-    records, done = [], set()
-    for bench in (benchmark_json or {}).get("benchmarks", []):
-        info = bench.get("extra_info") or {}
-        if "op" not in info:
-            continue  # not a qbench kernel benchmark
-        case = kernel_case(info, runner, threads or info.get("threads") or 1)
-        records.append(_record(case, context, environment, started_at, bench["stats"]["total"], status="ok",
-                               metrics={"latency": _latency(bench["stats"], info.get("slowdown", 1))},
-                               details=_details(bench, summary)))
-        done.add(bench["fullname"])
-    for nodeid, item in sorted(((report or {}).get("items") or {}).items()):
-        if nodeid in done or item.get("shape") is None:
-            continue
-        status = "skipped" if item["outcome"] in ("skipped", "not run") else "failed"
-        reason = item.get("reason") or ("not run" if item["outcome"] == "not run" else "benchmark failed")
-        case = kernel_case(item, runner, threads or 1)
-        records.append(_record(case, context, environment, started_at, 0.0, status=status, reason=reason,
-                               details={"benchmark": {"fullname": nodeid}, "kernels": summary.get("kernels")}))
-    return records
-
-
-def _as_utc(stamp: str) -> str:
-    from datetime import datetime, timezone
-
-    moment = datetime.fromisoformat(stamp)
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def extract_suite_shapes(suite: str, out: Path, python: str = sys.executable) -> Path:
     """The conv2d and linear shapes of a suite's models, written to `out` by a torch process."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(KERNELS_DIR.parent.parent),
@@ -323,45 +238,25 @@ def run_microbench(options: MicrobenchOptions, *, results: Path | str | None = N
     """Every engine × runner group of the kernel benchmarks; records are appended to `results` as one run of suite
     "kernels" when it is given. on_group(GroupResult) is called as each group finishes."""
     from qbench.launch.machine import collect_machine
-    from qbench.launch.provenance import qbench_provenance
 
     machine = machine or collect_machine()
     _check_ready(options, machine)
-    context = {"run_id": uuid.uuid4().hex, "machine": machine, "qbench": qbench_provenance(),
-               "suite": {"name": SUITE_NAME, "path": str(KERNELS_DIR), "sha256": None,
-                         "shapes_from": shapes_from or "default"}}
-    with tempfile.TemporaryDirectory(prefix="qbench-microbench-") as scratch:
+    suite = {"name": SUITE_NAME, "path": str(KERNELS_DIR), "sha256": None, "shapes_from": shapes_from or "default"}
+    with tempfile.TemporaryDirectory(prefix="qbench-microbench-") as scratch, \
+            open_run(suite, machine, results, planned_cases=None, repeat=1) as run:
         workdir = Path(scratch)
         if shapes_from:
             options = replace(options, shapes_file=extract_suite_shapes(shapes_from, workdir / "shapes.json", python))
-        writer = None
-        if results is not None:
-            writer = RunWriter(Path(results), machine, {**context, "started_at": utc_now(), "argv": sys.argv[1:],
-                                                        "planned_cases": None, "repeat": 1})
-        records, groups = [], []
+        groups = []
         for runner in options.runners:
             for engine in options.engines:
                 group, bench, report = run_group(engine, runner, options, machine, workdir, python)
-                new = records_from_json(bench, context, report, runner=runner, threads=options.threads)
-                for record in new:
-                    if writer is not None:
-                        writer.append(record)
-                records.extend(new)
+                for record in records_from_json(bench, run.context, report, runner=runner, threads=options.threads):
+                    run.append(record)
                 groups.append(group)
                 if on_group:
                     on_group(group)
-        path = None
-        if writer is not None:
-            path = writer.finish({"run_id": context["run_id"], "finished_at": utc_now(), "interrupted": False,
-                                  "counts": _counts(records)})
-    return MicrobenchResult(records, groups, path, shapes_from or "default")
-
-
-def _counts(records: list[RunRecord]) -> dict:
-    counts: dict[str, int] = {}
-    for record in records:
-        counts[record.status] = counts.get(record.status, 0) + 1
-    return counts
+    return MicrobenchResult(run.records, groups, run.path, shapes_from or "default")
 
 
 def load_benchmark_json(paths: list[Path | str], *, results: Path | str | None = None,
@@ -370,26 +265,22 @@ def load_benchmark_json(paths: list[Path | str], *, results: Path | str | None =
     --benchmark-json F`, a CI artifact, or a run saved in --benchmark-storage), appended to `results` as one run per
     file. The machine is the one the file recorded (this machine's fingerprint when it recorded none)."""
     from qbench.launch.machine import collect_machine
-    from qbench.launch.provenance import qbench_provenance
 
     records, path = [], None
     for file in paths:
         data = _read_json(Path(file))
         summary = data.get("qbench") or {}
         where = summary.get("machine") or machine or collect_machine()
-        context = {"run_id": uuid.uuid4().hex, "machine": where, "qbench": qbench_provenance(),
-                   "suite": {"name": SUITE_NAME, "path": str(file), "sha256": None}}
+        context = run_context({"name": SUITE_NAME, "path": str(file), "sha256": None}, where)
         new = records_from_json(data, context)
         if not new:
             raise ConfigError(f"{file}: holds no qbench kernel benchmarks (run benchmarks/kernels to make one)")
         records.extend(new)
-        if results is not None:
-            writer = RunWriter(Path(results), where, {**context, "started_at": new[0].started_at,
-                                                      "argv": sys.argv[1:], "planned_cases": None, "repeat": 1})
+        with open_run(context["suite"], where, results, context=context, started_at=new[0].started_at,
+                      planned_cases=None, repeat=1) as run:
             for record in new:
-                writer.append(record)
-            path = writer.finish({"run_id": context["run_id"], "finished_at": utc_now(), "interrupted": False,
-                                  "counts": _counts(new)})
+                run.append(record)
+        path = run.path or path
     return MicrobenchResult(records, [], path, "from file")
 
 

@@ -21,64 +21,23 @@ scale the int8 layer had, where PyTorch would observe it at the consumer's input
 (a clamp, say) changes the range. Method "mapping" runs PyTorch's recipe itself (two QConfigMappings, each prepared,
 calibrated and converted, per layer): exact, and about 20 times slower on a ResNet.
 
-The torch side (analyze, sensitivity_task) runs inside a worker; run_sensitivity runs it through qbench's isolated
-worker path (a crash becomes a failed record) and appends the record to history as a run of suite "sensitivity";
-load_sensitivity reads those runs back, one row per run × layer.
+This is the torch side (analyze, sensitivity_task), run inside a worker; qbench.launch.sensitivity starts it through
+qbench's isolated worker path and qbench.history.sensitivity reads the stored runs back.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
-import math
-import sys
 import time
-import uuid
-from pathlib import Path
 
 from qbench.errors import ConfigError
+from qbench.launch.sensitivity import EVAL_BATCH, METHODS, RANKED_BY
 
-__all__ = ["SUITE_NAME", "ENTRY", "SUPPORTED_MODES", "METHODS", "EVAL_BATCH", "RANKED_BY", "sqnr_db", "agreement",
-           "quantized_layers", "analyze", "sensitivity_task", "run_sensitivity", "load_sensitivity",
-           "SENSITIVITY_COLUMNS"]
-
-SUITE_NAME = "sensitivity"
-ENTRY = "qbench.runner.sensitivity:sensitivity_task"
-SUPPORTED_MODES = ("static_fx",)
-METHODS = ("swap", "mapping")
-RANKED_BY = "only_this_quantized.sqnr_db"
-EVAL_BATCH = 8
-SENSITIVITY_COLUMNS = ("run_id", "record_id", "machine_id", "model", "mode", "engine", "weights", "runner",
-                       "threads", "torch", "started_at", "images", "rank", "layer", "type", "sqnr_db",
-                       "only_this_quantized_agreement", "only_this_quantized_sqnr_db", "all_but_this_agreement",
-                       "all_but_this_sqnr_db", "full_agreement", "full_sqnr_db")
+__all__ = ["quantized_layers", "analyze", "sensitivity_task"]
 
 
 # ---------------------------------------------------------------------------------------------- measures
-
-def _power_sums(reference, test) -> tuple[float, float]:
-    """(signal power, noise power) in float64: sums of squares of the reference and of the difference."""
-    reference = reference.detach().double()
-    return float(reference.pow(2).sum()), float((reference - test.detach().double()).pow(2).sum())
-
-
-def _db(signal: float, noise: float) -> float | None:
-    """10·log10(signal / noise); None when it is not a finite number (identical tensors, or an all-zero reference),
-    since JSON has no infinity."""
-    if noise == 0.0 or signal == 0.0:
-        return None
-    return 10.0 * math.log10(signal / noise)
-
-
-def sqnr_db(reference, test) -> float | None:
-    """Signal-to-quantization-noise ratio of `test` against `reference` in dB (None when they are identical or the
-    reference is all zeros)."""
-    return _db(*_power_sums(reference, test.dequantize() if test.is_quantized else test))
-
-
-def agreement(reference_logits, test_logits) -> float:
-    """Fraction of rows whose top-1 class is the same in both."""
-    return float((reference_logits.argmax(1) == test_logits.argmax(1)).double().mean())
 
 
 def _is_quantized_layer(module) -> bool:
@@ -170,13 +129,17 @@ def _logits(model, images):
 
 
 def _logit_figures(reference, logits) -> dict:
-    return {"agreement": agreement(reference, logits), "sqnr_db": sqnr_db(reference, logits)}
+    from qbench.runner.probes.accuracy import logits_agreement, sqnr_db
+
+    return {"agreement": logits_agreement(logits, reference), "sqnr_db": sqnr_db(logits, reference)}
 
 
 def _layer_sqnr(fused, quantized, names: list[str], images) -> tuple[dict, dict]:
     """Per layer: SQNR of the int8 model's output at that layer against the fused float model's, over all images;
     and the (scale, zero_point, dtype) of each int8 layer's output."""
     import torch
+
+    from qbench.runner.probes.accuracy import power_sums, sqnr_from_powers
 
     sums = {name: [0.0, 0.0] for name in names}
     captured: dict[str, dict] = {"float": {}, "int8": {}}
@@ -197,7 +160,7 @@ def _layer_sqnr(fused, quantized, names: list[str], images) -> tuple[dict, dict]
                 fused(batch)
                 quantized(batch)
                 for name in names:
-                    signal, noise = _power_sums(captured["float"][name], captured["int8"][name].dequantize())
+                    signal, noise = power_sums(captured["int8"][name], captured["float"][name])
                     sums[name][0] += signal
                     sums[name][1] += noise
                 captured["float"].clear()
@@ -205,7 +168,7 @@ def _layer_sqnr(fused, quantized, names: list[str], images) -> tuple[dict, dict]
     finally:
         for handle in handles:
             handle.remove()
-    return {name: _db(*sums[name]) for name in names}, qparams
+    return {name: sqnr_from_powers(*sums[name]) for name in names}, qparams
 
 
 def _input_qparams(fused, names: list[str], calibration: list, observer_factory) -> dict:
@@ -232,8 +195,7 @@ def _input_qparams(fused, names: list[str], calibration: list, observer_factory)
 
 def _rank_key(entry: dict):
     only = entry["only_this_quantized"]
-    sqnr = math.inf if only["sqnr_db"] is None else only["sqnr_db"]
-    return (sqnr, only["agreement"], entry["layer"])
+    return (only["sqnr_db"], only["agreement"], entry["layer"])
 
 
 def _fx_variant(float_model, mapping, calibration: list, example):
@@ -378,101 +340,3 @@ def sensitivity_task(task: dict) -> dict:
                         "phases_s": phases, "calibration": calibration_identity,
                         "weights": source.weights_info(), "kernels": kernels,
                         "input_shape": list(images.shape)}}
-
-
-# ---------------------------------------------------------------------------------------------- parent side
-
-def _check_model(case, catalog) -> None:
-    import difflib
-
-    if case.model not in catalog.models:
-        close = difflib.get_close_matches(case.model, list(catalog.models), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown model {case.model!r}{hint}")
-
-
-def run_sensitivity(case, *, images: int = 16, layers: str | None = None, method: str = "swap",
-                    results: Path | str | None = None, isolation: str | None = None, timeout_s: float = 1800.0,
-                    machine: dict | None = None):
-    """Measure `case` (mode static_fx) in an isolated worker; append the record to `results` as a run of suite
-    "sensitivity" when given. Returns (RunRecord, path of the run file or None). Raises ConfigError for bad input
-    (unknown model, mode, engine, too few images)."""
-    from qbench.plan.expand import PlannedCase, skip_reason
-    from qbench.launch.machine import collect_machine
-    from qbench.launch.provenance import qbench_provenance
-    from qbench.records import ENGINES, MeasureSpec
-    from qbench.launch.session import Session, record_from_outcome
-    from qbench.history.store import RunWriter, utc_now
-    from qbench.suite.load import RunOptions, SuiteSpec
-
-    if case.mode not in SUPPORTED_MODES:
-        raise ConfigError(f"sensitivity supports mode {', '.join(SUPPORTED_MODES)}, not {case.mode!r}")
-    if case.engine not in ENGINES:
-        raise ConfigError(f"unknown engine {case.engine!r}; allowed: {', '.join(ENGINES)}")
-    if images < 1:
-        raise ConfigError(f"--images must be at least 1, got {images}")
-    if method not in METHODS:
-        raise ConfigError(f"unknown sensitivity method {method!r}; allowed: {', '.join(METHODS)}")
-    spec = SuiteSpec(name=SUITE_NAME, description="per-layer sensitivity", matrices=(),
-                     calibration=case.calibration, measure=MeasureSpec(timeout_s=timeout_s),
-                     run=RunOptions(isolation=isolation or "fork"))
-    machine = machine or collect_machine()
-    context = {"run_id": uuid.uuid4().hex, "suite": spec.identity(), "machine": machine,
-               "qbench": qbench_provenance()}
-    with Session(spec, isolation=isolation) as session:
-        catalog = session.catalog([case.model] if ":" in case.model else [], threads=case.threads)
-        _check_model(case, catalog)
-        planned = PlannedCase(case, skip_reason(case, catalog.models[case.model], catalog))
-        started_at, began = utc_now(), time.perf_counter()
-        outcome = None
-        if planned.skip_reason is None:
-            task = {"entry": ENTRY, "case": case.to_dict(), "images": images, "layers": layers, "method": method}
-            outcome = session.run_task(task, case.threads, timeout_s, None, case.runner)
-        record = record_from_outcome(planned, outcome, context=context, catalog=catalog, started_at=started_at,
-                                     duration_s=time.perf_counter() - began, timeout_s=timeout_s,
-                                     isolation=session.isolation)
-    if record.status == "failed" and (record.reason or "").startswith("ConfigError: "):
-        raise ConfigError(record.reason.removeprefix("ConfigError: "))
-    path = None
-    if results is not None:
-        writer = RunWriter(Path(results), machine, {**context, "started_at": started_at, "argv": sys.argv[1:],
-                                                    "planned_cases": 1, "images": images, "layers": layers,
-                                                    "method": method})
-        writer.append(record)
-        path = writer.finish({"run_id": context["run_id"], "finished_at": utc_now(), "interrupted": False,
-                              "counts": {record.status: 1}})
-    return record, path
-
-
-def load_sensitivity(results_dir: Path | str, errors: list | None = None):
-    """Every stored sensitivity measurement under results_dir as a DataFrame, one row per run × layer (columns
-    SENSITIVITY_COLUMNS), ordered by run then rank."""
-    import pandas as pd
-
-    from qbench.history.store import iter_records
-
-    rows = []
-    for _, record in iter_records(Path(results_dir), errors):
-        found = record.metrics.get("sensitivity") if record.status == "ok" else None
-        if not found:
-            continue
-        base = {"run_id": record.run_id, "record_id": record.record_id,
-                "machine_id": record.machine.get("machine_id"), "model": record.case.model,
-                "mode": record.case.mode, "engine": record.case.engine, "weights": record.case.weights_kind,
-                "runner": record.case.runner, "threads": record.case.threads,
-                "torch": record.environment.get("torch"), "started_at": record.started_at,
-                "images": (found.get("images") or {}).get("count")}
-        full = found.get("full") or {}
-        for entry in found.get("per_layer", []):
-            only, all_but = entry.get("only_this_quantized") or {}, entry.get("all_but_this") or {}
-            rows.append({**base, "rank": entry.get("rank"), "layer": entry.get("layer"), "type": entry.get("type"),
-                         "sqnr_db": entry.get("sqnr_db"), "only_this_quantized_agreement": only.get("agreement"),
-                         "only_this_quantized_sqnr_db": only.get("sqnr_db"),
-                         "all_but_this_agreement": all_but.get("agreement"),
-                         "all_but_this_sqnr_db": all_but.get("sqnr_db"), "full_agreement": full.get("agreement"),
-                         "full_sqnr_db": full.get("sqnr_db")})
-    frame = pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
-    if not frame.empty:
-        frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
-        frame = frame.sort_values(["started_at", "run_id", "rank"], kind="stable").reset_index(drop=True)
-    return frame

@@ -105,7 +105,7 @@ def _build(case, source, example, task: dict) -> tuple:
     cache, key, cache_info = _open_cache(case, source, calibration_identity, task)
     cached = cache.get(key) if cache is not None else None
     if cached is not None:
-        from qbench.launch.artifact_cache import restore_into
+        from qbench.runner.artifacts import restore_into
         from qbench.errors import StoreError
 
         stand_in = [example[:1]]
@@ -132,7 +132,8 @@ def _build(case, source, example, task: dict) -> tuple:
 def _open_cache(case, source, calibration_identity, task: dict):
     """The artifact cache and this case's key, or (None, None, reason) when the case is not cached."""
     settings = task.get("cache") or {}
-    from qbench.launch.artifact_cache import ArtifactCache, cacheable, describe_key, key_of
+    from qbench.launch.artifact_cache import cacheable, describe_key, key_of
+    from qbench.runner.artifacts import ArtifactCache
 
     if not settings.get("enabled"):
         return None, None, {"used": False, "reason": "disabled"}

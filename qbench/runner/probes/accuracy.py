@@ -17,7 +17,8 @@ from qbench.records import AccuracySpec
 from qbench.runner.registry.engines import use_engine
 from qbench.runner.registry.evalset import EvalSet, load_eval_set
 
-__all__ = ["SQNR_CAP_DB", "TOP_K", "logits_of", "paired_logits", "topk_correct", "agreement", "sqnr_db",
+__all__ = ["SQNR_CAP_DB", "TOP_K", "logits_of", "paired_logits", "topk_correct", "agreement", "logits_agreement",
+           "power_sums", "sqnr_from_powers", "sqnr_db",
            "evaluate_case"]
 
 # SQNR of identical logits is infinite; JSON has no infinity, so it is recorded as this (and nothing exceeds it).
@@ -73,18 +74,36 @@ def agreement(predictions, reference_predictions) -> float:
     return sum(a == b for a, b in zip(predictions, reference_predictions)) / len(predictions)
 
 
-def sqnr_db(output: torch.Tensor, reference: torch.Tensor) -> float:
-    """10·log10(Σ reference² / Σ (output - reference)²) in float64, clamped to ±SQNR_CAP_DB (identical tensors
-    give +SQNR_CAP_DB)."""
+def power_sums(output: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """(Σ reference², Σ (output - reference)²) in float64; a quantized tensor is dequantized first. Sums over
+    several batches add up to the SQNR of all of them (`sqnr_from_powers`)."""
+    output = output.dequantize() if output.is_quantized else output
+    reference = reference.dequantize() if reference.is_quantized else reference
     if output.shape != reference.shape:
         raise ValueError(f"SQNR of tensors of different shapes: {tuple(output.shape)} vs {tuple(reference.shape)}")
-    signal = reference.double().pow(2).sum().item()
-    noise = (output.double() - reference.double()).pow(2).sum().item()
+    reference = reference.detach().double()
+    return float(reference.pow(2).sum()), float((output.detach().double() - reference).pow(2).sum())
+
+
+def sqnr_from_powers(signal: float, noise: float) -> float:
+    """10·log10(signal / noise) clamped to ±SQNR_CAP_DB: no noise (identical tensors) gives +SQNR_CAP_DB, no
+    signal (an all-zero reference) -SQNR_CAP_DB, so the stored figure is always a finite number."""
     if noise == 0:
         return SQNR_CAP_DB
     if signal == 0:
         return -SQNR_CAP_DB
     return max(-SQNR_CAP_DB, min(SQNR_CAP_DB, 10 * math.log10(signal / noise)))
+
+
+def sqnr_db(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """The signal-to-quantization-noise ratio of `output` against `reference`, in dB (the one definition qbench
+    records: float64 sums, clamped to ±SQNR_CAP_DB)."""
+    return sqnr_from_powers(*power_sums(output, reference))
+
+
+def logits_agreement(logits: torch.Tensor, reference_logits: torch.Tensor) -> float:
+    """`agreement` of the top-1 classes of two logit tensors."""
+    return agreement(logits.argmax(1).tolist(), reference_logits.argmax(1).tolist())
 
 
 def _fraction(flags: list[bool]) -> float:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from qbench.errors import ConfigError
+from qbench.errors import ConfigError, one_line
 from qbench.records import AccuracySpec
 from qbench.runner.registry.data import IMAGENET_MEAN, IMAGENET_STD, transform_for
 from qbench.runner.registry.torchvision_compat import import_torchvision
@@ -161,9 +161,6 @@ def _few(names: list[str], limit: int = 5) -> str:
     shown = ", ".join(names[:limit])
     return shown if len(names) <= limit else f"{shown} (and {len(names) - limit} more)"
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 def _check_counts(spec: AccuracySpec) -> None:
@@ -335,7 +332,7 @@ def _image_batches(root: str, files: list[str], batch_size: int, transform: Call
                 images.append(transform(loader(os.path.join(root, name))))
             except OSError as exc:
                 raise ConfigError(f"evaluation image {os.path.join(root, name)} cannot be read: "
-                                  f"{_one_line(exc)}") from None
+                                  f"{one_line(exc)}") from None
         yield torch.stack(images)
 
 

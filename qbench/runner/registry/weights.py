@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from qbench.errors import ConfigError, WeightsNotFound
+from qbench.errors import ConfigError, WeightsNotFound, one_line
 from qbench.runner.registry.torchvision_compat import import_torchvision
 
 __all__ = ["parse_weights", "default_weights", "cache_path", "safe_load", "file_sha256", "random_provenance",
@@ -20,10 +20,6 @@ __all__ = ["parse_weights", "default_weights", "cache_path", "safe_load", "file_
 _WRAPPER_KEYS = ("model", "state_dict")
 _sha256_cache: dict[tuple, str] = {}
 
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def parse_weights(spec: str) -> tuple[str, str | None]:
@@ -53,7 +49,7 @@ def safe_load(path: str, what: str = "checkpoint") -> Any:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # every way a file can fail to unpickle is the same user-facing problem
-        raise ConfigError(f"{what} file {path} cannot be loaded with weights_only=True: {_one_line(exc)}") from None
+        raise ConfigError(f"{what} file {path} cannot be loaded with weights_only=True: {one_line(exc)}") from None
 
 
 def file_sha256(path: str) -> str:

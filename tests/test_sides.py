@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from qbench.errors import ConfigError, StoreError
-from qbench.history.sides import History, resolve_side
+from qbench.history.sides import ResultsFolder, resolve_side
 from qbench.history.store import RunWriter
 from tests.factories import MACHINE, make_record
 
@@ -35,7 +35,7 @@ def root(tmp_path):
 
 
 def side(spec, root, cwd=None):
-    return resolve_side(spec, History(root), cwd=cwd)
+    return resolve_side(spec, ResultsFolder(root), cwd=cwd)
 
 
 def run_ids(resolved):
@@ -181,7 +181,7 @@ def test_git_ref_without_runs_is_an_error_naming_the_commit(tmp_path, repo):
 def test_an_unreadable_file_is_kept_aside_and_the_rest_resolves(root):
     bad = next(p for p in root.rglob("*.jsonl") if "2222bbbb" in p.name)
     bad.write_text(bad.read_text().replace('"kind": "case"', '"kind": "case', 1))
-    history = History(root)
+    history = ResultsFolder(root)
     assert len(history.errors) == 1 and str(bad) in str(history.errors[0])
     assert run_ids(resolve_side("latest~1", history)) == ["1111aaaa"]
     assert run_ids(resolve_side("a1a1a1", history)) == ["1111aaaa"]
@@ -195,6 +195,6 @@ def test_a_record_the_store_refuses_is_named_by_its_file(root):
     text = path.read_text()
     version = make_record().case.case_version
     path.write_text(text.replace(version, "0" * 16))
-    history = History(root)
+    history = ResultsFolder(root)
     (error,) = history.errors
     assert str(error).startswith(str(path)) and "case_version 0000000000000000 does not match" in str(error)

@@ -9,18 +9,18 @@ import sys
 from qbench.compare.claims import FORMATS, claim_rows, render_claims
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
 from qbench.errors import ConfigError
-from qbench.history.sides import History, resolve_side
+from qbench.history.sides import ResultsFolder, resolve_side
 from qbench.history.store import run_files
 
 __all__ = ["ClaimsCommand", "COMMAND", "select_history"]
 
 
-def select_history(results: str, machine: str | None) -> History:
+def select_history(results: str, machine: str | None) -> ResultsFolder:
     """The run files under `results`, only those of `machine` when given (a one-line error naming the machines
     there when it has none)."""
     if not run_files(results):
         raise ConfigError(f"no run files under {results}")
-    history = History(results)
+    history = ResultsFolder(results)
     if machine is not None:
         known = sorted({str((run.header.get("machine") or {}).get("machine_id")) for run in history.runs})
         history.runs = [run for run in history.runs if (run.header.get("machine") or {}).get("machine_id") == machine]

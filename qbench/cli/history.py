@@ -15,15 +15,16 @@ import json
 import sys
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
-from qbench.errors import ConfigError, StoreError
-from qbench.compare.steps import Regression, find_regressions, git_commit_order, latest_runs, threshold_for
-from qbench.history.noise import load_noise, noise_path
-from qbench.history.series import Series, build_series, format_series_value, order_by_commits, series_metrics
-from qbench.history.sides import History
+from qbench.cli.common import add_results_argument
+from qbench.compare.policy import load_policy
+from qbench.compare.steps import find_regressions, git_commit_order, latest_runs
+from qbench.errors import ConfigError
+from qbench.history.series import Series, order_by_commits, series_metrics
+from qbench.history.sides import ResultsFolder
 from qbench.history.store import run_files
-from qbench.thresholds import DEFAULT_THRESHOLDS, ThresholdPolicy
+from qbench.report.history import render_regressions
 
-__all__ = ["HistoryCommand", "COMMAND", "load_policy", "render_table"]
+__all__ = ["HistoryCommand", "COMMAND"]
 
 EPILOG = """\
 Series: one point per run for every machine x case (same definition) x metric, the median over the run's
@@ -46,7 +47,7 @@ class HistoryCommand(Command):
     def add_arguments(self, parser):
         parser.epilog = EPILOG
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
-        parser.add_argument("--results", default="results", help="history folder (default: results)")
+        add_results_argument(parser)
         parser.add_argument("--machine", action="append", default=[], metavar="ID",
                             help="only this machine id (repeatable; default: all)")
         parser.add_argument("--metric", action="append", default=[], choices=sorted(series_metrics()),
@@ -61,9 +62,8 @@ class HistoryCommand(Command):
     def run(self, args) -> int:
         if not run_files(args.results):
             raise ConfigError(f"no run files under {args.results}")
-        history = History(args.results)
-        pairs = [(run, record) for run in history.runs for record in run.records]
-        series = _select(build_series(pairs, args.metric or None), args)
+        history = ResultsFolder(args.results)
+        series = _select(history.series(args.metric or None), args)
         dropped: set[str] = set()
         if args.order == "commit":
             series, dropped = order_by_commits(series, git_commit_order(args.repo))
@@ -77,7 +77,7 @@ class HistoryCommand(Command):
                               "regressions": [{**r.to_dict(), "in_latest_run": id(r) in new} for r in regressions],
                               "errors": [str(e) for e in history.errors]}, indent=2))
         else:
-            print(render_table(regressions, new, series, policy))
+            print(render_regressions(regressions, new, series, policy))
         if dropped:
             print(f"qbench: note: {len(dropped)} run(s) with commits not in {args.repo} were left out",
                   file=sys.stderr)
@@ -88,17 +88,6 @@ class HistoryCommand(Command):
         return EXIT_INFRA if history.errors else EXIT_OK
 
 
-def load_policy(results, machine_ids, errors: list) -> ThresholdPolicy:
-    """compare's threshold policy with each machine's noise.json; an unreadable one is added to `errors`."""
-    noise = {}
-    for machine_id in sorted(machine_ids):
-        try:
-            noise[machine_id] = load_noise(noise_path(results, machine_id))
-        except StoreError as exc:
-            errors.append(exc)
-    return ThresholdPolicy(noise=noise)
-
-
 def _select(series: list[Series], args) -> list[Series]:
     machines = {s.machine_id for s in series}
     unknown = [m for m in args.machine if m not in machines]
@@ -107,40 +96,6 @@ def _select(series: list[Series], args) -> list[Series]:
                           f"{', '.join(sorted(machines)) or 'none'}")
     return [s for s in series if (not args.machine or s.machine_id in args.machine)
             and (not args.filter or any(fnmatch.fnmatch(s.case_id, g) for g in args.filter))]
-
-
-def _where(point, label: str, latest: bool) -> str:
-    commit = (point.commit or "unknown")[:10] + ("+dirty" if point.dirty else "")
-    return (f"  {label:10} {point.started_at[:19]}  run {point.run_id[:8]}  commit {commit}  torch {point.torch}"
-            f"{'  (latest run)' if latest else ''}")
-
-
-def _unset(value: str | None) -> str:
-    return "(unset)" if value is None else value
-
-
-def render_table(regressions: list[Regression], new: set[int], series: list[Series],
-                 policy: ThresholdPolicy) -> str:
-    runs = {p.run_id for s in series for p in s.points}
-    from_noise = sum(1 for s in series if threshold_for(s, policy)[1] == "noise.json")
-    defaults = ", ".join(f"{name} {t.describe()}" for name, t in DEFAULT_THRESHOLDS.items())
-    lines = [f"history   {len(series)} series over {len(runs)} runs on {len({s.machine_id for s in series})} "
-             f"machine(s); thresholds: measured noise on {from_noise} series, else defaults ({defaults}; speedup "
-             f"as latency, compression as size)"]
-    if not regressions:
-        lines.append("no regressions")
-        return "\n".join(lines)
-    lines.append(f"{len(regressions)} regression(s), {len(new)} starting in the latest run")
-    for r in regressions:
-        lines += ["", f"REGRESSION {r.metric} {r.change:+.1%}  {r.case_id}  ({r.machine_id})",
-                  f"  {format_series_value(r.before, r.metric)} -> {format_series_value(r.after, r.metric)} (now "
-                  f"{format_series_value(r.latest, r.metric)}); threshold {r.threshold:.1%} from "
-                  f"{r.threshold_source}", _where(r.last_good, "last good", False),
-                  _where(r.first_bad, "first bad", id(r) in new)]
-        if r.environment_changes:
-            lines.append("  changed    " + ", ".join(f"{name} {_unset(a)} -> {_unset(b)}"
-                                                    for name, (a, b) in r.environment_changes.items()))
-    return "\n".join(lines)
 
 
 COMMAND = HistoryCommand

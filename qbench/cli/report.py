@@ -9,15 +9,14 @@ import sys
 from pathlib import Path
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
-from qbench.cli.compare import compare_sides
-from qbench.cli.history import load_policy
+from qbench.cli.common import add_results_argument
 from qbench.compare.pairwise import render_markdown
-from qbench.errors import ConfigError
+from qbench.compare.policy import compare_sides, load_policy
 from qbench.compare.steps import find_regressions
-from qbench.report.document import write_report
-from qbench.history.series import build_series
-from qbench.history.sides import History, resolve_side
+from qbench.errors import ConfigError
+from qbench.history.sides import ResultsFolder, resolve_side
 from qbench.history.store import run_files
+from qbench.report.document import write_report
 
 __all__ = ["ReportCommand", "COMMAND"]
 
@@ -27,7 +26,7 @@ class ReportCommand(Command):
     help = "write a markdown and HTML report of a run, with plots and history's regressions"
 
     def add_arguments(self, parser):
-        parser.add_argument("--results", default="results", help="history folder (default: results)")
+        add_results_argument(parser)
         parser.add_argument("--run", default="latest", metavar="SIDE",
                             help="latest (default), latest~N, a run id, a commit or a run file or folder (all its "
                                  "runs together)")
@@ -42,15 +41,14 @@ class ReportCommand(Command):
         if not run_files(args.results):
             raise ConfigError(f"no run files under {args.results}")
         sections = [_section(Path(p)) for p in args.section]
-        history = History(args.results)
+        history = ResultsFolder(args.results)
         side = resolve_side(args.run, history)
         if args.compare:
             base, cand = (resolve_side(spec, history) for spec in args.compare)
             comparison = compare_sides(base, cand, history, results=args.results)
             sections.insert(0, (f"Comparison: {base.label} → {cand.label}", render_markdown(comparison)))
         machines = {(run.header.get("machine") or {}).get("machine_id") for run in side.runs}
-        pairs = [(run, record) for run in history.runs for record in run.records]
-        series = [s for s in build_series(pairs) if s.machine_id in machines]
+        series = [s for s in history.series() if s.machine_id in machines]
         regressions = find_regressions(series, load_policy(args.results, machines, history.errors))
         md_path, html_path = write_report(args.out, side.runs, label=side.label, regressions=regressions,
                                           sections=sections, errors=history.errors)

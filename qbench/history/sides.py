@@ -8,7 +8,7 @@ A side is one of:
   a commit               a prefix (6+ hex digits) of the commit that runs were made with: all of its runs; or any
                          git ref (`HEAD~1`, `main`, a tag) resolved with `git rev-parse` in the current repository
 An unknown or ambiguous side is a one-line ConfigError naming candidates (recent runs, or the matches).
-Unreadable run files are collected in `History.errors`, never raised, so one bad file cannot hide the others.
+Unreadable run files are collected in `ResultsFolder.errors`, never raised, so one bad file cannot hide the others.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 from qbench.errors import ConfigError, StoreError
 from qbench.records import RunRecord
 from qbench.history.store import RunFile, read_run_file, run_files
+from qbench.history.series import build_series
 
-__all__ = ["Side", "History", "resolve_side", "describe_run", "MIN_PREFIX"]
+__all__ = ["Side", "ResultsFolder", "resolve_side", "describe_run", "MIN_PREFIX"]
 
 MIN_PREFIX = 6
 CANDIDATES_SHOWN = 5
@@ -43,7 +44,7 @@ class Side:
         return [record for run in self.runs for record in run.records]
 
 
-class History:
+class ResultsFolder:
     """The run files under a results folder, each read once; files that cannot be read are kept in `errors`."""
 
     def __init__(self, root: Path | str):
@@ -51,6 +52,10 @@ class History:
         self.errors: list[StoreError] = []
         self._read: dict[Path, RunFile | StoreError] = {}
         self.runs = self.read(run_files(self.root))
+
+    def series(self, metrics=None) -> list:
+        """Every machine × case × metric series of these runs (qbench.history.series.build_series)."""
+        return build_series([(run, record) for run in self.runs for record in run.records], metrics)
 
     def read(self, paths) -> list[RunFile]:
         """The readable ones of these run files, oldest first."""
@@ -90,7 +95,7 @@ def describe_run(run: RunFile) -> str:
     return f"{header.get('run_id', '?')[:8]} ({suite}, {commit[:8]}, {when}{incomplete})"
 
 
-def resolve_side(spec: str, history: History, cwd: Path | str | None = None) -> Side:
+def resolve_side(spec: str, history: ResultsFolder, cwd: Path | str | None = None) -> Side:
     text = spec.strip()
     if not text or text.startswith("-"):
         raise ConfigError(f"a side must be a run id, commit, results folder or latest[~N], got {spec!r}")
@@ -114,7 +119,7 @@ def resolve_side(spec: str, history: History, cwd: Path | str | None = None) -> 
     raise ConfigError(f"unknown run, commit or folder {text!r} under {history.root}; recent runs: {history.recent()}")
 
 
-def _latest(text: str, back: int, history: History) -> Side:
+def _latest(text: str, back: int, history: ResultsFolder) -> Side:
     runs = sorted((run for run in history.runs if run.complete), key=_started, reverse=True)
     if back >= len(runs):
         raise ConfigError(f"{text}: there are only {len(runs)} complete runs under {history.root}; "
@@ -123,7 +128,7 @@ def _latest(text: str, back: int, history: History) -> Side:
     return Side(text, "latest", f"{text} = run {describe_run(run)}", (run,))
 
 
-def _path(text: str, history: History) -> Side:
+def _path(text: str, history: ResultsFolder) -> Side:
     path = Path(text)
     if path.is_file():
         run = history.read_one(path)
@@ -136,7 +141,7 @@ def _path(text: str, history: History) -> Side:
     return Side(text, "folder", f"folder {text} ({len(runs)} run{'s' if len(runs) > 1 else ''})", tuple(runs))
 
 
-def _hex(text: str, prefix: str, history: History) -> Side | None:
+def _hex(text: str, prefix: str, history: ResultsFolder) -> Side | None:
     by_run = [run for run in history.runs if str(run.header.get("run_id", "")).lower().startswith(prefix)]
     commits = sorted({c for c in (_commit(run) for run in history.runs) if c and c.lower().startswith(prefix)})
     if by_run and commits:

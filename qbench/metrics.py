@@ -16,7 +16,7 @@ from qbench.records import RunRecord
 from qbench.stats.summary import percentile
 
 __all__ = ["Metric", "MetricValue", "METRICS", "DIRECTIONS", "KINDS", "get_metric", "metric_names",
-           "default_metric_names", "format_value"]
+           "default_metric_names", "format_value", "achieved_gbps", "peak_bandwidth_pct"]
 
 DIRECTIONS = ("lower", "higher")
 KINDS = ("noisy", "deterministic")
@@ -92,12 +92,30 @@ def _evaluation_subset(record: RunRecord) -> str | None:
     return subset.get("files_sha256")
 
 
+def achieved_gbps(bytes_moved: float | None, latency_s: float | None) -> float | None:
+    """Achieved memory bandwidth, the one definition: bytes moved per forward / seconds per forward, in GB/s (1e9
+    bytes); None when either is missing or the latency is not positive."""
+    if not isinstance(bytes_moved, (int, float)) or not isinstance(latency_s, (int, float)) or latency_s <= 0:
+        return None
+    return bytes_moved / latency_s / 1e9
+
+
+def peak_bandwidth_pct(gbps: float | None, peaks: dict | None) -> float | None:
+    """`gbps` as % of the machine's measured STREAM triad peak (details.peaks): a read-read-write stream, like an
+    operator's traffic. The one ceiling every report, claim and roofline uses."""
+    triad = (peaks or {}).get("triad_gbps")
+    if gbps is None or not isinstance(triad, (int, float)) or triad <= 0:
+        return None
+    return 100.0 * gbps / triad
+
+
 def _achieved_bandwidth(record: RunRecord) -> MetricValue | None:
     moved = (record.metrics.get("bandwidth") or {}).get("bytes_total")
     samples = _latency_samples(record)
-    if not isinstance(moved, (int, float)) or not samples:
+    median = achieved_gbps(moved, percentile(sorted(samples), 50)) if samples else None
+    if median is None:
         return None
-    return MetricValue(moved / percentile(sorted(samples), 50) / 1e9, tuple(moved / s / 1e9 for s in samples))
+    return MetricValue(median, tuple(achieved_gbps(moved, s) for s in samples))
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (

@@ -149,7 +149,7 @@ def test_known_ratios_give_the_expected_claims_and_derived_bandwidth():
     speedup = row["claims"]["speedup"]
     assert (speedup["value"], speedup["low"], speedup["high"]) == pytest.approx((3.0, 3.0, 3.0))
     assert row["int8_bandwidth"]["gbps"] == pytest.approx(2_000_000 / 0.010 / 1e9)
-    assert row["int8_bandwidth"]["pct_of_copy_peak"] == pytest.approx(100 * 0.2 / 10.0)
+    assert row["int8_bandwidth"]["pct_of_peak"] == pytest.approx(100 * 0.2 / 11.0)  # of the triad peak
     assert row["fp32_bandwidth"]["gbps"] == pytest.approx(8_000_000 / 0.030 / 1e9)
     assert row["random_weights"] is False
 

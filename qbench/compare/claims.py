@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from qbench.metrics import achieved_gbps, peak_bandwidth_pct
 from qbench.records import ENGINES, MODES, RunRecord, canonical_json
 from qbench.stats.summary import summarize
 
@@ -212,15 +213,12 @@ def _ratio(fp32: float | None, int8: float | None) -> float | None:
 
 
 def _bandwidth_figures(records: Sequence[RunRecord]) -> dict:
-    """bytes per forward, achieved GB/s (bytes / median latency) and % of the measured copy peak."""
+    """bytes per forward, achieved GB/s (bytes / median latency) and % of the measured triad peak."""
     bytes_total = _median_metric(records, "bandwidth", "bytes_total")
     medians = [s.median for s in (summarize(_samples(r)) for r in records) if s]
-    latency = statistics.median(medians) if medians else None
-    gbps = None if bytes_total is None or not latency else bytes_total / latency / 1e9
-    peaks = next((r.details.get("peaks") for r in records if r.details.get("peaks")), None) or {}
-    copy = peaks.get("copy_gbps")
-    return {"bytes_total": bytes_total, "gbps": gbps,
-            "pct_of_copy_peak": None if gbps is None or not copy else 100.0 * gbps / copy}
+    gbps = achieved_gbps(bytes_total, statistics.median(medians) if medians else None)
+    peaks = next((r.details.get("peaks") for r in records if r.details.get("peaks")), None)
+    return {"bytes_total": bytes_total, "gbps": gbps, "pct_of_peak": peak_bandwidth_pct(gbps, peaks)}
 
 
 # ---------------------------------------------------------------------------------------------- pairing

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from qbench.errors import ConfigError
+from qbench.metrics import achieved_gbps, peak_bandwidth_pct
 
 __all__ = ["DTYPES", "derive"]
 
@@ -33,17 +34,17 @@ def derive(bandwidth: dict, latency_s: float, peaks: dict | None, dtype: str) ->
     if not latency_s or latency_s <= 0:
         raise ConfigError(f"latency_s must be positive, not {latency_s!r}")
     total, macs = bandwidth["bytes_total"], bandwidth["macs"]
-    achieved_gbps = total / latency_s / 1e9
+    gbps = achieved_gbps(total, latency_s)
     achieved_gmacs = macs / latency_s / 1e9
     intensity = _ratio(macs, total)
-    result = {"achieved_gbps": achieved_gbps, "achieved_gmacs": achieved_gmacs, "arithmetic_intensity": intensity,
+    result = {"achieved_gbps": gbps, "achieved_gmacs": achieved_gmacs, "arithmetic_intensity": intensity,
               "pct_peak_bandwidth": None, "peak_gbps": None, "peak_gmacs": None, "attainable_gmacs": None,
               "pct_roofline": None, "bound": None, "ridge_intensity": None, "dtype": dtype}
     if not peaks:
         return result
     peak_gbps, peak_gmacs = peaks.get("triad_gbps"), peaks.get(DTYPES[dtype])
     result.update(peak_gbps=peak_gbps, peak_gmacs=peak_gmacs,
-                  pct_peak_bandwidth=_percent(achieved_gbps, peak_gbps))
+                  pct_peak_bandwidth=peak_bandwidth_pct(gbps, peaks))
     if peak_gbps and peak_gmacs and intensity is not None:
         memory_ceiling = intensity * peak_gbps
         attainable = min(peak_gmacs, memory_ceiling)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qbench.metrics import METRICS
+from qbench.metrics import METRICS, peak_bandwidth_pct
 from qbench.records import RunRecord
 from qbench.stats.summary import summarize
 
@@ -32,7 +32,7 @@ def record_row(record: RunRecord, path: Path | str | None = None, run_complete: 
     accuracy = metrics.get("accuracy") or {}
     subset = accuracy.get("subset") or {}
     delta_ci = accuracy.get("delta_top1_ci") or (None, None)
-    triad = ((record.details or {}).get("peaks") or {}).get("triad_gbps")
+    peaks = (record.details or {}).get("peaks") or {}
     achieved = METRICS["bandwidth"].extract(record)
     gbps = achieved.value if achieved else None
     row = {
@@ -80,8 +80,8 @@ def record_row(record: RunRecord, path: Path | str | None = None, run_complete: 
         "bytes_weights": traffic.get("bytes_weights"),
         "macs": traffic.get("macs"),
         "bandwidth_gbps": gbps,
-        "peak_triad_gbps": triad,
-        "peak_bandwidth_pct": 100.0 * gbps / triad if gbps and triad else None,
+        "peak_triad_gbps": peaks.get("triad_gbps"),
+        "peak_bandwidth_pct": peak_bandwidth_pct(gbps, peaks),
         "top1": accuracy.get("top1"),
         "top5": accuracy.get("top5"),
         "top1_delta": accuracy.get("delta_top1"),

@@ -1,5 +1,5 @@
 """Plain-text tables that commands print: noise thresholds, kernel micro-benchmarks, the most sensitive layers,
-this machine's peaks."""
+this machine's peaks, the harness's own overhead."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from qbench.stats.summary import summarize
 
-__all__ = ["noise_table", "microbench_table", "sensitivity_top", "peaks_description", "db"]
+__all__ = ["noise_table", "microbench_table", "sensitivity_top", "peaks_description", "overhead_table", "db"]
 
 
 def noise_table(records, thresholds: dict[str, dict[str, float]]) -> str:
@@ -84,3 +84,23 @@ def peaks_description(peaks: dict, machine_id: str, origin: str) -> str:
         f"ridge  fp32 {peaks['fp32_gmacs'] / peaks['triad_gbps']:.1f} MAC/B, "
         f"int8 {peaks['int8_gmacs'] / peaks['triad_gbps']:.1f} MAC/B (above: compute-bound)",
     ])
+
+
+def _ms(summary) -> str:
+    return f"median {summary.median * 1e3:.2f} ms, IQR {summary.iqr * 1e3:.2f} ms, n={summary.n}"
+
+
+def overhead_table(overhead) -> str:
+    """What `qbench overhead` prints of a qbench.launch.overhead.Overhead."""
+    lines = []
+    for isolation, walls in overhead.empty_case_s.items():
+        start = overhead.preload_s.get(isolation)
+        extra = f"; pool start-up once {start:.2f} s" if start else ""
+        lines.append(f"empty case, {isolation:5} isolation: {_ms(summarize(walls))}{extra}")
+    harness, bare = summarize(overhead.harness), summarize(overhead.bare)
+    ratios = summarize(overhead.block_ratios)
+    case_id = overhead.case.case_id
+    lines += [f"{case_id}: qbench sampler {_ms(harness)}", f"{case_id}: bare loop      {_ms(bare)}",
+              f"harness overhead ratio (qbench median / bare median): {harness.median / bare.median:.4f} overall; "
+              f"per ABBA block median {ratios.median:.4f}, IQR {ratios.q1:.4f}-{ratios.q3:.4f}, n={ratios.n}"]
+    return "\n".join(lines)

@@ -98,4 +98,50 @@ def test_avx2_profile_caps_a_real_worker(tmp_path):
     if "avx512f" in native["machine"]["isa"]:
         assert native["details"]["kernels"]["cpu_capability"] != "AVX2"
     assert "FBGEMM_ENABLE_INSTRUCTIONS" not in native["environment"]["variables"]
-    assert capped["details"]["kernels"]["int8_conv"] in ("fbgemm", "onednn:jit_uni_int8:avx2")
+    real_host = real_avx2_host_kernels()
+    assert real_host[("static_fx", "x86")] == {"fbgemm"}  # what GitHub's AVX2-only EPYC runners run
+    assert capped["details"]["kernels"]["int8_conv"] == "fbgemm"
+    substituted = capped["details"]["kernels"].get("engine_substitution")
+    if "avx512_vnni" in native["machine"]["isa"]:  # torch's x86 engine picks oneDNN here from CPUID
+        assert native["details"]["kernels"]["int8_conv"].startswith("onednn:")
+        assert substituted["kernels_of"] == "fbgemm" and substituted["instead_of"].startswith("onednn:")
+    else:
+        assert substituted is None
+
+
+REAL_AVX2_HOST = ROOT / "tests" / "fixtures" / "records" / "avx2-amd-epyc-zen3"  # copied from shared/fixtures
+
+
+def real_avx2_host_kernels() -> dict:
+    """(mode, engine) → the libraries that ran int8 convolutions in the run files of a real AVX2-only host."""
+    found = {}
+    for path in REAL_AVX2_HOST.rglob("*.jsonl"):
+        for line in map(json.loads, path.read_text().splitlines()):
+            if line.get("kind") == "case" and line["case"].get("engine"):
+                kernels = (line.get("details") or {}).get("kernels") or {}
+                found.setdefault((line["case"]["mode"], line["case"]["engine"]), set()).add(kernels.get("int8_conv"))
+    return found
+
+
+def test_the_avx2_profile_expects_what_a_real_avx2_host_ran():
+    from qbench.suite.profiles import EXPECTED_INT8_CONV
+
+    real = real_avx2_host_kernels()
+    assert real, f"no run files under {REAL_AVX2_HOST}"
+    for (mode, engine), libraries in real.items():
+        if engine in EXPECTED_INT8_CONV["avx2"]:
+            assert libraries == {EXPECTED_INT8_CONV["avx2"][engine]}, (mode, engine)
+    with pytest.raises(RuntimeError, match="cannot reproduce a real AVX2 host's x86-engine path here: its int8 "
+                                           "convolutions ran onednn:jit_uni_int8:avx2, a real host runs fbgemm"):
+        verify_runner("avx2", {"cpu_capability": "AVX2", "onednn_isa": "Intel AVX2",
+                               "int8_conv": "onednn:jit_uni_int8:avx2"}, "x86")
+
+
+def test_on_an_avx2_only_host_the_avx2_profile_is_the_native_machine():
+    import json as _json
+
+    real = _json.loads((REAL_AVX2_HOST / "x86_64-amd-epyc-2c-24g-19526b" / "machine.json").read_text())
+    assert unavailable_reason("avx2", real) == (
+        "this machine has none of the features runner avx2 caps (avx512f, avx512_vnni, avx512_bf16, avx_vnni, "
+        "amx_tile, amx_int8, amx_bf16): it is the native machine, measured once under runner native")
+    assert unavailable_reason("avx2", machine_from("x86_64-epyc-zen5-avx512.lscpu.txt")) is None

@@ -22,6 +22,8 @@ __all__ = ["execute", "measure_case", "verify_runner"]
 TAIL_LINES = 30
 # Modes whose recipe observes activations on calibration batches.
 NEEDS_CALIBRATION = ("static_eager", "static_fx", "qat", "pt2e")
+# Modes whose kernels are chosen by the packed weights of torch.backends.quantized.engine (pt2e compiles its own).
+ENGINE_PACKED_MODES = ("dynamic", "static_eager", "static_fx", "qat", "prequantized")
 
 
 def _resolve(entry: str):
@@ -74,11 +76,16 @@ def execute(task_path: str, result_path: str) -> int:
     return 0
 
 
-def verify_runner(runner: str, kernels: dict) -> None:
-    """A runner profile whose ISA cap did not take effect must fail the case, not measure the native machine."""
-    from qbench.suite.profiles import profile
+def verify_runner(runner: str, kernels: dict, engine: str | None = None) -> None:
+    """A runner profile whose ISA cap did not take effect, or whose int8 convolutions ran another library than a
+    real host of the profile runs, must fail the case, not measure something no such host measures."""
+    from qbench.suite.profiles import EXPECTED_INT8_CONV, profile
 
     wanted = profile(runner)
+    expected = EXPECTED_INT8_CONV.get(runner, {}).get(engine)
+    if expected and kernels.get("int8_conv") and kernels["int8_conv"] != expected:
+        raise RuntimeError(f"this profile cannot reproduce a real {runner.upper()} host's {engine}-engine path here: "
+                           f"its int8 convolutions ran {kernels['int8_conv']}, a real host runs {expected}")
     if wanted.cpu_capability and kernels["cpu_capability"] != wanted.cpu_capability:
         raise RuntimeError(f"runner {runner}: torch dispatches to {kernels['cpu_capability']}, "
                            f"not {wanted.cpu_capability}; the ISA cap did not take effect")
@@ -150,6 +157,26 @@ def _open_cache(case, source, calibration_identity, task: dict):
     return cache, key, {"used": True, "key": key, "identity": identity}
 
 
+def _kernels_like_the_profile(case, kernels: dict) -> dict:
+    """Under a runner profile whose real hosts run another library for this engine's int8 convolutions than this
+    host picks from CPUID (x86 under avx2 on a VNNI host: oneDNN here, FBGEMM there), run the engine on that
+    library's kernels and say so in the record."""
+    from qbench.runner.probes.kernels import probe_kernels
+    from qbench.runner.registry.engines import run_engine_on
+    from qbench.suite.profiles import EXPECTED_INT8_CONV
+
+    expected = EXPECTED_INT8_CONV.get(case.runner, {}).get(case.engine)
+    if case.mode not in ENGINE_PACKED_MODES or not expected or kernels.get("int8_conv") == expected:
+        return kernels
+    run_engine_on(case.engine, expected)
+    found = probe_kernels(expected)  # oneDNN names its ISA once per process: keep the first probe's
+    return {**kernels, "int8_conv": found.get("int8_conv"), "engine_substitution": {"engine": case.engine, "kernels_of": expected,
+                                             "instead_of": kernels.get("int8_conv"),
+                                             "why": f"a real {case.runner} host's {case.engine} engine runs "
+                                                    f"{expected}; this host's CPUID makes torch pick "
+                                                    f"{kernels.get('int8_conv')}, which the ISA caps cannot hide"}}
+
+
 def measure_case(task: dict) -> dict:
     """The real measurement: build the case's model under its mode and engine, then size, latency, memory,
     bytes moved and accuracy."""
@@ -169,7 +196,8 @@ def measure_case(task: dict) -> dict:
     spec = MeasureSpec.from_dict(task["measure"])
     accuracy_spec = AccuracySpec.from_dict(task.get("accuracy") or {})
     kernels = probe_kernels(case.engine)  # first: oneDNN names its ISA only at its first use in a process
-    verify_runner(case.runner, kernels)
+    kernels = _kernels_like_the_profile(case, kernels)
+    verify_runner(case.runner, kernels, case.engine if case.mode in ENGINE_PACKED_MODES else None)
     torch.manual_seed(case.seed)
     peaks = PhasePeaks()
     source = open_model(case.model, case.weights, seed=case.seed)

@@ -18,7 +18,18 @@ import torch
 from qbench.errors import NotApplicable, RegistryError
 from qbench.records import ENGINES
 
-__all__ = ["ENGINES", "check_engine_name", "probe_engine", "probe_engines", "use_engine"]
+__all__ = ["ENGINES", "check_engine_name", "probe_engine", "probe_engines", "use_engine", "run_engine_on"]
+
+# engine name → the engine whose kernels use_engine really selects, in this process (see run_engine_on).
+_KERNELS_OF: dict[str, str] = {}
+
+
+def run_engine_on(name: str, kernels_engine: str) -> None:
+    """From now on in this (worker) process, `use_engine(name)` selects `kernels_engine`: how a runner profile makes
+    the x86 engine take the FBGEMM path a real AVX2 host takes (qbench.suite.profiles)."""
+    check_engine_name(name)
+    check_engine_name(kernels_engine)
+    _KERNELS_OF[name] = kernels_engine
 
 
 def check_engine_name(name: str) -> None:
@@ -31,6 +42,7 @@ def check_engine_name(name: str) -> None:
 def use_engine(name: str) -> Iterator[None]:
     """Run the block with torch.backends.quantized.engine set to `name`, then restore the previous engine."""
     check_engine_name(name)
+    name = _KERNELS_OF.get(name, name)
     if name not in torch.backends.quantized.supported_engines:
         raise NotApplicable(f"engine {name} is not in torch.backends.quantized.supported_engines")
     previous = torch.backends.quantized.engine

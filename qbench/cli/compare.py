@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
-from qbench.compare.pairwise import (CompareReport, compare, environment_differences, render_json, render_markdown,
-                            render_table, suite_key)
+from qbench.compare.pairwise import CompareReport, compare, environment_differences, suite_key
 from qbench.errors import ConfigError, StoreError
 from qbench.history.noise import load_noise, noise_path
 from qbench.records import RunRecord
+from qbench.report.compare import render_json, render_markdown, render_table
 from qbench.history.sides import History, Side, resolve_side
 from qbench.suite.load import load_suite, resolve_suite_path
 from qbench.thresholds import GRAMMAR, ThresholdPolicy, parse_thresholds

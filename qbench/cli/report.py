@@ -11,9 +11,9 @@ from pathlib import Path
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
 from qbench.cli.compare import compare_sides
 from qbench.cli.history import load_policy
-from qbench.compare.pairwise import render_markdown
 from qbench.errors import ConfigError
 from qbench.compare.steps import find_regressions
+from qbench.report.compare import render_markdown
 from qbench.report.document import write_report
 from qbench.history.series import build_series
 from qbench.history.sides import History, resolve_side

@@ -8,7 +8,8 @@ import signal
 import sys
 
 from qbench.launch.ab import (DEFAULT_ALPHA, DEFAULT_SECONDS, STATISTICS, ABReport, ABSettings, CaseComparison,
-                       is_regression, latency_threshold, open_sides, parse_side, run_ab, with_sample_seconds)
+                       is_regression, latency_threshold, run_ab, with_sample_seconds)
+from qbench.launch.ab_sides import open_sides, parse_side
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
 from qbench.suite.load import load_suite
 

@@ -31,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from qbench.launch.ab import STATISTICS, ABSettings, Pair, open_sides, pair_values, run_ab, source_root
+from qbench.launch.ab import STATISTICS, ABSettings, Pair, pair_values, run_ab
+from qbench.launch.ab_sides import open_sides, source_root
 from qbench.stats.paired import compare_pairs, median_interval
 from qbench.suite.load import parse_suite
 

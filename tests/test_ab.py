@@ -16,8 +16,8 @@ from qbench.launch.ab import (ABReport, ABSettings, CaseComparison, Pair, is_reg
                               parse_latency_threshold, with_sample_seconds)
 from qbench.launch.ab_sides import CodeSide, SideSpec, parse_side, resolve_ref, source_root
 from qbench.launch.ab_experiment import commit_files, model_source, snapshot_repo
+from qbench.report.ab import render_markdown, render_table
 from qbench.stats.paired import compare_pairs, median_interval, min_pairs, verdict_of
-from qbench.cli.ab import render_markdown, render_table
 from qbench.errors import ConfigError, InfraError
 from qbench.suite.load import parse_suite
 from tests.factories import make_case

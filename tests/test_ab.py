@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from qbench.launch.ab import (ABReport, ABSettings, CaseComparison, Pair, Side, SideSpec, is_regression, pair_values,
-                       parse_latency_threshold, parse_side, resolve_ref, source_root, with_sample_seconds)
+from qbench.launch.ab import (ABReport, ABSettings, CaseComparison, Pair, is_regression, pair_values,
+                              parse_latency_threshold, with_sample_seconds)
+from qbench.launch.ab_sides import CodeSide, SideSpec, parse_side, resolve_ref, source_root
 from qbench.launch.ab_experiment import commit_files, model_source, snapshot_repo
+from qbench.report.ab import render_markdown, render_table
 from qbench.stats.paired import compare_pairs, median_interval, min_pairs, verdict_of
-from qbench.cli.ab import render_markdown, render_table
 from qbench.errors import ConfigError, InfraError
 from qbench.suite.load import parse_suite
 from tests.factories import make_case
@@ -156,7 +157,7 @@ def test_unknown_ref_lists_candidates(tmp_path):
 
 def test_an_origin_outside_the_side_is_refused(tmp_path):
     worktree, repo = tmp_path / "wt", tmp_path / "repo"
-    side = Side("B", parse_side("main"), code_root=worktree, commit="c" * 40, probe_dir=tmp_path, repo=repo)
+    side = CodeSide("B", parse_side("main"), code_root=worktree, commit="c" * 40, probe_dir=tmp_path, repo=repo)
     good = {"qbench_file": str(worktree / "qbench" / "__init__.py"), "commit": "c" * 40,
             "model_module_file": str(worktree / "abexp_model.py")}
     side.check_origin(good)

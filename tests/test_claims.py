@@ -2,11 +2,15 @@
 flagged, the rendered table's provenance, `qbench claims` end to end and the report's Claims section."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from qbench.compare.claims import (claim_rows, claims_frame, judge_accuracy, judge_bandwidth, judge_size, judge_speedup,
-                           render_claims, speedup_interval)
+from qbench.compare.claims import (claim_rows, judge_accuracy, judge_bandwidth, judge_size, judge_speedup,
+                                   speedup_interval)
+from qbench.report.claims import claims_frame, render_claims
 from qbench.report.document import write_report
 from qbench.history.store import RunWriter
 from tests.factories import MACHINE, make_case, make_record
@@ -308,3 +312,17 @@ def test_report_has_a_claims_section(tmp_path):
     assert "| resnet18/static_fx/x86/b1/t1/pretrained " in claims and "4.00x holds" in claims
     assert "3.00x [3.00–3.00] holds" in claims
     assert "criteria: size holds ≥3.5x" in claims
+
+
+def test_judging_and_rendering_claims_never_import_numpy():
+    code = ("import sys\n"
+            "from tests.test_claims import record, FP32, INT8\n"
+            "from qbench.compare.claims import claim_rows\n"
+            "from qbench.report.claims import render_claims\n"
+            "fp32 = [record(FP32, samples=[m] * 3) for m in (0.030, 0.031, 0.032)]\n"
+            "int8 = [record(INT8, samples=[m] * 3) for m in (0.010, 0.0105, 0.011)]\n"
+            "render_claims(claim_rows(fp32 + int8))\n"
+            "print(sorted(m for m in ('numpy', 'pandas', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip() == "[]"

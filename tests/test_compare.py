@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from qbench.compare.pairwise import (ALPHA, CompareReport, compare, environment_differences, render_json, render_markdown,
-                            render_table, significance, student_t_p)
+from qbench.compare.pairwise import CompareReport, compare, environment_differences
+from qbench.report.compare import render_json, render_markdown, render_table
+from qbench.stats.significance import ALPHA, significance, student_t_p
 from qbench.thresholds import Threshold, ThresholdPolicy, parse_thresholds
 from tests.factories import ENVIRONMENT, MACHINE, make_case, make_record
 
@@ -338,7 +339,8 @@ def test_table_has_a_row_per_comparison_and_a_count_line():
 
 
 def test_comparing_never_imports_torch():
-    code = ("import sys, qbench.cli.compare, qbench.compare.pairwise, qbench.history.sides, qbench.thresholds; "
+    code = ("import sys, qbench.cli.compare, qbench.compare.pairwise, qbench.report.compare, qbench.history.sides, "
+            "qbench.thresholds; "
             "print(sorted(m for m in ('torch', 'torchvision', 'pandas') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -12,7 +12,8 @@ from qbench.errors import ConfigError, NotApplicable, RegistryError
 from qbench.runner.probes.size import measure_size
 from qbench.runner.registry import Prepared
 from qbench.runner.registry.engines import use_engine
-from qbench.runner.registry.modes import MODES, apply_mode, describe_qconfig, register_mode, registered_modes
+from qbench.runner.registry.describe import describe_qconfig
+from qbench.runner.registry.modes import MODES, apply_mode, register_mode, registered_modes
 
 # prepare() builds observers with reduce_range, which torch 2.13 warns about on every call.
 pytestmark = pytest.mark.filterwarnings("ignore:Please use quant_min and quant_max:UserWarning")

@@ -10,7 +10,8 @@ from torch import nn
 from qbench.errors import ConfigError, NotApplicable
 from qbench.runner.probes.size import measure_size
 from qbench.records import QatSpec
-from qbench.runner.registry.modes import QAT_LOSS, apply_mode
+from qbench.runner.registry.modes import apply_mode
+from qbench.runner.registry.qat import QAT_LOSS
 from tests.test_modes import SIDE, BranchyNet, FloatOnlySource, TinyNet, TinySource, _centred_cosine, _inputs, \
     _randomize_batchnorm, _run
 

@@ -93,7 +93,7 @@ def test_the_grammar_module_does_not_import_torch():
 
 @pytest.mark.parametrize("name", NAMED)
 def test_a_named_qconfig_has_the_named_activation_observer_and_weight_scheme(name):
-    from qbench.runner.registry.modes import describe_qconfig
+    from qbench.runner.registry.describe import describe_qconfig
 
     parsed = parse_qconfig_name(name)
     described = describe_qconfig(build_qconfig(name, "x86"))
@@ -108,14 +108,14 @@ def test_a_named_qconfig_has_the_named_activation_observer_and_weight_scheme(nam
 
 
 def test_reduce_range_halves_the_activation_range():
-    from qbench.runner.registry.modes import describe_qconfig
+    from qbench.runner.registry.describe import describe_qconfig
 
     described = describe_qconfig(build_qconfig("histogram/per_tensor/affine/reduce_range", "qnnpack"))
     assert (described["activation"]["quant_max"], described["activation"]["reduce_range"]) == (127, True)
 
 
 def test_qat_qconfigs_wrap_the_named_observers_in_fake_quantize():
-    from qbench.runner.registry.modes import describe_qconfig
+    from qbench.runner.registry.describe import describe_qconfig
 
     described = describe_qconfig(build_qconfig("histogram/per_channel/symmetric", "x86", qat=True))
     assert described["activation"]["fake_quantize"] == "FakeQuantize"
@@ -126,7 +126,7 @@ def test_qat_qconfigs_wrap_the_named_observers_in_fake_quantize():
 
 @pytest.mark.parametrize("engine", ["x86", "qnnpack"])
 def test_default_is_torchs_default_of_the_calibration_engine(engine):
-    from qbench.runner.registry.modes import describe_qconfig
+    from qbench.runner.registry.describe import describe_qconfig
 
     assert describe_qconfig(build_qconfig("default", engine)) == describe_qconfig(tq.get_default_qconfig(engine))
     assert describe_qconfig(build_qconfig("default@qnnpack", engine)) == \

@@ -7,94 +7,18 @@ import json
 import signal
 import sys
 
-from qbench.launch.ab import (DEFAULT_ALPHA, DEFAULT_SECONDS, STATISTICS, ABReport, ABSettings, CaseComparison,
-                       is_regression, latency_threshold, open_sides, parse_side, run_ab, with_sample_seconds)
+from qbench.launch.ab import (DEFAULT_ALPHA, DEFAULT_SECONDS, STATISTICS, ABSettings, CaseComparison, is_regression,
+                       latency_threshold, run_ab, with_sample_seconds)
+from qbench.launch.ab_sides import open_sides, parse_side
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
+from qbench.report.ab import interval_text, render_markdown, render_table
 from qbench.suite.load import load_suite
 
-__all__ = ["ABCommand", "COMMAND", "render_table", "render_markdown"]
-
-COLUMNS = ("case", "pairs", "A median (IQR)", "B median (IQR)", "B/A", "CI", "verdict")
-
-
-def _duration(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.4g} {unit}"
-    return f"{seconds * 1e9:.4g} ns"
-
-
-def _interval(comparison: CaseComparison) -> str:
-    stats = comparison.stats
-    if stats is None:
-        return ""
-    low = f"{stats.low:.3f}" if stats.low > 0 else "0"
-    high = f"{stats.high:.3f}" if stats.high != float("inf") else "inf"
-    return f"{low}-{high}"
-
-
-def _row(comparison: CaseComparison, threshold: float) -> tuple[str, ...]:
-    stats = comparison.stats
-    if stats is None:
-        return (comparison.case_id, str(len(comparison.pairs)), "", "", "", "",
-                f"{comparison.status}: {comparison.reason}")
-    verdict = stats.verdict + (" REGRESSION" if is_regression(comparison, threshold) else "")
-    return (comparison.case_id, str(stats.pairs), f"{_duration(stats.a_median)} ({stats.a_spread:.1%})",
-            f"{_duration(stats.b_median)} ({stats.b_spread:.1%})", f"{stats.ratio:.3f}", _interval(comparison), verdict)
-
-
-def _side_lines(result: ABReport) -> list[str]:
-    lines = []
-    for label, side in result.sides.items():
-        commit = (side.get("commit") or "unknown")[:12]
-        lines.append(f"{label}: {side['side']} — commit {commit}, torch {side.get('torch')}, "
-                     f"python {side.get('python_version')} ({side['qbench_file']})")
-    return lines
-
-
-def _method(result: ABReport, threshold: float) -> str:
-    settings = result.settings
-    amount = (f"{settings.pairs} pairs" if settings.pairs is not None
-              else f"{settings.budget_s:g} s of pairs")
-    return (f"{amount} per case after {settings.warmup_pairs} warm-up pair(s), a fresh process per side, order "
-            f"AB/BA; IQR across processes; B/A = median over pairs of the ratio of per-process "
-            f"{settings.statistic}s, {100 * (1 - settings.alpha):g}% sign-test interval (false alarm <= "
-            f"{100 * settings.alpha:g}% per case); regression = slower and B/A > {1 + threshold:g}")
-
-
-def _verdict_line(result: ABReport, threshold: float) -> str:
-    regressed = [c.case_id for c in result.cases if is_regression(c, threshold)]
-    failed = [c.case_id for c in result.cases if c.status == "failed"]
-    parts = [f"{len(regressed)} regression(s)" + (f": {', '.join(regressed)}" if regressed else "")]
-    if failed:
-        parts.append(f"{len(failed)} failed: {', '.join(failed)}")
-    return "; ".join(parts)
-
-
-def _columns(result: ABReport) -> tuple[str, ...]:
-    return COLUMNS[:5] + (f"{100 * (1 - result.settings.alpha):g}% CI",) + COLUMNS[6:]
-
-
-def render_table(result: ABReport, threshold: float) -> str:
-    rows = [_columns(result)] + [_row(c, threshold) for c in result.cases]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS) - 1)]
-    body = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1] for r in rows]
-    return "\n".join(_side_lines(result) + [_method(result, threshold), ""] + body
-                     + ["", _verdict_line(result, threshold)])
-
-
-def render_markdown(result: ABReport, threshold: float) -> str:
-    sides = [f"- **{line.split(':', 1)[0]}**:{line.split(':', 1)[1]}" for line in _side_lines(result)]
-    header = "| " + " | ".join(_columns(result)) + " |"
-    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    rows = ["| " + " | ".join(cell.replace("|", "\\|") for cell in _row(c, threshold)) + " |" for c in result.cases]
-    return "\n".join(["### qbench ab", ""] + sides + ["", _method(result, threshold), "", header, rule] + rows
-                     + ["", f"**{_verdict_line(result, threshold)}**"])
-
+__all__ = ["ABCommand", "COMMAND"]
 
 def _progress(comparison: CaseComparison, done: int, total: int) -> None:
     stats = comparison.stats
-    summary = (f"B/A {stats.ratio:.3f} ({_interval(comparison)}) {stats.verdict}" if stats
+    summary = (f"B/A {stats.ratio:.3f} ({interval_text(comparison)}) {stats.verdict}" if stats
                else f"{comparison.status}: {comparison.reason}")
     print(f"[{done}/{total}] {comparison.case_id}: {len(comparison.pairs)} pairs, {summary}, "
           f"{comparison.seconds:.0f} s, load {comparison.load.get('end', [None])[0]}"[:200],

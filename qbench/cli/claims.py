@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import sys
 
-from qbench.compare.claims import FORMATS, claim_rows, render_claims
+from qbench.compare.claims import FORMATS, claim_rows
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
 from qbench.errors import ConfigError
 from qbench.history.sides import ResultsFolder, resolve_side
 from qbench.history.store import run_files
+from qbench.report.claims import render_claims
 
 __all__ = ["ClaimsCommand", "COMMAND", "select_history"]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
 from qbench.cli.common import add_results_argument
-from qbench.compare.pairwise import render_json, render_markdown, render_table
 from qbench.compare.policy import compare_sides
 from qbench.errors import ConfigError, StoreError
 from qbench.history.sides import ResultsFolder, resolve_side
+from qbench.report.compare import render_json, render_markdown, render_table
 from qbench.thresholds import GRAMMAR, parse_thresholds
 
 __all__ = ["CompareCommand", "COMMAND"]

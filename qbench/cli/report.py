@@ -10,11 +10,11 @@ from pathlib import Path
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
 from qbench.cli.common import add_results_argument
-from qbench.compare.pairwise import render_markdown
 from qbench.compare.policy import compare_sides, load_policy
 from qbench.compare.steps import find_regressions
 from qbench.errors import ConfigError
 from qbench.history.sides import ResultsFolder, resolve_side
+from qbench.report.compare import render_markdown
 from qbench.history.store import run_files
 from qbench.report.document import write_report
 

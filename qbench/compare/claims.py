@@ -1,6 +1,6 @@
 """PyTorch's four INT8 claims, checked per case: about 4x smaller, 2-4x less memory bandwidth, 2-4x faster and
 about the same accuracy. Each int8 case is paired with its fp32 parent and each claim is marked "holds", "partly",
-"fails" or "n/a" (with the reason) by the criteria below. Pure: records in, rows and text out (pandas, numpy).
+"fails" or "n/a" (with the reason) by the criteria below. Pure: records in, rows out (qbench.report.claims renders).
 
 Pairing. An int8 case's fp32 parent is the fp32 case with the same model, batch size, threads, weights, seed and
 runner profile, on the same machine, from the same run (or, when parents are passed in, from those records: a
@@ -28,7 +28,6 @@ Criteria (CRITERIA holds the numbers):
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -36,10 +35,11 @@ from dataclasses import asdict, dataclass, field
 
 from qbench.metrics import achieved_gbps, peak_bandwidth_pct
 from qbench.records import ENGINES, MODES, RunRecord, canonical_json
+from qbench.stats.bootstrap import ratio_of_medians_interval
 from qbench.stats.summary import summarize
 
-__all__ = ["CRITERIA", "VERDICTS", "Claim", "judge_size", "judge_bandwidth", "judge_speedup", "judge_accuracy",
-           "speedup_interval", "parent_key", "claim_rows", "claims_frame", "render_claims", "FORMATS"]
+__all__ = ["CRITERIA", "VERDICTS", "CLAIMS", "Claim", "judge_size", "judge_bandwidth", "judge_speedup",
+           "judge_accuracy", "speedup_interval", "parent_key", "claim_rows", "FORMATS"]
 
 CRITERIA = {
     "size": {"holds": 3.5, "partly": 2.0},
@@ -162,24 +162,10 @@ def judge_accuracy(accuracy: dict | None, weights_kind: str) -> Claim:
 
 # ---------------------------------------------------------------------------------------------- figures
 
-def _percentile_interval(values: list[float], confidence: float) -> tuple[float, float]:
-    import numpy as np
-
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return float(low), float(high)
-
-
 def _bootstrap_ratio(fp32: list[float], int8: list[float]) -> tuple[float, float]:
     """Percentile interval of median(fp32) / median(int8) with both sides resampled; seeded, so repeatable."""
-    import numpy as np
-
     c = CRITERIA["speedup"]
-    rng = np.random.default_rng(0)
-    a, b = np.asarray(fp32, dtype=float), np.asarray(int8, dtype=float)
-    ratios = (np.median(rng.choice(a, (c["resamples"], a.size)), axis=1)
-              / np.median(rng.choice(b, (c["resamples"], b.size)), axis=1))
-    return _percentile_interval(list(ratios), c["confidence"])
+    return ratio_of_medians_interval(fp32, int8, c["resamples"], c["confidence"], seed=0)
 
 
 def _samples(record: RunRecord) -> list[float]:
@@ -337,118 +323,3 @@ def claim_rows(records: Iterable[RunRecord], parents: Iterable[RunRecord] | None
             parent, where = candidates.get(parent_key(record)), "the chosen fp32 runs"
         rows.append(_row(group, parent, where))
     return rows
-
-
-def claims_frame(rows: Sequence[dict]):
-    """The rows flattened for pandas: one column per claim's value, interval ends and verdict."""
-    import pandas as pd
-
-    flat = []
-    for row in rows:
-        item = {k: v for k, v in row.items() if k not in ("claims", "accuracy", "fp32_bandwidth", "int8_bandwidth")}
-        for name, claim in row["claims"].items():
-            item.update({f"{name}": claim["value"], f"{name}_low": claim["low"], f"{name}_high": claim["high"],
-                         f"{name}_verdict": claim["verdict"], f"{name}_reason": claim["reason"]})
-        flat.append(item)
-    return pd.DataFrame(flat)
-
-
-# ---------------------------------------------------------------------------------------------- rendering
-
-def _x(value: float) -> str:
-    return f"{value:.2f}x"
-
-
-def _cell(name: str, claim: dict) -> str:
-    if claim["verdict"] == "n/a":
-        return "n/a"
-    flags = "".join(f", {flag}" for flag in claim["flags"])
-    if name == "speedup" and claim["low"] is not None:
-        return f"{_x(claim['value'])} [{claim['low']:.2f}–{claim['high']:.2f}] {claim['verdict']}{flags}"
-    if name == "accuracy":
-        if claim["reason"] and claim["reason"].startswith("top-1 delta"):
-            interval = "" if claim["low"] is None else f" [{claim['low']:+.1f}, {claim['high']:+.1f}]"
-            return f"Δtop1 {claim['value']:+.1f} pt{interval} {claim['verdict']}"
-        return f"agree {claim['value']:.3f} {claim['verdict']}"
-    return f"{_x(claim['value'])} {claim['verdict']}{flags}"
-
-
-def _notes(row: dict) -> list[str]:
-    notes = []
-    for name in CLAIMS:
-        reason = row["claims"][name]["reason"]
-        if not reason or reason.startswith("top-1 "):
-            continue
-        for part in reason.split("; "):
-            note = part if part.startswith("case ") else f"{name}: {part}"
-            if note not in notes:
-                notes.append(note)
-    accuracy = row.get("accuracy") or {}
-    if accuracy.get("sqnr_db") is not None and row["claims"]["accuracy"]["verdict"] != "n/a":
-        notes.append(f"logits SQNR {accuracy['sqnr_db']:.1f} dB")
-    if row["random_weights"] and not any("random-init" in n for n in notes):
-        notes.append("random-init weights")
-    return notes
-
-
-def _common_notes(rows: Sequence[dict]) -> list[str]:
-    """Notes every row has (said once above the table rather than on each row)."""
-    if len(rows) < 2:
-        return []
-    first, *others = [_notes(r) for r in rows]
-    return [note for note in first if all(note in notes for notes in others)]
-
-
-def _table_rows(rows: Sequence[dict]) -> tuple[list[str], list[list]]:
-    machines, runs = {r["machine_id"] for r in rows}, {r["run_id"] for r in rows}
-    qconfigs = {r["qconfig"] for r in rows}
-    headers = (["machine"] if len(machines) > 1 else []) + (["run"] if len(runs) > 1 else []) + [
-        "case (model/mode/engine/batch/threads/weights@runner)"] + (
-        ["qconfig"] if qconfigs != {"default"} else []) + [
-        "size (≥3.5x)", "bandwidth (≥2x)", "speedup [95% CI] (≥2x)", "accuracy (≈0)", "notes"]
-    body, common = [], set(_common_notes(rows))
-    for r in rows:
-        body.append(([r["machine_id"]] if len(machines) > 1 else []) + ([r["run_id"][:8]] if len(runs) > 1 else [])
-                    + [r["case_id"]] + ([r["qconfig"]] if qconfigs != {"default"} else [])
-                    + [_cell(name, r["claims"][name]) for name in CLAIMS]
-                    + ["; ".join(n for n in _notes(r) if n not in common)])
-    return headers, body
-
-
-def _provenance(rows: Sequence[dict]) -> list[str]:
-    lines = []
-    seen = sorted({(r["machine_id"], r["isa"], r["cpu_capability"], r["torch"], r["torchvision"]) for r in rows},
-                  key=str)
-    for machine, isa, capability, torch, torchvision in seen:
-        lines.append(f"machine {machine}: isa {isa or '?'}; torch dispatches to {capability}; torch {torch}, "
-                     f"torchvision {torchvision}")
-    runners = sorted({r["runner"] for r in rows})
-    weights = sorted({r["weights"] for r in rows})
-    lines.append(f"runners {', '.join(runners)}; weights {', '.join(weights)}; batch sizes "
-                 f"{', '.join(str(b) for b in sorted({r['batch_size'] for r in rows}))}; threads "
-                 f"{', '.join(str(t) for t in sorted({r['threads'] for r in rows}))}")
-    if "random" in weights:
-        lines.append("RANDOM-INIT WEIGHTS: size, bandwidth and speed are real; accuracy claims are n/a for them")
-    lines += [f"every row: {note}" for note in _common_notes(rows) if note != "random-init weights"]
-    lines.append("criteria: size holds ≥3.5x, partly ≥2x; bandwidth holds ≥2x, partly ≥1.2x; speedup holds "
-                 "when the 95% interval is ≥2x, partly ≥1.2x and above 1x; accuracy holds |Δtop1| ≤1 pt with "
-                 "its interval within ±2 pt (partly ≤3 pt), or agreement ≥0.99 without labels (partly ≥0.95)")
-    return lines
-
-
-def render_claims(rows: Sequence[dict], fmt: str = "table") -> str:
-    """The claims as a plain table, a markdown section body, or JSON ({"provenance", "criteria", "rows"})."""
-    from tabulate import tabulate
-
-    if fmt == "json":
-        return json.dumps({"provenance": _provenance(rows) if rows else [], "criteria": CRITERIA,
-                           "rows": list(rows)}, indent=2, allow_nan=False)
-    if not rows:
-        return "No int8 cases to judge."
-    headers, body = _table_rows(rows)
-    if fmt == "markdown":
-        lines = [f"- {'**' + line + '**' if line.startswith('RANDOM') else line}" for line in _provenance(rows)]
-        return "\n".join(lines) + "\n\n" + tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True)
-    return "\n".join(_provenance(rows)) + "\n\n" + tabulate(body, headers=headers, tablefmt="simple",
-                                                            disable_numparse=True)
-

@@ -1,6 +1,6 @@
 """Compare the records of two sides case by case and metric by metric: both values with their spread, the ratio, a
-verdict and why; then render the comparisons as a terminal table, JSON, or markdown for a pull-request comment.
-Pure: records in, Comparisons and text out.
+verdict and why. Pure: records in, Comparisons out (qbench.report.compare renders them; the tests are in
+qbench.stats.significance).
 
 Rules (STYLE.md §7):
 * Records compare only when their machine (`machine.machine_id`) and `case_version` are equal; otherwise the case
@@ -25,25 +25,21 @@ Rules (STYLE.md §7):
 from __future__ import annotations
 
 import json
-import math
-import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from qbench.metrics import METRICS, Metric, MetricValue, default_metric_names, format_value, get_metric
+from qbench.metrics import METRICS, Metric, MetricValue, default_metric_names, get_metric
 from qbench.records import RunRecord
+from qbench.stats.significance import ALPHA, Significance, significance
 from qbench.stats.summary import percentile
 from qbench.thresholds import Threshold, ThresholdPolicy
 
-__all__ = ["VERDICTS", "ALPHA", "STATUS", "SideSummary", "Significance", "Comparison", "Difference", "CompareReport",
-           "compare", "significance", "environment_differences", "suite_key", "render_table", "render_json",
-           "render_markdown", "student_t_p"]
+__all__ = ["VERDICTS", "STATUS", "SideSummary", "Comparison", "Difference", "CompareReport", "compare",
+           "environment_differences", "suite_key"]
 
 VERDICTS = ("regressed", "improved", "incomparable", "missing", "unchanged")
-ALPHA = 0.01
 STATUS = "status"
-JSON_SCHEMA_VERSION = 1
 _HEALTH = {"ok": 2, "skipped": 1, "failed": 0, "timeout": 0}
 # Environment fields that make two sides' numbers differ for reasons other than the code under test.
 _ENVIRONMENT_FIELDS = (("machine", "machine_id"), ("environment", "python"), ("environment", "torch"),
@@ -71,32 +67,6 @@ class SideSummary:
         pooled = sorted(s for m in measured for s in m.samples) or values
         return cls(value=percentile(values, 50), q1=percentile(pooled, 25), q3=percentile(pooled, 75),
                    processes=len(values), samples=sum(len(m.samples) for m in measured), values=tuple(values))
-
-
-@dataclass(frozen=True)
-class Significance:
-    """Outcome of the two-sided test; `significant` is None when no test was possible."""
-
-    test: str
-    over: str
-    p_value: float | None
-    significant: bool | None
-    processes: tuple[int, int] = (0, 0)
-
-    @property
-    def pooled(self) -> bool:
-        return self.over == "pooled samples"
-
-    def describe(self) -> str:
-        base, cand = self.processes
-        if self.significant is None:
-            return f"untested: {base} vs {cand} processes, too few values for a test (use --repeat 3 or more)"
-        name = {"mann-whitney": "Mann–Whitney U", "welch-t": "Welch t-test"}[self.test]
-        if self.pooled:
-            where = f"over the pooled samples of {base} vs {cand} processes (within-process noise only)"
-        else:
-            where = f"over {base} vs {cand} processes"
-        return f"{name} {where}, p={self.p_value:.2g}"
 
 
 @dataclass(frozen=True)
@@ -350,82 +320,6 @@ def _change_text(metric: Metric, base: float, cand: float) -> str:
     return f"{(cand - base) * metric.scale:+g} {metric.display_unit}"
 
 
-def significance(base_values: list[float], cand_values: list[float], base_samples: Iterable[float] = (),
-                 cand_samples: Iterable[float] = (), alpha: float = ALPHA) -> Significance:
-    """Two-sided test that the sides differ: over per-process values when there are enough of them, else over the
-    pooled samples of single processes (flagged), else none (significant=None). See the module docstring."""
-    m, n = len(base_values), len(cand_values)
-    if _rank_test_can_reach(m, n, alpha):
-        p = _mann_whitney_p(base_values, cand_values)
-        return Significance("mann-whitney", "processes", p, p < alpha, (m, n))
-    if m >= 2 and n >= 2:
-        p = _welch_p(base_values, cand_values)
-        return Significance("welch-t", "processes", p, p < alpha, (m, n))
-    base_samples, cand_samples = list(base_samples), list(cand_samples)
-    if _rank_test_can_reach(len(base_samples), len(cand_samples), alpha):
-        p = _mann_whitney_p(base_samples, cand_samples)
-        return Significance("mann-whitney", "pooled samples", p, p < alpha, (m, n))
-    return Significance("none", "", None, None, (m, n))
-
-
-def _rank_test_can_reach(m: int, n: int, alpha: float) -> bool:
-    """Whether a two-sided Mann–Whitney U over m and n values can give p < alpha at all (2 / C(m+n, m))."""
-    return m >= 1 and n >= 1 and math.comb(m + n, m) > 2.0 / alpha
-
-
-def _mann_whitney_p(x: list[float], y: list[float]) -> float:
-    from asv._stats import mann_whitney_u
-
-    return min(1.0, mann_whitney_u(list(x), list(y))[1])
-
-
-def _welch_p(x: list[float], y: list[float]) -> float:
-    """Welch's two-sided t-test on the logarithms (ratios, not differences, are what change), with the
-    Welch–Satterthwaite degrees of freedom."""
-    if min(x) > 0 and min(y) > 0:
-        x, y = [math.log(v) for v in x], [math.log(v) for v in y]
-    m, n = len(x), len(y)
-    var_x, var_y = statistics.variance(x) / m, statistics.variance(y) / n
-    difference = statistics.fmean(y) - statistics.fmean(x)
-    if var_x + var_y == 0:
-        return 1.0 if difference == 0 else 0.0
-    t = difference / math.sqrt(var_x + var_y)
-    df = (var_x + var_y) ** 2 / (var_x ** 2 / (m - 1) + var_y ** 2 / (n - 1))
-    return student_t_p(t, df)
-
-
-def student_t_p(t: float, df: float) -> float:
-    """Two-sided p-value of Student's t with df degrees of freedom (fractional for Welch, as scipy's ttest_ind):
-    the regularized incomplete beta I_x(df/2, 1/2) at x = df / (df + t^2)."""
-    if t == 0:
-        return 1.0
-    return min(1.0, max(0.0, _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))))
-
-
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b) by its continued fraction (modified Lentz; Numerical Recipes 6.4)."""
-    if x <= 0.0 or x >= 1.0:
-        return 0.0 if x <= 0.0 else 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x > (a + 1.0) / (a + b + 2.0):
-        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    fraction = d
-    for m in range(1, 300):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            fraction *= c * d
-        if abs(c * d - 1.0) < 1e-14:
-            break
-    return front * fraction / a
-
-
 def environment_differences(base: Iterable[RunRecord], cand: Iterable[RunRecord]) -> list[Difference]:
     """Provenance fields (machine, torch and friends, qbench commit, suite, and the environment variables the
     workers ran with, e.g. ONEDNN_MAX_CPU_ISA) whose values differ between the sides."""
@@ -453,115 +347,3 @@ def _variable_of(records: list[RunRecord], name: str) -> tuple[str, ...]:
 def _values_of(records: list[RunRecord], section: str, name: str) -> tuple[str, ...]:
     values = {(getattr(r, section) or {}).get(name) for r in records if section != "environment" or r.status == "ok"}
     return tuple(sorted(str(v) for v in values if v is not None))
-
-
-# ---- renderers ----------------------------------------------------------------------------------------------------
-
-def _cell(metric_name: str, summary: SideSummary | None) -> str:
-    if summary is None:
-        return "-"
-    metric = METRICS.get(metric_name)
-    if metric is None:
-        return f"{summary.value:g}"
-    text = format_value(metric, summary.value, (summary.q3 - summary.q1) / 2)
-    return text + (f" ({summary.processes}p)" if summary.processes > 1 else "")
-
-
-def _ratio(comparison: Comparison) -> str:
-    return "-" if comparison.ratio is None else f"{comparison.ratio:.3f}"
-
-
-def _rows(report: CompareReport, verdicts: Iterable[str] | None = None) -> list[list[str]]:
-    wanted = set(verdicts or VERDICTS)
-    multi_machine = len({c.machine_id for c in report.comparisons}) > 1
-    rows = []
-    for c in report.comparisons:
-        if c.verdict in wanted:
-            case = f"{c.case_id} @ {c.machine_id}" if multi_machine else c.case_id
-            rows.append([c.verdict, case, c.metric, _cell(c.metric, c.base), _cell(c.metric, c.cand), _ratio(c),
-                         c.reason])
-    return rows
-
-
-def _summary_line(report: CompareReport) -> str:
-    return ", ".join(f"{n} {verdict}" for verdict, n in report.counts.items())
-
-
-def render_table(report: CompareReport, only_changed: bool = False) -> str:
-    lines = [f"base       {report.base}", f"candidate  {report.cand}"]
-    for d in report.differences:
-        lines.append(f"differs    {d.field}: {', '.join(d.base) or '-'} → {', '.join(d.cand) or '-'}")
-    for path in report.unreadable:
-        lines.append(f"unreadable {path}")
-    header = ["verdict", "case", "metric", "base", "candidate", "ratio", "why"]
-    rows = _rows(report, [v for v in VERDICTS if v != "unchanged"] if only_changed else None)
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
-    lines.append("")
-    for row in [header, *rows]:
-        lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + row[-1])
-    lines.append("")
-    lines.append(_summary_line(report))
-    return "\n".join(lines)
-
-
-def _summary_json(summary: SideSummary | None) -> dict | None:
-    if summary is None:
-        return None
-    return {"value": summary.value, "q1": summary.q1, "q3": summary.q3, "processes": summary.processes,
-            "samples": summary.samples, "values": list(summary.values)}
-
-
-def render_json(report: CompareReport) -> str:
-    comparisons = []
-    for c in report.comparisons:
-        metric = METRICS.get(c.metric)
-        comparisons.append({
-            "case_id": c.case_id, "machine_id": c.machine_id, "metric": c.metric,
-            "unit": metric.unit if metric else None, "verdict": c.verdict, "reason": c.reason, "ratio": c.ratio,
-            "base": _summary_json(c.base), "candidate": _summary_json(c.cand), "threshold": c.threshold,
-            "test": None if c.test is None else {"name": c.test.test, "over": c.test.over, "p_value": c.test.p_value,
-                                                 "significant": c.test.significant, "pooled": c.test.pooled},
-        })
-    document = {"schema_version": JSON_SCHEMA_VERSION, "base": report.base, "candidate": report.cand,
-                "counts": report.counts, "regressed": report.regressed,
-                "environment_differences": [{"field": d.field, "base": list(d.base), "candidate": list(d.cand)}
-                                            for d in report.differences],
-                "unreadable": list(report.unreadable), "comparisons": comparisons}
-    return json.dumps(document, indent=2, allow_nan=False)
-
-
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(rows: list[list[str]]) -> list[str]:
-    lines = ["| case | metric | base | candidate | ratio | why |", "|---|---|---|---|---:|---|"]
-    for _, case, metric, base, cand, ratio, why in rows:
-        lines.append(f"| `{_md(case)}` | {metric} | {_md(base)} | {_md(cand)} | {ratio} | {_md(why)} |")
-    return lines
-
-
-def render_markdown(report: CompareReport) -> str:
-    counts = report.counts
-    headline = " · ".join(f"**{n} {v}**" if v == "regressed" and n else f"{n} {v}" for v, n in counts.items())
-    lines = ["### qbench compare", "", f"**Base:** {_md(report.base)}  ", f"**Candidate:** {_md(report.cand)}", "",
-             headline, ""]
-    if report.differences:
-        lines += ["| environment | base | candidate |", "|---|---|---|"]
-        lines += [f"| {d.field} | {_md(', '.join(d.base) or '-')} | {_md(', '.join(d.cand) or '-')} |"
-                  for d in report.differences]
-        lines.append("")
-    if report.unreadable:
-        lines += ["**Unreadable results files** (not compared):", ""]
-        lines += [f"- `{_md(path)}`" for path in report.unreadable]
-        lines.append("")
-    for verdict in VERDICTS:
-        rows = _rows(report, [verdict])
-        if not rows:
-            continue
-        title = f"{verdict.capitalize()} ({len(rows)})"
-        if verdict == "unchanged":
-            lines += [f"<details><summary>{title}</summary>", "", *_md_table(rows), "", "</details>", ""]
-        else:
-            lines += [f"#### {title}", "", *_md_table(rows), ""]
-    return "\n".join(lines).rstrip() + "\n"

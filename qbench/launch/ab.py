@@ -2,14 +2,9 @@
 processes (A B, B A, A B, ...) within the same minutes; each pair's two per-process latency medians give one
 log-ratio, and qbench.stats.paired turns the pairs into a ratio B/A with a confidence interval and a verdict.
 
-A side is one of:
-  <git ref>          a commit of the qbench repository, checked out into a temporary `git worktree` whose code comes
-                     first on the workers' PYTHONPATH (this interpreter; qbench and its recipes are pure Python);
-  python:<path>      another Python environment (e.g. another torch build) running this qbench source;
-  current            this interpreter and this source.
-Each side has its own worker pool. Every measurement reports where its qbench (and custom model module) was
-imported from and at which commit (qbench/runner/ab_probe.py); a side that ran any other code is an InfraError, never a
-silent figure.
+The sides (git worktrees, other interpreters, the origin checks) are qbench.launch.ab_sides. Each side has its own
+worker pool. Every measurement reports where its qbench (and custom model module) was imported from and at which
+commit (qbench/runner/ab_probe.py); a side that ran any other code is an InfraError, never a silent figure.
 """
 
 from __future__ import annotations
@@ -17,19 +12,15 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import os
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import qbench
+from qbench.launch.ab_sides import PROBE_MODULE, CodeSide
 from qbench.runner.ab_probe import ORIGIN_KEY
 from qbench.stats.paired import PairedComparison, compare_pairs, min_pairs
 from qbench.plan.expand import Catalog, PlannedCase, custom_model_names, expand
@@ -41,162 +32,14 @@ from qbench.history.store import utc_now
 from qbench.suite.load import SuiteSpec
 from qbench.thresholds import parse_threshold
 
-__all__ = ["SideSpec", "Side", "ABSettings", "Pair", "CaseComparison", "ABReport", "parse_side", "open_sides",
-           "run_ab", "parse_latency_threshold", "latency_threshold", "is_regression", "source_root", "pair_values",
-           "with_sample_seconds", "DEFAULT_SECONDS", "DEFAULT_ALPHA", "STATISTICS"]
+__all__ = ["ABSettings", "Pair", "CaseComparison", "ABReport", "run_ab", "parse_latency_threshold",
+           "latency_threshold", "is_regression", "pair_values", "with_sample_seconds", "DEFAULT_SECONDS",
+           "DEFAULT_ALPHA", "STATISTICS"]
 
 DEFAULT_SECONDS = 60.0
 DEFAULT_ALPHA = 0.01
-PROBE_MODULE = "qbench_ab_probe"
 PREFLIGHT_TIMEOUT_S = 300.0
-CANDIDATES = 6
-CURRENT = "current"
 STATISTICS = ("median", "min")
-
-
-def source_root() -> Path:
-    """The folder holding the running qbench package (a source checkout when qbench is installed editable)."""
-    return Path(qbench.__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class SideSpec:
-    """A side as given on the command line. kind "git": ref names a commit; kind "python": python runs this source."""
-
-    text: str
-    kind: str
-    ref: str | None = None
-    python: str = sys.executable
-
-
-def parse_side(text: str) -> SideSpec:
-    text = text.strip()
-    if not text:
-        raise ConfigError("a side must be a git ref, python:/path/to/python or current")
-    if text == CURRENT:
-        return SideSpec(text, "python", python=sys.executable)
-    if text.startswith("python:"):
-        python = text.removeprefix("python:")
-        if not python:
-            raise ConfigError(f"side {text!r}: give the interpreter, e.g. python:/opt/torch-nightly/bin/python")
-        resolved = shutil.which(python)
-        if resolved is None:
-            raise ConfigError(f"side {text!r}: {python} is not an executable file")
-        return SideSpec(text, "python", python=resolved)
-    if text.startswith("-"):
-        raise ConfigError(f"side {text!r}: a git ref cannot start with '-'")
-    return SideSpec(text, "git", ref=text)
-
-
-@dataclass(frozen=True)
-class Side:
-    """A side ready to measure: which interpreter, the folder whose qbench it must import, and the commit."""
-
-    label: str
-    spec: SideSpec
-    code_root: Path
-    commit: str | None
-    probe_dir: Path
-    repo: Path | None = None
-
-    @property
-    def python(self) -> str:
-        return self.spec.python
-
-    def env(self) -> dict:
-        """PYTHONSAFEPATH: `python -m` must not put the parent's working folder (perhaps another qbench) first."""
-        return {"PYTHONPATH": os.pathsep.join((str(self.code_root), str(self.probe_dir))), "PYTHONSAFEPATH": "1"}
-
-    def describe(self) -> str:
-        commit = f" @ {self.commit[:12]}" if self.commit else ""
-        return f"side {self.label} ({self.spec.text}{commit})"
-
-    def check_origin(self, origin: dict | None) -> None:
-        """The worker must have imported this side's qbench (and, for a git side, its model code and commit)."""
-        if not origin or not origin.get("qbench_file"):
-            raise InfraError(f"{self.describe()}: the worker did not report where its code came from")
-        imported = Path(origin["qbench_file"])
-        if not imported.is_relative_to(self.code_root.resolve() / "qbench"):
-            raise InfraError(f"{self.describe()}: the worker imported qbench from {imported}, not from "
-                             f"{self.code_root}; refusing to measure the wrong code")
-        if self.spec.kind != "git":
-            return
-        if origin.get("commit") != self.commit:
-            raise InfraError(f"{self.describe()}: the worker's code is at commit {origin.get('commit')}, "
-                             f"not {self.commit}")
-        model_file = origin.get("model_module_file")
-        if (model_file and self.repo and Path(model_file).is_relative_to(self.repo)
-                and not Path(model_file).is_relative_to(self.code_root.resolve())):
-            raise InfraError(f"{self.describe()}: the model code came from {model_file} in the working tree, "
-                             f"not from the worktree {self.code_root}")
-
-
-def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise InfraError(f"git {' '.join(args[:2])} failed in {repo}: {exc}") from None
-
-
-def _toplevel(root: Path, spec: SideSpec) -> Path:
-    done = _git(root, "rev-parse", "--show-toplevel")
-    if done.returncode != 0:
-        raise ConfigError(f"side {spec.text!r} is a git ref, but {root} is not a git repository "
-                          f"(use python:/path/to/python or current)")
-    return Path(done.stdout.strip()).resolve()
-
-
-def _candidates(repo: Path) -> str:
-    done = _git(repo, "for-each-ref", "--sort=-committerdate", f"--count={CANDIDATES}",
-                "--format=%(refname:short)", "refs/heads", "refs/tags")
-    names = done.stdout.split() if done.returncode == 0 else []
-    return ", ".join(names + ["HEAD~N", "a commit id", "python:/path/to/python", CURRENT])
-
-
-def resolve_ref(repo: Path, spec: SideSpec) -> str:
-    done = _git(repo, "rev-parse", "--verify", "--quiet", f"{spec.ref}^{{commit}}")
-    if done.returncode != 0:
-        raise ConfigError(f"unknown side {spec.text!r}: no such commit, branch or tag in {repo}; "
-                          f"candidates: {_candidates(repo)}")
-    return done.stdout.strip()
-
-
-@contextmanager
-def _worktree(repo: Path, commit: str, path: Path) -> Iterator[Path]:
-    done = _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commit)
-    if done.returncode != 0:
-        raise InfraError(f"git worktree add {commit[:12]} failed: {(done.stderr.strip().splitlines() or [''])[-1]}")
-    try:
-        yield path
-    finally:
-        if _git(repo, "worktree", "remove", "--force", str(path)).returncode != 0:
-            shutil.rmtree(path, ignore_errors=True)
-            _git(repo, "worktree", "prune")
-
-
-def _prepare(label: str, spec: SideSpec, root: Path, scratch: Path, stack: ExitStack) -> Side:
-    probe_dir = scratch / f"probe-{label}"
-    probe_dir.mkdir()
-    shutil.copyfile(Path(__file__).resolve().parents[1] / "runner" / "ab_probe.py", probe_dir / f"{PROBE_MODULE}.py")
-    if spec.kind == "python":
-        return Side(label, spec, code_root=root, commit=None, probe_dir=probe_dir)
-    repo = _toplevel(root, spec)
-    commit = resolve_ref(repo, spec)
-    tree = stack.enter_context(_worktree(repo, commit, scratch / f"worktree-{label}"))
-    return Side(label, spec, code_root=tree / root.relative_to(repo), commit=commit, probe_dir=probe_dir, repo=repo)
-
-
-@contextmanager
-def open_sides(a: str | SideSpec, b: str | SideSpec, root: Path | None = None) -> Iterator[tuple[Side, Side]]:
-    """Both sides ready: git refs resolved in the repository holding `root` (default: this qbench's source) and
-    checked out into temporary worktrees, removed on exit. Bad sides raise ConfigError before anything runs."""
-    root = Path(root or source_root()).resolve()
-    specs = [s if isinstance(s, SideSpec) else parse_side(s) for s in (a, b)]
-    with ExitStack() as stack:
-        scratch = Path(tempfile.mkdtemp(prefix="qbench-ab-"))
-        stack.callback(shutil.rmtree, scratch, True)
-        sides = tuple(_prepare(label, spec, root, scratch, stack) for label, spec in zip("AB", specs))
-        yield sides
 
 
 @dataclass(frozen=True)
@@ -356,7 +199,7 @@ def _plan(spec: SuiteSpec, catalogs: dict[str, Catalog], filters: list[str]) -> 
 class _Runner:
     """Both sides' sessions and catalogs, and the loop that measures one case in alternating pairs."""
 
-    def __init__(self, spec: SuiteSpec, sides: tuple[Side, Side], settings: ABSettings, stack: ExitStack,
+    def __init__(self, spec: SuiteSpec, sides: tuple[CodeSide, CodeSide], settings: ABSettings, stack: ExitStack,
                  isolation: str | None):
         self.spec, self.settings = spec, settings
         self.sides = {s.label: s for s in sides}
@@ -466,7 +309,7 @@ def _load(start: tuple[float, float, float]) -> dict:
     return {"start": [round(v, 2) for v in start], "end": [round(v, 2) for v in os.getloadavg()]}
 
 
-def run_ab(spec: SuiteSpec, sides: tuple[Side, Side], settings: ABSettings = ABSettings(), *,
+def run_ab(spec: SuiteSpec, sides: tuple[CodeSide, CodeSide], settings: ABSettings = ABSettings(), *,
            filters: list[str] | None = None, isolation: str | None = None,
            on_case: Callable[[CaseComparison, int, int], None] | None = None) -> ABReport:
     """Measure every case of the suite (matching a filter glob) on both sides, case after case, in alternating

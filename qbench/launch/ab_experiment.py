@@ -22,28 +22,26 @@ import argparse
 import json
 import math
 import os
-import random
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from qbench.launch.ab import STATISTICS, ABSettings, Pair, open_sides, pair_values, run_ab, source_root
-from qbench.stats.paired import compare_pairs, median_interval
+from qbench.errors import ConfigError, InfraError, QBenchError
+from qbench.launch.ab import ABSettings, run_ab
+from qbench.launch.ab_sides import open_sides, source_root
 from qbench.suite.load import parse_suite
 
-__all__ = ["MODEL_MODULE", "model_source", "snapshot_repo", "commit_files", "macs", "calibration_task",
-           "build_repo", "run_experiment", "summarize", "main"]
+__all__ = ["MODEL_MODULE", "CALIBRATION_ENTRY", "model_source", "snapshot_repo", "commit_files", "macs",
+           "build_repo", "run_experiment", "main"]
 
 MODEL_MODULE = "abexp_model"
+CALIBRATION_ENTRY = "qbench.runner.ab_calibration:calibration_task"
 STEM_MACS = 3 * 16 * 9 * 16 * 16
 BLOCK_MACS = 16 * 16 * 9 * 16 * 16
 HEAD_MACS = 16 * 10
-QUIET_BUSY = 0.6
-POWER_GRID = (0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.10, 0.15, 0.20)
 GIT_IDENTITY = ("-c", "user.name=qbench-ab", "-c", "user.email=qbench-ab@localhost")
 
 
@@ -110,40 +108,6 @@ def macs(blocks: int) -> int:
     return STEM_MACS + blocks * BLOCK_MACS + HEAD_MACS
 
 
-def calibration_task(task: dict) -> dict:
-    """Worker entry: time Blocks(n) for every n against Blocks(base) in one process, interleaved round by round,
-    by this thread's CPU time (the work, which other processes' load barely touches; torch runs one thread) and by
-    wall time. Per n: median and IQR of the per-round ratios, and the ratio of the fastest rounds."""
-    import importlib
-
-    import torch
-
-    module = importlib.import_module(MODEL_MODULE)
-    x = torch.randn(1, 3, module.INPUT_SIZE, module.INPUT_SIZE)
-    models = {n: module.Blocks(n).eval() for n in task["blocks"]}
-    times = {clock: {n: [] for n in models} for clock in ("cpu", "wall")}
-    with torch.inference_mode():
-        for model in models.values():
-            for _ in range(5):
-                model(x)
-        for _ in range(task["rounds"]):
-            for n, model in models.items():
-                cpu, wall = time.thread_time(), time.perf_counter()
-                for _ in range(task["loops"]):
-                    model(x)
-                times["cpu"][n].append((time.thread_time() - cpu) / task["loops"])
-                times["wall"][n].append((time.perf_counter() - wall) / task["loops"])
-    return {"status": "ok", "calibration": {str(n): {clock: _ratios(series[n], series[task["base"]])
-                                                      for clock, series in times.items()} for n in models}}
-
-
-def _ratios(series: list[float], base: list[float]) -> dict:
-    ratios = [t / b for t, b in zip(series, base)]
-    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
-    return {"median_ratio": median, "iqr": [q1, q3], "min_ratio": min(series) / min(base),
-            "median_s": statistics.median(series)}
-
-
 def build_repo(dest: Path, blocks: int, slowdowns: list[float]) -> dict[str, dict]:
     """The experiment repository: tag base, and per slowdown K a tag slow-K with K% more blocks."""
     snapshot_repo(dest, {f"{MODEL_MODULE}.py": model_source(blocks)}, tag="base")
@@ -170,12 +134,12 @@ def _calibrate(repo: Path, conditions: dict, threads: int, rounds: int) -> dict:
     spec = _suite(threads, 1.0)
     env = {"PYTHONPATH": os.pathsep.join((str(source_root()), str(repo)))}
     with Session(spec, extra_env=env) as session:
-        outcome = session.run_task({"entry": "qbench.launch.ab_experiment:calibration_task", "base": base, "loops": 20,
+        outcome = session.run_task({"entry": CALIBRATION_ENTRY, "module": MODEL_MODULE, "base": base, "loops": 20,
                                     "rounds": rounds, "blocks": sorted({c["blocks"] for c in conditions.values()})},
                                    threads, 3600)
     result = outcome.result or {}
     if result.get("status") != "ok":
-        raise RuntimeError(f"calibration failed: {result.get('reason') or outcome.exit_code}")
+        raise InfraError(f"calibration failed: {result.get('reason') or outcome.exit_code}")
     return {name: {**c, "timed": result["calibration"][str(c["blocks"])]} for name, c in conditions.items()}
 
 
@@ -264,135 +228,6 @@ def run_experiment(out: Path, *, seconds: float, repeats: int, slowdowns: list[f
                 log(_describe(line, settings["repeats"]))
 
 
-def _binomial_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Clopper-Pearson interval of a proportion, by bisection on the binomial tail (no scipy)."""
-    tail = (1 - confidence) / 2
-
-    def upper_tail(p: float) -> float:  # P(X >= k)
-        return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1))
-
-    def solve(f, target: float) -> float:
-        low, high = 0.0, 1.0
-        for _ in range(60):
-            middle = (low + high) / 2
-            low, high = (middle, high) if f(middle) < target else (low, middle)
-        return (low + high) / 2
-
-    lower = 0.0 if k == 0 else solve(upper_tail, tail)
-    upper = 1.0 if k == n else solve(lambda p: 1 - upper_tail(p) + math.comb(n, k) * p ** k * (1 - p) ** (n - k),
-                                     1 - tail)
-    return lower, upper
-
-
-def _resampled_power(d: list[float], pairs: int, shift: float, alpha: float, sims: int, seed: int = 0) -> float:
-    """Detection rate of a slowdown when a comparison draws `pairs` log-ratios from a measured A/A pool."""
-    rng = random.Random(seed)
-    hits = 0
-    for _ in range(sims):
-        _, low, _ = median_interval([rng.choice(d) + shift for _ in range(pairs)], alpha)
-        hits += low > 0
-    return hits / sims
-
-
-def _verdicts(runs: list[dict], statistic: str, alpha: float) -> list[dict]:
-    """Each compared case of these comparisons, judged again from its pairs by the current qbench.stats.paired."""
-    judged = []
-    for line in runs:
-        for case in line["result"]["cases"]:
-            if case["status"] != "compared":
-                continue
-            pairs = [Pair(p["a"], p["b"], p["order"], p["started_s"], p["a_min"], p["b_min"])
-                     for p in case["per_pair"]]
-            judged.append(compare_pairs(*pair_values(pairs, statistic), alpha).to_dict())
-    return judged
-
-
-def _rate(name: str, runs: list[dict], statistic: str, alpha: float) -> tuple[float, str] | None:
-    """(detection rate, table row) of one condition; for A/A the rate is of any verdict other than same."""
-    judged = _verdicts(runs, statistic, alpha)
-    if not judged:
-        return None
-    slower = sum(case["verdict"] == "slower" for case in judged)
-    faster = sum(case["verdict"] == "faster" for case in judged)
-    hits = slower + faster if name == "A/A" else slower
-    low, high = _binomial_interval(hits, len(judged))
-    loads = sorted(v for line in runs for v in (line["load_before"][0], line["load_after"][0]))
-    busy = [line["busy_share"] for line in runs if line.get("busy_share") is not None]
-    row = (f"| {name} | {statistic} | {len(judged)} | {slower} | {faster} | {hits}/{len(judged)} = "
-           f"{hits / len(judged):.0%} ({low:.0%}-{high:.0%}) | "
-           f"{statistics.median(case['ratio'] for case in judged):.4f} | "
-           f"{statistics.median(case['pairs'] for case in judged):g} | "
-           f"{loads[0]:.2f} / {statistics.median(loads):.2f} / {loads[-1]:.2f} | "
-           f"{f'{statistics.median(busy):.0%}' if busy else 'n/a'} |")
-    return hits / len(judged), row
-
-
-def _rate_tables(lines: list[dict], conditions: dict, alpha: float) -> list[str]:
-    quiet = [line for line in lines if (line.get("busy_share") or 1.0) <= QUIET_BUSY]
-    header = ["| condition | per-process statistic | comparisons | 'slower' | 'faster' | detection (A/A: false-alarm) "
-              "rate, 95% CI | median B/A | median pairs | load avg 1 min min / median / max | CPUs busy (median) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    report = []
-    for title, subset in (("All comparisons", lines), (f"Quiet comparisons (CPUs busy <= {QUIET_BUSY:.0%})", quiet)):
-        rows, smallest = [], {}
-        for statistic in STATISTICS:
-            for name in conditions:
-                rated = _rate(name, [line for line in subset if line["condition"] == name], statistic, alpha)
-                if rated:
-                    rows.append(rated[1])
-                    if name != "A/A" and rated[0] >= 0.95:
-                        smallest.setdefault(statistic, name)
-        if rows:
-            report += ["", f"{title}:", ""] + header + rows + [""] + [
-                f"Smallest slowdown tried that was detected in >= 95% of comparisons, per-process {statistic}: "
-                f"{smallest.get(statistic, 'none')}" for statistic in STATISTICS]
-    return report
-
-
-def _power_tables(lines: list[dict], alpha: float, sims: int) -> list[str]:
-    pairs = [case["pairs"] for line in lines for case in line["result"]["cases"] if case["status"] == "compared"]
-    aa = [line for line in lines if line["condition"] == "A/A"]
-    report = []
-    for statistic in STATISTICS:
-        pool = [math.log(b / a) for line in aa for case in line["result"]["cases"] if case["status"] == "compared"
-                for a, b in zip(*pair_values([Pair(**p) for p in case["per_pair"]], statistic))]
-        if len(pool) < 50:
-            continue
-        centre = statistics.median(pool)
-        pool = [d - centre for d in pool]
-        q1, _, q3 = statistics.quantiles(pool, n=4, method="inclusive")
-        n = int(statistics.median(pairs))
-        powers = [_resampled_power(pool, n, math.log1p(s), alpha, sims) for s in POWER_GRID]
-        report += ["", f"Resampled power, per-process {statistic}: {len(pool)} A/A pairs (centred; their median was "
-                       f"{centre:+.4f}, IQR {q1:+.4f} to {q3:+.4f} after centring), {n} drawn per simulated "
-                       f"comparison, {sims} simulations; optimistic, as it assumes independent pairs:", "",
-                   "| slowdown | " + " | ".join(f"{s:.1%}" for s in POWER_GRID) + " |",
-                   "|---|" + "---|" * len(POWER_GRID),
-                   "| power | " + " | ".join(f"{p:.0%}" for p in powers) + " |"]
-    return report
-
-
-def summarize(out: Path, sims: int = 2000) -> str:
-    meta = json.loads((out / "conditions.json").read_text())
-    lines = [json.loads(line) for line in (out / "comparisons.jsonl").read_text().splitlines() if line.strip()]
-    settings, conditions = meta["settings"], meta["conditions"]
-    alpha = settings["alpha"]
-    report = [f"# qbench ab sensitivity ({out})", "",
-              f"Settings: {settings['seconds_per_case']:g} s per case pair, per-process sampling "
-              f"{settings['sample_s']:g} s, {settings['threads']} thread(s), {settings['cpus']} CPUs, verdict at "
-              f"{100 * (1 - alpha):g}% (false alarm <= {100 * alpha:g}% per comparison), model {MODEL_MODULE} with "
-              f"{settings['blocks']} blocks; {len(lines)} comparisons. Verdicts are recomputed from the stored "
-              f"pairs by the current qbench.stats.paired, for both per-process statistics.", "",
-              "| condition | tag | blocks | MACs ratio | CPU-time ratio in one process (median, IQR) "
-              "| wall-time ratio |", "|---|---|---|---|---|---|"]
-    for name, c in conditions.items():
-        cpu, wall = c["timed"]["cpu"], c["timed"]["wall"]
-        report.append(f"| {name} | {c['tag']} | {c['blocks']} | {c['macs_ratio']:.4f} | {cpu['median_ratio']:.4f} "
-                      f"({cpu['iqr'][0]:.4f}-{cpu['iqr'][1]:.4f}) | {wall['median_ratio']:.4f} |")
-    report += _rate_tables(lines, conditions, alpha) + _power_tables(lines, alpha, sims)
-    return "\n".join(report) + "\n"
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -414,13 +249,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-rounds", type=int, default=300)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    if not args.summarize:
-        run_experiment(args.out, seconds=args.seconds, repeats=args.repeats,
-                       slowdowns=[float(s) for s in args.slowdowns.split(",") if s.strip()], threads=args.threads,
-                       blocks=args.blocks, sample_s=args.sample_seconds, alpha=args.alpha,
-                       calibration_rounds=args.calibration_rounds, resume=args.resume)
-    text = summarize(args.out)
-    (args.out / "summary.md").write_text(text)
+    from qbench.report.ab import summarize  # here: qbench.report.ab imports MODEL_MODULE from this module
+
+    try:
+        if not args.summarize:
+            run_experiment(args.out, seconds=args.seconds, repeats=args.repeats,
+                           slowdowns=[float(s) for s in args.slowdowns.split(",") if s.strip()], threads=args.threads,
+                           blocks=args.blocks, sample_s=args.sample_seconds, alpha=args.alpha,
+                           calibration_rounds=args.calibration_rounds, resume=args.resume)
+        text = summarize(args.out)
+        (args.out / "summary.md").write_text(text)
+    except ConfigError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except (QBenchError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
     print(text)
     return 0
 

@@ -12,13 +12,14 @@ import html
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from qbench.compare.claims import claim_rows, render_claims
+from qbench.compare.claims import claim_rows
 from qbench.history.frame import record_row
 from qbench.compare.steps import Regression
 from qbench.records import MODES, RunRecord, mode_rank
 from qbench.history.series import format_series_value, pair_key
 from qbench.history.sides import describe_run
 from qbench.history.store import RunFile
+from qbench.report.claims import render_claims
 from qbench.report.summary import problem_lines, provenance_lines, quality_table
 
 __all__ = ["case_frame", "ratio_frame", "plot_latency", "plot_ratios", "render_markdown",

@@ -1,9 +1,10 @@
 """Worker entry points of `qbench ab` that say where the measuring code came from.
 
-qbench.launch.ab copies this file, as the top-level module `qbench_ab_probe`, into a folder put on each side's PYTHONPATH
-after the side's own code, so that any commit of qbench (even one without qbench.launch.ab) can run it. It imports the
-side's qbench, measures with the side's own `qbench.runner.worker.measure_case`, and adds the origin: the file
-qbench and the custom model module were imported from, the git commit of that tree, the interpreter and torch.
+qbench.launch.ab_sides copies this file, as the top-level module `qbench_ab_probe`, into a folder put on each side's
+PYTHONPATH after the side's own code, so that any commit of qbench (even one without qbench.launch.ab_sides) can run
+it. It imports the side's qbench, measures with the side's own `qbench.runner.worker.measure_case`, and adds the
+origin: the file qbench and the custom model module were imported from, the git commit of that tree, the
+interpreter and torch.
 Stdlib only at import time.
 """
 

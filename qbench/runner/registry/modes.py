@@ -7,18 +7,15 @@ The qconfig name (qbench.suite.qconfig_names) applies to static_eager, static_fx
 prepared and calibrated (or fine-tuned) under that engine's qconfig, and always converted under the case's engine:
 conversion is where weights are packed, and the packed weights decide which engine's kernels run.
 
-qat fine-tunes by distillation: the calibration images are unlabelled, so the loss is the mean squared error
-between the fake-quantized model's logits and its fp32 parent's logits on the same batch (MSE rather than KL of
-softmaxes: random-weight models have near-uniform softmaxes, whose KL has almost no gradient).
+The qconfig a recipe used is recorded as data by qbench.runner.registry.describe; qat's fine-tuning is
+qbench.runner.registry.qat.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,21 +24,19 @@ import torch
 from torch import nn
 
 from qbench.errors import ConfigError, NotApplicable, RegistryError
-from qbench.runner.probes.size import classify_module
 from qbench.suite.qconfig_names import DEFAULT, parse_qconfig_name, qconfig_skip_reason
 from qbench.records import ENGINELESS_MODES, MODES, QatSpec
 from qbench.runner.registry import ModelSource, Prepared
+from qbench.runner.registry.describe import describe_converted, describe_qconfig
 from qbench.runner.registry.engines import ENGINES, check_engine_name, probe_engine, use_engine
+from qbench.runner.registry.qat import check_qat_spec, finetune
 from qbench.runner.registry.qconfigs import build_qconfig, build_qconfig_mapping, calibration_engine, qconfig_origin
 
-__all__ = ["MODES", "QAT_LOSS", "ModeInputs", "apply_mode", "describe_qconfig", "register_mode", "registered_modes"]
+# describe_qconfig is re-exported for callers that still import it from here (qbench.runner.sensitivity).
+__all__ = ["MODES", "ModeInputs", "apply_mode", "describe_qconfig", "register_mode", "registered_modes"]
 
 # Module types quantize_dynamic converts; exact types, as its default mapping matches them.
 _DYNAMIC_TYPES = (nn.Linear, nn.LSTM, nn.GRU)
-_PER_CHANNEL = (torch.per_channel_affine, torch.per_channel_symmetric, torch.per_channel_affine_float_qparams)
-_SYMMETRIC = (torch.per_tensor_symmetric, torch.per_channel_symmetric)
-QAT_LOSS = "mse(logits, fp32 parent logits)"
-QAT_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -88,103 +83,6 @@ def register_mode(name: str) -> Callable[[Recipe], Recipe]:
 def registered_modes() -> tuple[str, ...]:
     """Names of the registered modes, in registration order."""
     return tuple(_RECIPES)
-
-
-# ---------------------------------------------------------------------------------------------- qconfig as data
-
-def _name(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def _describe_observer(factory) -> dict:
-    """An observer factory (class or with_args partial) as data, read from an instance it makes."""
-    with warnings.catch_warnings():
-        # Observers built with reduce_range warn that it is deprecated; this one only exists to be read.
-        warnings.simplefilter("ignore", UserWarning)
-        observer = factory()
-    inner = getattr(observer, "activation_post_process", None)  # a FakeQuantize wraps the real observer
-    qscheme = getattr(observer, "qscheme", None)
-    data = {
-        "observer": type(inner if inner is not None else observer).__name__,
-        "dtype": _name(getattr(observer, "dtype", None)),
-        "qscheme": _name(qscheme),
-        "quant_min": getattr(observer, "quant_min", None),
-        "quant_max": getattr(observer, "quant_max", None),
-        "reduce_range": getattr(inner if inner is not None else observer, "reduce_range", None),
-        "per_channel": qscheme in _PER_CHANNEL,
-        "symmetric": qscheme in _SYMMETRIC,
-    }
-    if data["per_channel"]:
-        data["ch_axis"] = observer.ch_axis
-    if inner is not None:
-        data["fake_quantize"] = type(observer).__name__
-    if getattr(observer, "is_dynamic", False):
-        data["is_dynamic"] = True
-    return data
-
-
-def describe_qconfig(qconfig) -> dict | None:
-    """A QConfig or QConfigMapping as JSON data: observer class, dtype, qscheme, quant range, reduce_range (and
-    ch_axis when per-channel) for activation and weight. A mapping is described by its global qconfig plus the
-    number of per-object-type and per-module-name overrides. None stays None."""
-    from torch.ao.quantization import QConfigMapping
-
-    if qconfig is None:
-        return None
-    if isinstance(qconfig, QConfigMapping):
-        described = describe_qconfig(qconfig.global_qconfig) or {}
-        return {**described, "kind": "qconfig_mapping",
-                "object_type_overrides": len(qconfig.object_type_qconfigs),
-                "module_name_overrides": len(qconfig.module_name_qconfigs) + len(qconfig.module_name_regex_qconfigs)
-                + len(qconfig.module_name_object_type_order_qconfigs)}
-    return {"kind": "qconfig", "activation": _describe_observer(qconfig.activation),
-            "weight": _describe_observer(qconfig.weight)}
-
-
-def _one_or_all(values: set):
-    """A single value as itself, several as a sorted list, none as None."""
-    values = sorted(values, key=str)
-    return None if not values else values[0] if len(values) == 1 else values
-
-
-def _quantized_weights(module: nn.Module) -> list[torch.Tensor]:
-    if callable(getattr(module, "weight", None)):
-        return [module.weight()]
-    if callable(getattr(module, "get_weight", None)):
-        return list(module.get_weight().values())
-    return []
-
-
-def _is_symmetric(weight: torch.Tensor) -> bool:
-    if weight.qscheme() in _PER_CHANNEL:
-        return bool((weight.q_per_channel_zero_points() == 0).all())
-    return weight.q_zero_point() == 0
-
-
-def _describe_converted(model: nn.Module) -> dict:
-    """The quantization of an already converted model, read from its quantized modules: weight dtype and scheme,
-    and how many modules carry a static output scale."""
-    import torch.ao.nn.quantized as nnq
-
-    weights, scaled, quantized = [], 0, 0
-    activation_dtypes = set()
-    for module in model.modules():
-        if isinstance(module, nnq.Quantize):
-            activation_dtypes.add(str(module.dtype))
-        if classify_module(module) != "quantized":
-            continue
-        quantized += 1
-        weights += [w for w in _quantized_weights(module) if w.is_quantized]
-        scaled += isinstance(getattr(module, "scale", None), float)
-    per_channel = {w.qscheme() in _PER_CHANNEL for w in weights}
-    weight = {"dtype": _one_or_all({str(w.dtype) for w in weights}),
-              "qscheme": _one_or_all({str(w.qscheme()) for w in weights}),
-              "per_channel": _one_or_all(per_channel),
-              "symmetric": _one_or_all({_is_symmetric(w) for w in weights})}
-    if True in per_channel:
-        weight["ch_axis"] = _one_or_all({w.q_per_channel_axis() for w in weights if w.qscheme() in _PER_CHANNEL})
-    return {"kind": "converted", "quantized_modules": quantized, "weight": weight,
-            "activation": {"dtype": _one_or_all(activation_dtypes), "modules_with_scale": scaled}}
 
 
 # ---------------------------------------------------------------------------------------------- recipes
@@ -294,64 +192,7 @@ def _static_fx(inputs: ModeInputs, clock: _Clock):
 def _prequantized(inputs: ModeInputs, clock: _Clock):
     with use_engine(inputs.engine), clock("build"):
         model = inputs.source.prequantized_model(inputs.engine)
-    return model, {**_describe_converted(model), "name": DEFAULT, "origin": "torchvision quantize=True"}, {}
-
-
-def _check_qat_spec(spec: QatSpec) -> None:
-    if spec.schedule not in QAT_SCHEDULES:
-        raise ConfigError(f"qat schedule {spec.schedule!r} is unknown; allowed: {', '.join(QAT_SCHEDULES)}")
-    if spec.steps < 0 or spec.lr <= 0 or spec.momentum < 0:
-        raise ConfigError(f"qat needs steps >= 0, lr > 0 and momentum >= 0 (got {spec})")
-
-
-def _distillation_loss(model: nn.Module, batches: list, targets: list) -> float:
-    """Mean distillation loss over every batch, without training (observers still run unless disabled)."""
-    with torch.no_grad():
-        return sum(nn.functional.mse_loss(model(b), t).item() for b, t in zip(batches, targets)) / len(batches)
-
-
-def _finite(value: float, where: str) -> float:
-    if not math.isfinite(value):
-        raise RuntimeError(f"qat diverged: loss {value} {where}; lower the suite's [qat] lr")
-    return value
-
-
-def _finetune(model: nn.Module, teacher: nn.Module, batches: list, spec: QatSpec) -> dict:
-    """`spec.steps` SGD steps on the batches (cycled), distilling the teacher's logits; returns the notes. With
-    0 steps the observers only see one pass over the batches (used to rebuild a cached model's skeleton)."""
-    from torch.ao.nn.intrinsic.qat import freeze_bn_stats
-    from torch.ao.quantization import disable_observer
-
-    with torch.no_grad():
-        targets = [teacher(batch) for batch in batches]
-    model.eval()
-    loss_start = _finite(_distillation_loss(model, batches, targets), "before training")  # also calibrates
-    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, spec.steps)) if spec.schedule == "cosine" \
-        else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
-    model.train()
-    losses, lrs = [], []
-    for step in range(spec.steps):
-        if step == spec.freeze_observers_after:
-            model.apply(disable_observer)
-        if step == spec.freeze_bn_after:
-            model.apply(freeze_bn_stats)
-        loss = nn.functional.mse_loss(model(batches[step % len(batches)]), targets[step % len(batches)])
-        optimizer.zero_grad()
-        loss.backward()
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-        losses.append(_finite(loss.item(), f"at step {step}"))
-    model.apply(disable_observer)
-    model.eval()
-    loss_end = _finite(_distillation_loss(model, batches, targets), "after training")
-    return {"qat_path": "prepare_qat_fx", "loss": QAT_LOSS, "steps": spec.steps, "schedule": spec.schedule,
-            "loss_start": loss_start, "loss_end": loss_end,
-            "loss_first_step": losses[0] if losses else None,
-            "loss_last_step": losses[-1] if losses else None, "lr_first_step": lrs[0] if lrs else None,
-            "lr_last_step": lrs[-1] if lrs else None,
-            **_calibration_notes(batches)}
+    return model, {**describe_converted(model), "name": DEFAULT, "origin": "torchvision quantize=True"}, {}
 
 
 @register_mode("qat")
@@ -359,7 +200,7 @@ def _qat(inputs: ModeInputs, clock: _Clock):
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
 
     spec = inputs.qat or QatSpec()
-    _check_qat_spec(spec)
+    check_qat_spec(spec)
     if not inputs.calibration:
         raise ConfigError("qat needs at least one calibration batch to fine-tune on")
     with clock("build"):
@@ -370,7 +211,7 @@ def _qat(inputs: ModeInputs, clock: _Clock):
         with clock("prepare"):
             model = _prepare_fx(prepare_qat_fx, model, mapping, inputs.example_input)
         with clock("train"):
-            notes = _finetune(model, teacher, inputs.calibration, spec)
+            notes = {**finetune(model, teacher, inputs.calibration, spec), **_calibration_notes(inputs.calibration)}
     with _packing(inputs), clock("convert"):
         model = convert_fx(model)
     return model.eval(), _qconfig_data(mapping, inputs, qat=True, mapping=True), notes

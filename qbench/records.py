@@ -17,7 +17,7 @@ from typing import Any
 
 from qbench.errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "MODES", "ENGINES", "ENGINELESS_MODES", "WEIGHT_KINDS", "CalibrationSpec",
+__all__ = ["SCHEMA_VERSION", "STATUSES", "MODES", "ENGINES", "ENGINELESS_MODES", "WEIGHT_KINDS", "QAT_SCHEDULES", "CalibrationSpec",
            "QatSpec", "AccuracySpec", "MeasureSpec", "Case", "RunRecord", "canonical_json", "mode_rank"]
 
 SCHEMA_VERSION = 1
@@ -74,6 +74,9 @@ class CalibrationSpec:
     @classmethod
     def from_dict(cls, data: dict) -> CalibrationSpec:
         return _from_dict(cls, data, "calibration")
+
+
+QAT_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)

@@ -276,3 +276,10 @@ def test_ab_threshold_uses_qbench_threshold_grammar():
     for bad in ("size:3%", "latency:0.5", "latency:x"):
         with pytest.raises(ConfigError):
             parse_latency_threshold(bad)
+
+
+def test_the_probe_shipped_to_each_side_and_the_parent_name_the_origin_alike():
+    from qbench.launch.ab_sides import ORIGIN_KEY
+    from qbench.runner.ab_probe import ORIGIN_KEY as PROBE_ORIGIN_KEY
+
+    assert ORIGIN_KEY == PROBE_ORIGIN_KEY == "ab_origin"

@@ -4,13 +4,14 @@ of fresh processes and report each case's latency ratio B/A with a confidence in
 from __future__ import annotations
 
 import json
-import signal
 import sys
 
 from qbench.launch.ab import (DEFAULT_ALPHA, DEFAULT_SECONDS, STATISTICS, ABSettings, CaseComparison, is_regression,
                        latency_threshold, run_ab, with_sample_seconds)
 from qbench.launch.ab_sides import open_sides, parse_side
-from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
+from qbench.cli import EXIT_REGRESSION, Command
+from qbench.cli.common import add_fail_on_error, exit_for_cases
+from qbench.launch.lifecycle import sigterm_as_interrupt
 from qbench.report.ab import interval_text, render_markdown, render_table
 from qbench.suite.load import load_suite
 
@@ -23,11 +24,6 @@ def _progress(comparison: CaseComparison, done: int, total: int) -> None:
     print(f"[{done}/{total}] {comparison.case_id}: {len(comparison.pairs)} pairs, {summary}, "
           f"{comparison.seconds:.0f} s, load {comparison.load.get('end', [None])[0]}"[:200],
           file=sys.stderr, flush=True)
-
-
-def _raise_interrupt(signum, frame):
-    """SIGTERM (a CI timeout) unwinds like Ctrl-C, so that the temporary worktrees are removed."""
-    raise KeyboardInterrupt
 
 
 class ABCommand(Command):
@@ -60,6 +56,7 @@ class ABCommand(Command):
                             help="fork from each side's pre-imported worker (default) or spawn per process")
         parser.add_argument("--format", choices=("table", "json", "markdown"), default="table")
         parser.add_argument("--no-progress", action="store_true", help="no per-case progress on stderr")
+        add_fail_on_error(parser)
 
     def run(self, args) -> int:
         threshold = latency_threshold(args.threshold)
@@ -67,23 +64,22 @@ class ABCommand(Command):
                               statistic=args.statistic)
         specs = parse_side(args.a), parse_side(args.b)
         spec = with_sample_seconds(load_suite(args.suite), args.sample_seconds)
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
-            with open_sides(*specs) as sides:
-                on_case = None if args.no_progress else _progress
-                result = run_ab(spec, sides, settings, filters=args.filter, isolation=args.isolation,
-                                on_case=on_case)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        # SIGTERM (a CI time limit) unwinds like Ctrl-C, so that the temporary worktrees are removed.
+        with sigterm_as_interrupt(), open_sides(*specs) as sides:
+            on_case = None if args.no_progress else _progress
+            result = run_ab(spec, sides, settings, filters=args.filter, isolation=args.isolation, on_case=on_case)
         if args.format == "json":
             print(json.dumps(result.to_dict(threshold), indent=2))
         elif args.format == "markdown":
             print(render_markdown(result, threshold))
         else:
             print(render_table(result, threshold))
-        if any(c.status == "failed" for c in result.cases):
-            return EXIT_INFRA
-        return EXIT_REGRESSION if any(is_regression(c, threshold) for c in result.cases) else EXIT_OK
+        for case in result.cases:
+            if case.status == "failed":
+                print(f"qbench: error: {case.case_id} failed: {case.reason}", file=sys.stderr)
+        if any(is_regression(c, threshold) for c in result.cases):
+            return EXIT_REGRESSION
+        return exit_for_cases(result.cases, args.fail_on_error)
 
 
 COMMAND = ABCommand

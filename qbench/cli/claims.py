@@ -10,24 +10,9 @@ from qbench.compare.claims import FORMATS, claim_rows
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
 from qbench.errors import ConfigError
 from qbench.history.sides import ResultsFolder, resolve_side
-from qbench.history.store import run_files
 from qbench.report.claims import render_claims
 
-__all__ = ["ClaimsCommand", "COMMAND", "select_history"]
-
-
-def select_history(results: str, machine: str | None) -> ResultsFolder:
-    """The run files under `results`, only those of `machine` when given (a one-line error naming the machines
-    there when it has none)."""
-    if not run_files(results):
-        raise ConfigError(f"no run files under {results}")
-    history = ResultsFolder(results)
-    if machine is not None:
-        known = sorted({str((run.header.get("machine") or {}).get("machine_id")) for run in history.runs})
-        history.runs = [run for run in history.runs if (run.header.get("machine") or {}).get("machine_id") == machine]
-        if not history.runs:
-            raise ConfigError(f"no runs of machine {machine!r} under {results}; machines there: {', '.join(known)}")
-    return history
+__all__ = ["ClaimsCommand", "COMMAND"]
 
 
 class ClaimsCommand(Command):
@@ -44,7 +29,7 @@ class ClaimsCommand(Command):
         parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
 
     def run(self, args) -> int:
-        history = select_history(args.results, args.machine)
+        history = ResultsFolder.of_machine(args.results, args.machine)
         side = resolve_side(args.run, history)
         parents = None if args.fp32_run is None else resolve_side(args.fp32_run, history).records
         rows = claim_rows(side.records, parents)

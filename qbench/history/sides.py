@@ -53,6 +53,22 @@ class ResultsFolder:
         self._read: dict[Path, RunFile | StoreError] = {}
         self.runs = self.read(run_files(self.root))
 
+    @classmethod
+    def of_machine(cls, results, machine: str | None) -> ResultsFolder:
+        """The run files under `results`, only those of `machine` when given (a one-line ConfigError naming the
+        machines there when it has none, or when there are no run files at all)."""
+        if not run_files(results):
+            raise ConfigError(f"no run files under {results}")
+        folder = cls(results)
+        if machine is not None:
+            known = sorted({str((run.header.get("machine") or {}).get("machine_id")) for run in folder.runs})
+            folder.runs = [run for run in folder.runs
+                           if (run.header.get("machine") or {}).get("machine_id") == machine]
+            if not folder.runs:
+                raise ConfigError(f"no runs of machine {machine!r} under {results}; machines there: "
+                                  f"{', '.join(known)}")
+        return folder
+
     def series(self, metrics=None) -> list:
         """Every machine × case × metric series of these runs (qbench.history.series.build_series)."""
         return build_series([(run, record) for run in self.runs for record in run.records], metrics)

@@ -20,8 +20,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
 import qbench
-from qbench.launch.ab_sides import PROBE_MODULE, CodeSide
-from qbench.runner.ab_probe import ORIGIN_KEY
+from qbench.launch.ab_sides import ORIGIN_KEY, PROBE_MODULE, CodeSide
 from qbench.stats.paired import PairedComparison, compare_pairs, min_pairs
 from qbench.plan.expand import Catalog, PlannedCase, custom_model_names, expand
 from qbench.errors import ConfigError, InfraError

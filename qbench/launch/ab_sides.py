@@ -22,10 +22,13 @@ from pathlib import Path
 import qbench
 from qbench.errors import ConfigError, InfraError
 
-__all__ = ["SideSpec", "CodeSide", "parse_side", "resolve_ref", "open_sides", "source_root", "PROBE_MODULE",
+__all__ = ["SideSpec", "CodeSide", "parse_side", "resolve_ref", "open_sides", "source_root", "PROBE_MODULE", "ORIGIN_KEY",
            "CURRENT"]
 
 PROBE_MODULE = "qbench_ab_probe"
+# Where the probe puts a record's origin. The probe (qbench/runner/ab_probe.py) is shipped as a self-contained file
+# into every side and so names the key itself; tests/test_ab.py checks the two agree.
+ORIGIN_KEY = "ab_origin"
 CANDIDATES = 6
 CURRENT = "current"
 

@@ -318,7 +318,7 @@ def sensitivity_task(task: dict) -> dict:
     from qbench.records import Case
     from qbench.runner.registry.data import calibration_batches, transform_for
     from qbench.runner.registry.models import open_model
-    from qbench.runner.registry.modes import describe_qconfig
+    from qbench.runner.registry.describe import describe_qconfig
     from qbench.runner.worker import verify_runner
     from torch.ao.quantization import get_default_qconfig_mapping
 

@@ -41,7 +41,8 @@ from pathlib import Path
 
 from qbench.errors import ConfigError
 from qbench.suite.qconfig_names import canonical_name
-from qbench.records import ENGINES, MODES, WEIGHT_KINDS, AccuracySpec, CalibrationSpec, MeasureSpec, QatSpec
+from qbench.records import (ENGINES, MODES, QAT_SCHEDULES, WEIGHT_KINDS, AccuracySpec, CalibrationSpec, MeasureSpec,
+                            QatSpec)
 from qbench.suite.profiles import RUNNERS
 from qbench.thresholds import Threshold, parse_threshold_table
 
@@ -50,7 +51,6 @@ __all__ = ["MatrixSpec", "RunOptions", "SuiteSpec", "load_suite", "parse_suite",
 AXES = ("modes", "engines", "batch_sizes", "threads", "weights", "runners", "qconfigs")
 MATRIX_KEYS = ("models", "exclude", "tags") + AXES
 TOP_KEYS = ("suite", "defaults", "matrix", "calibration", "accuracy", "qat", "measure", "run", "thresholds")
-QAT_SCHEDULES = ("constant", "cosine")
 SUITE_KEYS = ("name", "description")
 ISOLATIONS = ("fork", "spawn")
 

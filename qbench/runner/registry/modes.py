@@ -32,8 +32,7 @@ from qbench.runner.registry.engines import ENGINES, check_engine_name, probe_eng
 from qbench.runner.registry.qat import check_qat_spec, finetune
 from qbench.runner.registry.qconfigs import build_qconfig, build_qconfig_mapping, calibration_engine, qconfig_origin
 
-# describe_qconfig is re-exported for callers that still import it from here (qbench.runner.sensitivity).
-__all__ = ["MODES", "ModeInputs", "apply_mode", "describe_qconfig", "register_mode", "registered_modes"]
+__all__ = ["MODES", "ModeInputs", "apply_mode", "register_mode", "registered_modes"]
 
 # Module types quantize_dynamic converts; exact types, as its default mapping matches them.
 _DYNAMIC_TYPES = (nn.Linear, nn.LSTM, nn.GRU)

@@ -13,12 +13,11 @@ import torch
 from torch import nn
 
 from qbench.errors import ConfigError
-from qbench.records import QatSpec
+from qbench.records import QAT_SCHEDULES, QatSpec
 
 __all__ = ["QAT_LOSS", "QAT_SCHEDULES", "check_qat_spec", "finetune"]
 
 QAT_LOSS = "mse(logits, fp32 parent logits)"
-QAT_SCHEDULES = ("constant", "cosine")
 
 
 def check_qat_spec(spec: QatSpec) -> None:

@@ -17,17 +17,20 @@ from typing import Any
 
 from qbench.errors import StoreError
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "MODES", "ENGINES", "ENGINELESS_MODES", "WEIGHT_KINDS", "QAT_SCHEDULES", "CalibrationSpec",
+__all__ = ["SCHEMA_VERSION", "STATUSES", "MODES", "ENGINES", "ENGINELESS_MODES", "BF16_ISA", "WEIGHT_KINDS", "QAT_SCHEDULES", "CalibrationSpec",
            "QatSpec", "AccuracySpec", "MeasureSpec", "Case", "RunRecord", "canonical_json", "mode_rank"]
 
 SCHEMA_VERSION = 1
 
 STATUSES = ("ok", "skipped", "failed", "timeout")
-MODES = ("fp32", "dynamic", "static_eager", "static_fx", "prequantized", "qat", "pt2e")
+MODES = ("fp32", "fp32_bf16", "dynamic", "static_eager", "static_fx", "prequantized", "qat", "pt2e")
 ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")
 WEIGHT_KINDS = ("random", "pretrained", "checkpoint")
 # Modes that do not use a quantized engine: one case per model, engine None.
-ENGINELESS_MODES = ("fp32",)
+ENGINELESS_MODES = ("fp32", "fp32_bf16")
+# fp32 weights and activations with oneDNN allowed to compute in bf16 (fast math): what AWS's Graviton guide and
+# AMX hosts deploy instead of int8. It needs bf16 in the ISA (qbench.plan.expand skips it elsewhere).
+BF16_ISA = {"x86_64": ("avx512_bf16", "amx_bf16"), "aarch64": ("bf16",)}
 
 
 def mode_rank(mode: str) -> int:

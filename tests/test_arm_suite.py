@@ -114,12 +114,16 @@ def test_avx2_runner_is_unavailable_on_arm_with_its_reason(arm_catalog, arm_mach
     assert {p.skip_reason for p in planned} == {"runner avx2 needs an x86_64 machine, this one is aarch64"}
 
 
-def test_avx2_runner_plans_on_an_avx2_x86_runner_and_not_on_an_x86_without_avx2(models):
+def test_avx2_runner_plans_above_avx2_is_the_native_machine_on_avx2_and_skips_without_it(models):
     x86_catalog = Catalog(models=models, engines=dict.fromkeys(ENGINES), environment={})
-    broadwell = fixture_machine("x86_64-xeon-broadwell-avx2.cpuinfo.txt")
-    planned = plan("arm", x86_catalog, broadwell, runners=("avx2",))
-    assert planned and all(p.skip_reason is None for p in planned)
+    zen5 = fixture_machine("x86_64-epyc-zen5-avx512.lscpu.txt")
+    planned = plan("arm", x86_catalog, zen5, runners=("avx2",))
+    assert planned and all(p.skip_reason is None for p in planned if p.case.mode != "fp32_bf16")
     assert {p.case.case_id.rsplit("@", 1)[1] for p in planned} == {"avx2"}
+    broadwell = fixture_machine("x86_64-xeon-broadwell-avx2.cpuinfo.txt")
+    assert {p.skip_reason for p in plan("arm", x86_catalog, broadwell, runners=("avx2",))} == {
+        "this machine has none of the features runner avx2 caps (avx512f, avx512_vnni, avx512_bf16, avx_vnni, "
+        "amx_tile, amx_int8, amx_bf16): it is the native machine, measured once under runner native"}
     old = {**broadwell, "isa": [f for f in broadwell["isa"] if f not in ("avx2", "fma")]}
     assert {p.skip_reason for p in plan("arm", x86_catalog, old, runners=("avx2",))} == {
         "runner avx2 needs avx2, which this machine lacks"}

@@ -51,7 +51,7 @@ def test_minimal_suite_gets_default_calibration_and_measure():
     ({"suite": {"name": "t"}}, "at least one [[matrix]]"),
     ({"suite": {"name": "t", "nmae": "x"}, "matrix": MINIMAL["matrix"]}, "unknown key 'nmae'"),
     (with_matrix(mdoes=["fp32"]), "unknown key 'mdoes'"),
-    (with_matrix(modes=["static"]), "unknown mode 'static'; allowed: fp32, dynamic"),
+    (with_matrix(modes=["static"]), "unknown mode 'static'; allowed: fp32, fp32_bf16, dynamic"),
     (with_matrix(modes=["dynamic"], engines=["x68"]), "unknown engine 'x68'; allowed: x86, fbgemm, onednn, qnnpack"),
     (with_matrix(modes=["dynamic"]), "quantized modes need 'engines'"),
     (with_matrix(batch_sizes=[0]), "'batch_sizes' must be a list of positive integers"),

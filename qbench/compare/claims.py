@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from qbench.metrics import achieved_gbps, peak_bandwidth_pct
-from qbench.records import ENGINES, MODES, RunRecord, canonical_json
+from qbench.records import ENGINELESS_MODES, ENGINES, MODES, RunRecord, canonical_json
 from qbench.stats.bootstrap import ratio_of_medians_interval
 from qbench.stats.summary import summarize
 
@@ -275,7 +275,20 @@ def _paired_claims(int8: _Group, parent: _Group | None, where: str) -> tuple[dic
     return {"size": size, "bandwidth": bandwidth, "speedup": speedup}, figures
 
 
-def _row(int8: _Group, parent: _Group | None, where: str) -> dict:
+def _against_bf16(int8: _Group, baseline: _Group | None) -> dict | None:
+    """int8 against the fp32 baseline with bf16 fast math (mode fp32_bf16) of the same run: what an ARM (Graviton)
+    or AMX user would otherwise deploy. None when the run has no such baseline."""
+    if baseline is None or not baseline.ok or not int8.ok:
+        return None
+    interval = speedup_interval(baseline.ok, int8.ok)
+    if not interval:
+        return None
+    verdict = judge_speedup(*interval)
+    return {"speedup": interval[0], "ci": [interval[1], interval[2]], "basis": interval[3],
+            "beats_bf16": interval[1] > 1.0, "verdict": verdict.to_dict(), "run_id": baseline.first.run_id}
+
+
+def _row(int8: _Group, parent: _Group | None, where: str, bf16: _Group | None = None) -> dict:
     record = int8.first
     case, env = record.case, record.environment
     weights = case.weights_kind
@@ -296,6 +309,7 @@ def _row(int8: _Group, parent: _Group | None, where: str) -> dict:
         "accuracy": None if not accuracy else {k: accuracy.get(k) for k in (
             "labelled", "top1", "delta_top1", "delta_top1_ci", "mcnemar_p", "agreement", "sqnr_db", "subset")},
         **figures,
+        "vs_fp32_bf16": _against_bf16(int8, bf16),
         "claims": {name: claims[name].to_dict() for name in CLAIMS},
     }
 
@@ -305,6 +319,7 @@ def claim_rows(records: Iterable[RunRecord], parents: Iterable[RunRecord] | None
     run, or from `parents` when given (newest matching case first). Runs of `qbench sensitivity` are not cases
     to judge and are left out."""
     groups = _groups(r for r in records if (r.suite or {}).get("name") != SENSITIVITY_SUITE)
+    bf16 = {(g.first.run_id, parent_key(g.first)): g for g in groups if g.first.case.mode == "fp32_bf16"}
     if parents is None:
         candidates = {(g.first.run_id, parent_key(g.first)): g for g in groups if g.first.case.mode == "fp32"}
     else:
@@ -315,11 +330,11 @@ def claim_rows(records: Iterable[RunRecord], parents: Iterable[RunRecord] | None
     rows = []
     for group in sorted(groups, key=_order):
         record = group.first
-        if record.case.mode == "fp32":
-            continue
+        if record.case.mode in ENGINELESS_MODES:
+            continue  # fp32 parents and the fp32_bf16 baseline are what int8 is judged against
         if parents is None:
             parent, where = candidates.get((record.run_id, parent_key(record))), f"run {record.run_id[:8]}"
         else:
             parent, where = candidates.get(parent_key(record)), "the chosen fp32 runs"
-        rows.append(_row(group, parent, where))
+        rows.append(_row(group, parent, where, bf16.get((record.run_id, parent_key(record)))))
     return rows

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from qbench.errors import ConfigError
 from qbench.suite.qconfig_names import qconfig_skip_reason
-from qbench.records import ENGINELESS_MODES, ENGINES, MODES, Case
+from qbench.records import BF16_ISA, ENGINELESS_MODES, ENGINES, MODES, Case
 from qbench.suite.profiles import RUNNERS, unavailable_reason
 from qbench.suite.load import MatrixSpec, SuiteSpec
 
@@ -84,8 +84,19 @@ def _cases_for(model: str, matrix: MatrixSpec, spec: SuiteSpec, catalog: Catalog
             case = Case(model=model, mode=mode, engine=engine, batch_size=batch, threads=threads, weights=weights,
                         qconfig=qconfig, calibration=spec.calibration, runner=runner,
                         qat=spec.qat if mode == "qat" else None)
-            reason = unavailable_reason(runner, machine) if machine else None
+            reason = (unavailable_reason(runner, machine) or mode_unavailable_reason(mode, machine)) if machine else None
             yield PlannedCase(case, reason or skip_reason(case, info, catalog))
+
+
+def mode_unavailable_reason(mode: str, machine: dict) -> str | None:
+    """Why this machine's ISA cannot run `mode` as meant (fp32_bf16 without bf16 instructions), or None."""
+    if mode != "fp32_bf16":
+        return None
+    wanted = BF16_ISA.get(machine.get("arch"), ())
+    if not any(feature in (machine.get("isa") or []) for feature in wanted):
+        return (f"fp32_bf16 needs bf16 instructions ({' or '.join(wanted) or 'none known on ' + str(machine.get('arch'))}),"
+                f" which this machine lacks: oneDNN would compute in fp32")
+    return None
 
 
 def skip_reason(case: Case, info: dict, catalog: Catalog) -> str | None:

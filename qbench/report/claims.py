@@ -68,18 +68,30 @@ def _common_notes(rows: Sequence[dict]) -> list[str]:
     return [note for note in first if all(note in notes for notes in others)]
 
 
+def _bf16_cell(against: dict | None) -> str:
+    """int8's speedup over the fp32 baseline with bf16 fast math, and whether it beats it (its interval above 1x)."""
+    if not against:
+        return "n/a"
+    low, high = against["ci"]
+    return (f"{against['speedup']:.2f}x [{low:.2f}–{high:.2f}] "
+            f"{'beats it' if against['beats_bf16'] else 'does not beat it'}")
+
+
 def _table_rows(rows: Sequence[dict]) -> tuple[list[str], list[list]]:
     machines, runs = {r["machine_id"] for r in rows}, {r["run_id"] for r in rows}
     qconfigs = {r["qconfig"] for r in rows}
+    bf16 = any(r.get("vs_fp32_bf16") for r in rows)
     headers = (["machine"] if len(machines) > 1 else []) + (["run"] if len(runs) > 1 else []) + [
         "case (model/mode/engine/batch/threads/weights@runner)"] + (
         ["qconfig"] if qconfigs != {"default"} else []) + [
-        "size (≥3.5x)", "bandwidth (≥2x)", "speedup [95% CI] (≥2x)", "accuracy (≈0)", "notes"]
+        "size (≥3.5x)", "bandwidth (≥2x)", "speedup [95% CI] (≥2x)", "accuracy (≈0)"] + (
+        ["vs fp32+bf16 fast math [95% CI]"] if bf16 else []) + ["notes"]
     body, common = [], set(_common_notes(rows))
     for r in rows:
         body.append(([r["machine_id"]] if len(machines) > 1 else []) + ([r["run_id"][:8]] if len(runs) > 1 else [])
                     + [r["case_id"]] + ([r["qconfig"]] if qconfigs != {"default"} else [])
                     + [_cell(name, r["claims"][name]) for name in CLAIMS]
+                    + ([_bf16_cell(r.get("vs_fp32_bf16"))] if bf16 else [])
                     + ["; ".join(n for n in _notes(r) if n not in common)])
     return headers, body
 

@@ -195,6 +195,10 @@ def measure_case(task: dict) -> dict:
     case = Case.from_dict(task["case"])
     spec = MeasureSpec.from_dict(task["measure"])
     accuracy_spec = AccuracySpec.from_dict(task.get("accuracy") or {})
+    if case.mode == "fp32_bf16":  # before the probe, so that it records the fp32 convolution bf16 fast math runs
+        from qbench.runner.registry.engines import allow_bf16_fastmath
+
+        allow_bf16_fastmath()
     kernels = probe_kernels(case.engine)  # first: oneDNN names its ISA only at its first use in a process
     kernels = _kernels_like_the_profile(case, kernels)
     verify_runner(case.runner, kernels, case.engine if case.mode in ENGINE_PACKED_MODES else None)
@@ -218,6 +222,10 @@ def measure_case(task: dict) -> dict:
         metrics["bandwidth"] = count_traffic(getattr(model, "_orig_mod", model), example)
     if accuracy_spec.images > 0:
         reference = None if case.mode == "fp32" else source.float_model()
+        if case.mode == "fp32_bf16":
+            from qbench.runner.registry.engines import with_fp32_math
+
+            reference = with_fp32_math(reference)
         metrics["accuracy"] = evaluate_case(model, reference, accuracy_spec, source, engine=case.engine)
     return {
         "status": "ok",

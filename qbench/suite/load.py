@@ -41,7 +41,7 @@ from pathlib import Path
 
 from qbench.errors import ConfigError
 from qbench.suite.qconfig_names import canonical_name
-from qbench.records import (ENGINES, MODES, QAT_SCHEDULES, WEIGHT_KINDS, AccuracySpec, CalibrationSpec, MeasureSpec,
+from qbench.records import (ENGINELESS_MODES, ENGINES, MODES, QAT_SCHEDULES, WEIGHT_KINDS, AccuracySpec, CalibrationSpec, MeasureSpec,
                             QatSpec)
 from qbench.suite.profiles import RUNNERS
 from qbench.thresholds import Threshold, parse_threshold_table
@@ -175,7 +175,7 @@ def _parse_matrix(table, defaults: dict, where: str) -> MatrixSpec:
         runners=_choices(merged, "runners", RUNNERS, where),
         qconfigs=_qconfigs(merged, where),
     )
-    if any(m != "fp32" for m in spec.modes) and not spec.engines:
+    if any(m not in ENGINELESS_MODES for m in spec.modes) and not spec.engines:
         raise ConfigError(f"{where}: quantized modes need 'engines' (one or more of {', '.join(ENGINES)})")
     return spec
 

@@ -41,7 +41,8 @@ def _parse(text: str) -> tuple[str | None, dict[str, str]]:
             isa = line.split("isa:", 1)[1].strip()
         elif "convolution" in parts and "exec" in parts:
             kind = "int8" if any(t in line for t in ("src:u8", "src:s8")) else "fp32"
-            convolutions.setdefault(kind, parts[parts.index("convolution") + 1])
+            fpmath = " fpmath:bf16" if kind == "fp32" and "attr-fpmath:bf16" in line else ""
+            convolutions.setdefault(kind, parts[parts.index("convolution") + 1] + fpmath)
     return isa, convolutions
 
 

@@ -18,7 +18,8 @@ import torch
 from qbench.errors import NotApplicable, RegistryError
 from qbench.records import ENGINES
 
-__all__ = ["ENGINES", "check_engine_name", "probe_engine", "probe_engines", "use_engine", "run_engine_on"]
+__all__ = ["ENGINES", "check_engine_name", "probe_engine", "probe_engines", "use_engine", "run_engine_on",
+           "allow_bf16_fastmath", "with_fp32_math"]
 
 # engine name → the engine whose kernels use_engine really selects, in this process (see run_engine_on).
 _KERNELS_OF: dict[str, str] = {}
@@ -51,6 +52,35 @@ def use_engine(name: str) -> Iterator[None]:
         yield
     finally:
         torch.backends.quantized.engine = previous
+
+
+def allow_bf16_fastmath() -> dict:
+    """Let oneDNN compute fp32 convolutions and matmuls in bf16 for the rest of this (worker) process: the fp32
+    baseline with bf16 fast math (DNNL_DEFAULT_FPMATH_MODE=BF16 in AWS's Graviton guide). Returns what is now set."""
+    torch.backends.mkldnn.conv.fp32_precision = "bf16"
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    return {"conv": torch.backends.mkldnn.conv.fp32_precision, "matmul": torch.backends.mkldnn.matmul.fp32_precision}
+
+
+class _Fp32Math(torch.nn.Module):
+    """A model whose forward runs with oneDNN's fp32 math exact, whatever this process allows otherwise."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        saved = torch.backends.mkldnn.conv.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision
+        torch.backends.mkldnn.conv.fp32_precision = torch.backends.mkldnn.matmul.fp32_precision = "ieee"
+        try:
+            return self.model(*args)
+        finally:
+            torch.backends.mkldnn.conv.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision = saved
+
+
+def with_fp32_math(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` run in exact fp32 math: the reference a bf16 fast-math baseline is judged against."""
+    return _Fp32Math(model).eval()
 
 
 def _run_quantized_linear() -> None:

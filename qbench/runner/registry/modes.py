@@ -105,6 +105,15 @@ def _fp32(inputs: ModeInputs, clock: _Clock):
     return model, None, {}
 
 
+@register_mode("fp32_bf16")
+def _fp32_bf16(inputs: ModeInputs, clock: _Clock):
+    from qbench.runner.registry.engines import allow_bf16_fastmath
+
+    with clock("build"):
+        model = inputs.source.float_model()
+    return model, None, {"fp32_precision": allow_bf16_fastmath()}
+
+
 @register_mode("dynamic")
 def _dynamic(inputs: ModeInputs, clock: _Clock):
     from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic

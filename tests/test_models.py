@@ -210,3 +210,30 @@ def test_inception_v3_builds_for_its_input_size():
     assert model.AuxLogits is None and model.transform_input
     with torch.inference_mode():
         assert model(torch.zeros(1, 3, source.input_size, source.input_size)).shape == (1, 1000)
+
+
+@pytest.mark.slow
+def test_prequantized_builds_for_an_engine_that_packs_where_the_weights_backend_cannot(monkeypatch):
+    """On aarch64, fbgemm (the backend of torchvision's released ResNet/ShuffleNet/GoogLeNet/Inception weights)
+    cannot prepack; the skeleton is then built for qnnpack and the released (per-channel) weights load into it."""
+    from qbench.runner.registry import engines, models
+
+    x = torch.rand(2, 3, 224, 224)
+    source = open_model("shufflenet_v2_x0_5")
+    reference = source.prequantized_model("qnnpack")  # built for fbgemm, repacked for qnnpack (x86 can do both)
+    released = reference.state_dict()
+    with torch.inference_mode():
+        expected = reference(x)
+    real_probe = engines.probe_engine
+    monkeypatch.setattr(engines, "probe_engine",
+                        lambda name: "quantized linear: RuntimeError: unknown architecure" if name == "fbgemm"
+                        else real_probe(name))
+    monkeypatch.setattr(models.TorchvisionModel, "_prequantized_weights",
+                        lambda self, qweights: (released, {"name": "released", "backend": "fbgemm"}))
+    rebuilt_source = open_model("shufflenet_v2_x0_5")
+    rebuilt = rebuilt_source.prequantized_model("qnnpack")
+    assert torch.backends.quantized.engine == "qnnpack"
+    provenance = rebuilt_source.weights_info()
+    assert provenance["built_for"] == "qnnpack" and "unknown architecure" in provenance["built_for_why"]
+    with torch.inference_mode():
+        assert torch.equal(rebuilt(x), expected)

@@ -234,6 +234,10 @@ class _Source:
         return random_provenance()
 
 
+# The backends torchvision's quantize=True builders know (torchvision.models.quantization.utils.quantize_model).
+_TORCHVISION_BACKENDS = ("fbgemm", "qnnpack")
+
+
 class TorchvisionModel(_Source):
     """A torchvision classification model (ModelSource)."""
 
@@ -281,14 +285,25 @@ class TorchvisionModel(_Source):
     def prequantized_model(self, engine: str) -> torch.nn.Module:
         """Built by torchvision (quantize=True) for the backend its released weights use (fbgemm, or qnnpack for
         the MobileNets: that fixes per-channel vs per-tensor weights), then loaded under `engine`, which repacks
-        every weight for `engine`. torchvision's own backend="x86" would leave the model unquantized."""
+        every weight for `engine`. torchvision's own backend="x86" would leave the model unquantized. Where that
+        backend cannot pack weights at all (fbgemm on aarch64: "unknown architecure"), the skeleton is built for
+        one that can (the case's engine when torchvision knows it, else qnnpack) and the released weights, which
+        carry their own per-channel scales, are loaded into it (`provenance["built_for"]` says so)."""
+        from qbench.runner.registry.engines import probe_engine
+
         builder = self._quantized_builder()
         if engine not in torch.backends.quantized.supported_engines:
             raise NotApplicable(f"engine {engine} is not supported by this torch build "
                                 f"({', '.join(torch.backends.quantized.supported_engines)})")
         qweights = default_weights(_QUANTIZED_PREFIX + self.name)
         state_dict, provenance = self._prequantized_weights(qweights)
-        kwargs = {**self._arch_kwargs(qweights), "backend": qweights.meta["backend"]}
+        backend = qweights.meta["backend"]
+        broken = probe_engine(backend) if backend != engine else None
+        if broken:
+            backend = engine if engine in _TORCHVISION_BACKENDS else "qnnpack"
+            provenance = {**provenance, "built_for": backend,
+                          "built_for_why": f"{qweights.meta['backend']} cannot pack here ({broken})"}
+        kwargs = {**self._arch_kwargs(qweights), "backend": backend}
         previous = torch.backends.quantized.engine
         try:
             model = _seeded(self.seed, lambda: builder(weights=None, quantize=True, **kwargs))

@@ -191,3 +191,18 @@ def test_resnet18_quantizes_through_strict_export_and_compiles(resnet18):
     with torch.inference_mode():
         got = prepared.model(x)
     assert got.shape == (2, 1000) and torch.isfinite(got).all()
+
+
+def test_on_aarch64_onednn_takes_torchaos_arm_inductor_quantizer(monkeypatch):
+    import platform
+
+    from qbench.runner.registry.pt2e import pt2e_quantizer
+
+    with pytest.raises(NotApplicable, match="onednn would measure the same kernels twice"):
+        pt2e_quantizer("onednn")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    quantizer, description = pt2e_quantizer("onednn")
+    assert type(quantizer).__name__ == "ArmInductorQuantizer"
+    assert description["quantizer"] == "ArmInductorQuantizer"
+    assert description["activation"]["dtype"] == "torch.int8"  # signed activations, unlike x86's uint8
+    assert description["weight"]["qscheme"] == "torch.per_tensor_symmetric"

@@ -1,9 +1,11 @@
 """The pt2e mode's steps: pick torchao's quantizer for an engine, export the float model, prepare_pt2e, calibrate,
 convert_pt2e, and compile the result with inductor's freezing so that the q/dq pairs become int8 kernels.
 
-Engines: "x86" uses X86InductorQuantizer (oneDNN int8 kernels through inductor). "onednn" would measure the same
-kernels again, so it is not applicable (measured once, under x86); no pt2e quantizer lowers to FBGEMM; "qnnpack"
-uses XNNPACKQuantizer when executorch (or an older torchao) provides it, else it is not applicable.
+Engines: "x86" uses X86InductorQuantizer (oneDNN int8 kernels through inductor). On x86, "onednn" would measure
+the same kernels again, so it is not applicable (measured once, under x86); on aarch64, where the x86 engine does not
+run, "onednn" uses torchao's ArmInductorQuantizer (oneDNN, with Arm Compute Library kernels, through inductor). No
+pt2e quantizer lowers to FBGEMM; "qnnpack" uses XNNPACKQuantizer when executorch (or an older torchao) provides it,
+else it is not applicable.
 
 Export: strict torch.export first, then non-strict. With torch 2.13 + torchao 0.18 the non-strict export of a
 ResNet breaks the quantizer ("Input partition has more than one output node": a block reuses one ReLU module,
@@ -20,6 +22,7 @@ it too. Without it, inductor fails with "UnsupportedOperatorException: onednn.qc
 from __future__ import annotations
 
 import importlib
+import platform
 import statistics
 import time
 
@@ -31,7 +34,7 @@ from qbench.errors import NotApplicable
 __all__ = ["PT2E_ENGINES", "XNNPACK_MODULES", "pt2e_quantizer", "export_and_prepare", "compile_frozen",
            "quantize_pt2e", "describe_quantization_config"]
 
-PT2E_ENGINES = ("x86", "qnnpack")
+PT2E_ENGINES = ("x86", "qnnpack", "onednn (aarch64)")
 XNNPACK_MODULES = ("executorch.backends.xnnpack.quantizer.xnnpack_quantizer",
                    "torchao.quantization.pt2e.quantizer.xnnpack_quantizer")
 _NOT_APPLICABLE = {
@@ -92,8 +95,19 @@ def _xnnpack_quantizer() -> tuple:
                         + "; ".join(tried))
 
 
+def _arm_quantizer() -> tuple:
+    from torchao.quantization.pt2e.quantizer import arm_inductor_quantizer as arm
+
+    config = arm.get_default_arm_inductor_quantization_config()
+    quantizer = arm.ArmInductorQuantizer().set_global(config)
+    return quantizer, {**describe_quantization_config(config), "quantizer": "ArmInductorQuantizer",
+                       "origin": "torchao get_default_arm_inductor_quantization_config()"}
+
+
 def pt2e_quantizer(engine: str) -> tuple:
     """(quantizer, its configuration as data) for `engine`; NotApplicable with the reason where there is none."""
+    if engine == "onednn" and platform.machine() in ("aarch64", "arm64"):
+        return _arm_quantizer()
     if engine in _NOT_APPLICABLE:
         raise NotApplicable(_NOT_APPLICABLE[engine])
     if engine == "qnnpack":

@@ -1,7 +1,7 @@
 """The qbench exception hierarchy. Library code raises these; only qbench.cli maps them to exit codes."""
 
 __all__ = ["QBenchError", "ConfigError", "RegistryError", "StoreError", "SchemaVersionError", "InfraError",
-           "NotApplicable", "WeightsNotFound"]
+           "NotApplicable", "WeightsNotFound", "WeightsHashMismatch"]
 
 
 class QBenchError(Exception):
@@ -34,3 +34,7 @@ class NotApplicable(QBenchError):
 
 class WeightsNotFound(ConfigError):
     """Pretrained weights are not in the TORCH_HOME cache and cannot be downloaded here."""
+
+
+class WeightsHashMismatch(ConfigError):
+    """Downloaded weights (or a data file) whose sha256 does not match the one published for them; nothing is kept."""

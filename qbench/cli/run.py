@@ -38,6 +38,14 @@ class RunCommand(Command):
                                  "artifacts, see `qbench cache`)")
         parser.add_argument("--cache-dir", default=None,
                             help="artifact cache folder (default: $QBENCH_CACHE_DIR or ~/.cache/qbench/artifacts)")
+        parser.add_argument("--offline", action="store_true",
+                            help="never download pretrained weights or data sets (also QBENCH_OFFLINE=1): a missing "
+                                 "file is a one-line error")
+        parser.add_argument("--mirror", default=None, metavar="URL",
+                            help="base URL replacing the host of every download (also QBENCH_MIRROR)")
+        parser.add_argument("--weights-manifest", default=None, metavar="FILE",
+                            help="declare stand-in checkpoints for torchvision's file names, verified by their full "
+                                 "sha256 and recorded as such (also QBENCH_WEIGHTS_MANIFEST; qbench.runner.registry.hub)")
         parser.add_argument("--no-peaks", action="store_true",
                             help="do not measure this machine's bandwidth and compute peaks (records then carry "
                                  "no %% of peak)")
@@ -47,6 +55,11 @@ class RunCommand(Command):
             raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
         machine = collect_machine(args.machine)
         spec, session, catalog, planned = plan(args, machine)
+        try:
+            _fetch_named_sets(spec, session.extra_env)
+        except BaseException:
+            session.close()
+            raise
         repeat = args.repeat or spec.run.repeat
         total = sum(1 if p.skip_reason else repeat for p in planned)
         run_id = uuid.uuid4().hex
@@ -72,6 +85,33 @@ class RunCommand(Command):
         print(f"history   {path} ({len(records)} records)")
         broken = [r for r in records if r.status in ("failed", "timeout")]
         return EXIT_INFRA if args.fail_on_error and broken else EXIT_OK
+
+
+def _fetch_named_sets(spec, env: dict) -> None:
+    """Bring the named data sets the suite reads ("data:<name>/<split>") into the data cache before any worker needs
+    them (a cache hit costs one file read; offline, a missing set is the one-line error)."""
+    import os
+
+    from qbench.data.sets import fetch, is_named, parse_source
+
+    sources = [spec.calibration.source, spec.accuracy.source if spec.accuracy.images else "synthetic"]
+    names = dict.fromkeys(parse_source(s)[0] for s in sources if is_named(s))
+    if not names:
+        return
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        for name in names:
+            state = fetch(name)
+            if state["downloaded"]:
+                print(f"data      fetched {name} ({state['files']} files, {state['files_verified']})",
+                      file=sys.stderr)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _raise_interrupt(signum, frame):

@@ -13,6 +13,7 @@ import sys
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
 from qbench.cli.history import load_policy, render_table
+from qbench.compare.accuracy_gate import gate_runs, render_findings
 from qbench.compare.steps import Regression, find_regressions
 from qbench.history.merge import MergeReport, merge_results
 from qbench.history.series import build_series
@@ -36,19 +37,22 @@ class MergeCommand(Command):
 
     def run(self, args) -> int:
         report = merge_results(args.sources, args.into)
-        regressions, errors = [], []
+        regressions, errors, findings = [], [], []
         if args.fail_on_regression:
             regressions, errors = regressions_in_runs(args.into, set(report.run_ids))
+            findings, _ = gate_runs(args.into, set(report.run_ids))
         if args.format == "json":
             print(json.dumps({**report.to_dict(), "regressions": [r.to_dict() for r in regressions],
+                              "accuracy_gate": [f.to_dict() for f in findings],
                               "errors": [str(e) for e in errors]}, indent=2))
         else:
             print(render_report(report))
             if args.fail_on_regression:
                 print(_regression_lines(regressions))
+                print(render_findings(findings))
         for error in errors:
             print(f"qbench: error: {error}", file=sys.stderr)
-        if regressions:
+        if regressions or any(f.failing for f in findings):
             return EXIT_REGRESSION
         return EXIT_INFRA if errors else EXIT_OK
 

@@ -21,7 +21,7 @@ class Served:
     (path, Range header or None) per request. drop_after[path] = n: the next answer for path sends n bytes of its
     body, then closes the connection (once). pace_s: a pause after every 64 KiB written."""
 
-    def __init__(self, files: dict[str, bytes], pace_s: float = 0.0):
+    def __init__(self, files: dict[str, bytes], pace_s: float = 0.0, port: int = 0):
         self.files = dict(files)
         self.pace_s = pace_s
         self.drop_after: dict[str, int] = {}
@@ -72,7 +72,7 @@ class Served:
                     self.close_connection = True
                     self.connection.shutdown(2)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -81,6 +81,7 @@ def pretrained_provenance(weights) -> dict:
     from qbench.runner.registry.hub import ensure_cached
 
     path, verified = ensure_cached(weights)
+    verified = {key: value for key, value in verified.items() if key != "downloaded"}  # records stay deterministic
     digest = file_sha256(path)
     expected = verified.get("sha256") or verified.get("prefix")
     if expected:

@@ -126,3 +126,29 @@ def test_gate_fails_a_badly_calibrated_model_and_passes_a_good_one(learned):
     good, bad = gated(calibration), gated([batch * 0.1 for batch in calibration])
     assert good.verdict == "passes" and good.reference >= 0.9, good
     assert bad.verdict == "fails" and bad.top1 < good.top1, bad
+
+
+def test_merge_fail_on_regression_and_history_exit_1_on_the_gate(tmp_path):
+    from pathlib import Path
+
+    from qbench.history.store import RunFile
+    from tests.test_cli import qbench
+    from tests.test_history import write_history
+
+    def run(run_id, correct, started):
+        records = [record(correct, run_id=run_id, started=started, machine=MACHINE, reference_top1=1.0)]
+        header = {"kind": "run", "run_id": run_id, "started_at": started, "machine": MACHINE,
+                  "qbench": {"commit": "c" * 40}, "suite": {"name": "t"}}
+        return RunFile(path=Path(f"/history/{run_id}.jsonl"), header=header, records=records, footer={})
+
+    write_history(tmp_path / "good", [run("a" * 32, [True] * 100, "2026-11-20T03:00:00.000000Z")])
+    write_history(tmp_path / "bad", [run("b" * 32, [True] * 80 + [False] * 20, "2026-11-21T03:00:00.000000Z")])
+    into = tmp_path / "history"
+    good = qbench("merge", str(tmp_path / "good"), "--into", str(into), "--fail-on-regression")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "verdict   accuracy gate: 0 failing, 0 ISA effect(s) flagged, 1 passing" in good.stdout
+    bad = qbench("merge", str(tmp_path / "bad"), "--into", str(into), "--fail-on-regression")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "REGRESSION accuracy top-1 below fp32 parent  resnet18/static_fx/x86/b1/t1/pretrained" in bad.stdout
+    assert "REGRESSION accuracy top-1 down against history" in bad.stdout
+    assert qbench("history", "--results", str(into)).returncode == 1

@@ -6,8 +6,10 @@ stand-in for torchvision's resnet18-f37072fd.pth, and serves both on 127.0.0.1 a
 
 writes into --out: learned/ (the learned set), manifests/learned-set.json (QBENCH_DATA_MANIFESTS), weights.json
 (QBENCH_WEIGHTS_MANIFEST), env.sh (the variables to export: mirror, manifests, a fresh TORCH_HOME and data cache).
-The set's splits: train (calibration), val (evaluation), dim (the train images at a tenth of their brightness:
-calibrating on it gives activation ranges far too narrow, a badly calibrated int8 model).
+The set's splits: train (calibration), val (evaluation), low-contrast (the train images with their contrast around
+the ImageNet mean colour cut to a tenth, i.e. the normalized inputs scaled by about 0.1, as tests/test_accuracy.py
+does to tensors: calibrating on it gives activation ranges far too narrow, a badly calibrated int8 model). A second
+start reuses the learned model and images already in --out.
 """
 
 from __future__ import annotations
@@ -17,24 +19,29 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 import time
 from pathlib import Path
 
 from PIL import Image
 
-from tests.learned import WNIDS, build_learned, write_image_folder
+from tests.learned import WNIDS, Learned, build_learned, write_image_folder
 from tests.served import Served
 
 __all__ = ["build"]
 
 
-def _dim(train: Path, into: Path) -> None:
+MEAN_RGB = (124, 116, 104)  # the ImageNet mean, 0.485/0.456/0.406 of 255
+
+
+def _low_contrast(train: Path, into: Path) -> None:
     for path in sorted(train.rglob("*.JPEG")):
         target = into / path.relative_to(train)
         target.parent.mkdir(parents=True, exist_ok=True)
-        image = Image.open(path).convert("RGB")
-        image.point(lambda value: value // 10).save(target, quality=95)
+        bands = Image.open(path).convert("RGB").split()
+        Image.merge("RGB", [band.point(lambda v, m=m: round(m + (v - m) * 0.1)) for band, m in zip(bands, MEAN_RGB)]
+                    ).save(target, quality=95)
 
 
 def _pack(root: Path) -> tuple[bytes, dict[str, str]]:
@@ -48,16 +55,23 @@ def _pack(root: Path) -> tuple[bytes, dict[str, str]]:
 
 
 def build(out: Path, val_per_class: int) -> tuple[dict[str, bytes], Path]:
-    learned = build_learned(str(out / "learned"))
+    if (out / "learned" / "resnet18-learned.pth").is_file():
+        learned = Learned(train=str(out / "learned" / "train"), val=str(out / "learned" / "val"),
+                          checkpoint=str(out / "learned" / "resnet18-learned.pth"),
+                          torch_home=str(out / "learned" / "torch_home"))
+    else:
+        learned = build_learned(str(out / "learned"))
+        # more held-out images than the default 8 per class
+        write_image_folder(learned.val, val_per_class, seed=2, wnids=WNIDS)
     val = Path(learned.val)
-    write_image_folder(str(val), val_per_class, seed=2, wnids=WNIDS)  # more held-out images than the default 8
     tree = out / "learned-set"
+    shutil.rmtree(tree, ignore_errors=True)
     for split, source in (("train", Path(learned.train)), ("val", val)):
         for path in source.rglob("*.JPEG"):
             target = tree / split / path.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())
-    _dim(tree / "train", tree / "dim")
+    _low_contrast(tree / "train", tree / "low-contrast")
     archive, files = _pack(tree)
     manifests = out / "manifests"
     manifests.mkdir(exist_ok=True)
@@ -67,7 +81,7 @@ def build(out: Path, val_per_class: int) -> tuple[dict[str, bytes], Path]:
         "licence": "generated test data", "labels": "wnid",
         "archive": {"url": "https://data.example.com/sets/learned-set.tgz", "sha256": hashlib.sha256(archive).hexdigest(),
                     "size": len(archive), "root": "learned-set"},
-        "splits": {"train": "train", "val": "val", "dim": "dim"}, "files": files}, indent=1))
+        "splits": {"train": "train", "val": "val", "low-contrast": "low-contrast"}, "files": files}, indent=1))
     checkpoint = Path(learned.checkpoint).read_bytes()
     (out / "weights.json").write_text(json.dumps({
         "format": "qbench-weights-manifest/1",

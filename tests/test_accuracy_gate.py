@@ -94,6 +94,10 @@ def test_isa_effect_flagged_across_machines():
     assert [(f.run_id, f.verdict) for f in found] == [("b", "flagged"), ("b", "flagged"), ("c", "flagged")]
     assert AVX2_HOST["machine_id"] in found[2].detail
     assert "ISA effect" in found[0].detail and not any(f.failing for f in found)
+    # the same case under the avx2 runner profile on the VNNI host is another ISA class: compared, flagged
+    capped = record([True] * 90 + [False] * 10, run_id="e", runner="avx2")
+    (flag,) = isa_findings([capped], [vnni, capped])
+    assert flag.isa_class == "x86_64/avx2" and "resnet18/static_fx/x86/b1/t1/pretrained on" in flag.detail
 
 
 def test_render_lists_regressions_for_ci():

@@ -14,8 +14,8 @@ same images, measured in the same worker).
    McNemar's exact test on the same images allows (two-sided p < HISTORY_ALPHA, fewer images right than before).
    References are kept per ISA class, not per machine: a new machine of a known class is judged at once, and an
    AVX2 runner is never judged against a VNNI one.
-3. isa: the same case on two machines (latest record of each) whose top-1 differs by more than ISA_EFFECT_POINTS
-   is flagged as an ISA effect (e.g. int16 saturation of u8*s8 products without VNNI): reported, not failed, since
+3. isa: the same case on two machines or ISA classes (latest record of each; a runner profile such as avx2 on one
+   machine counts as another class) whose top-1 differs by more than ISA_EFFECT_POINTS is flagged as an ISA effect (e.g. int16 saturation of u8*s8 products without VNNI): reported, not failed, since
    neither machine regressed.
 
 ISA class (isa_class): architecture and the best int8 dot-product path the worker could use: amx, vnni, avx2 or
@@ -213,34 +213,45 @@ def history_findings(candidates: Iterable[RunRecord], history: Iterable[RunRecor
     return found
 
 
+def _without_runner(record: RunRecord) -> str:
+    """The case definition but its runner profile: the same case measured under another ISA cap."""
+    import json
+
+    return json.dumps({k: v for k, v in record.case.to_dict().items() if k != "runner"}, sort_keys=True)
+
+
 def isa_findings(candidates: Iterable[RunRecord], history: Iterable[RunRecord],
                  points: float = ISA_EFFECT_POINTS) -> list[AccuracyFinding]:
-    """Each candidate against the latest record of the same case (same definition, weights, images) on every other
-    machine; a top-1 gap above `points` is flagged."""
+    """Each candidate against the latest record of the same case (same definition but the runner profile, same
+    weights and images) on every other machine or ISA class (another runner profile on one machine is one); a top-1
+    gap above `points` is flagged."""
     def key(record: RunRecord) -> tuple:
-        return _reference_key(record, _labelled(record))[:2] + _reference_key(record, _labelled(record))[3:]
+        subset = _labelled(record).get("subset") or {}
+        return (_without_runner(record), (record.details.get("weights") or {}).get("sha256"),
+                subset.get("files_sha256"), subset.get("labels"), subset.get("transform"))
 
-    latest: dict[tuple, dict[str, RunRecord]] = {}
+    def place(record: RunRecord) -> tuple[str, str]:
+        return str(record.machine.get("machine_id")), isa_class(record)
+
+    latest: dict[tuple, dict[tuple, RunRecord]] = {}
     for record in _first_per_case(history):
-        machines = latest.setdefault(key(record), {})
-        machine = str(record.machine.get("machine_id"))
-        if machine not in machines or (record.started_at, record.run_id) > (machines[machine].started_at,
-                                                                            machines[machine].run_id):
-            machines[machine] = record
+        places = latest.setdefault(key(record), {})
+        here = places.get(place(record))
+        if here is None or (record.started_at, record.run_id) > (here.started_at, here.run_id):
+            places[place(record)] = record
     found = []
     for record in _first_per_case(candidates):
         mine = _labelled(record)["top1"]
-        machine = str(record.machine.get("machine_id"))
-        for other_machine, other in sorted(latest.get(key(record), {}).items()):
-            if other_machine == machine:
+        for (other_machine, other_isa), other in sorted(latest.get(key(record), {}).items()):
+            if (other_machine, other_isa) == place(record):
                 continue
             theirs = _labelled(other)["top1"]
             if abs(mine - theirs) > points + _EPSILON:
                 found.append(AccuracyFinding(
-                    "isa", "flagged", record.case_id, machine, record.run_id, isa_class(record), mine, theirs,
-                    len(_labelled(record).get("labels") or ()), points, "ISA effect threshold",
-                    None, f"{(mine - theirs) * 100:+.2f} pt vs {other_machine} ({isa_class(other)}): an ISA effect "
-                          f"(e.g. AVX2 int16 saturation without VNNI), not noise"))
+                    "isa", "flagged", record.case_id, place(record)[0], record.run_id, isa_class(record), mine,
+                    theirs, len(_labelled(record).get("labels") or ()), points, "ISA effect threshold", None,
+                    f"{(mine - theirs) * 100:+.2f} pt vs {other.case_id} on {other_machine} ({other_isa}): an ISA "
+                    f"effect (e.g. AVX2 int16 saturation without VNNI), not noise"))
     return found
 
 

@@ -223,12 +223,14 @@ def _without_runner(record: RunRecord) -> str:
 def isa_findings(candidates: Iterable[RunRecord], history: Iterable[RunRecord],
                  points: float = ISA_EFFECT_POINTS) -> list[AccuracyFinding]:
     """Each candidate against the latest record of the same case (same definition but the runner profile, same
-    weights and images) on every other machine or ISA class (another runner profile on one machine is one); a top-1
+    weights, calibration images and evaluation images) on every other machine or ISA class (another runner profile on one machine is one); a top-1
     gap above `points` is flagged."""
     def key(record: RunRecord) -> tuple:
         subset = _labelled(record).get("subset") or {}
+        # the calibration images' identity too: a gap from other calibration data is not an ISA effect
         return (_without_runner(record), (record.details.get("weights") or {}).get("sha256"),
-                subset.get("files_sha256"), subset.get("labels"), subset.get("transform"))
+                (record.details.get("calibration") or {}).get("sha256"), subset.get("files_sha256"),
+                subset.get("labels"), subset.get("transform"))
 
     def place(record: RunRecord) -> tuple[str, str]:
         return str(record.machine.get("machine_id")), isa_class(record)

@@ -79,8 +79,8 @@ def build(out: Path, val_per_class: int) -> tuple[dict[str, bytes], Path]:
         "format": "qbench-data-manifest/1", "name": "learned-set",
         "description": "tests/learned.py: six hue classes drawn procedurally, real ImageNet wnid folders",
         "licence": "generated test data", "labels": "wnid",
-        "archive": {"url": "https://data.example.com/sets/learned-set.tgz", "sha256": hashlib.sha256(archive).hexdigest(),
-                    "size": len(archive), "root": "learned-set"},
+        "archive": {"url": "https://data.example.com/sets/learned-set.tgz",
+                    "sha256": hashlib.sha256(archive).hexdigest(), "size": len(archive), "root": "learned-set"},
         "splits": {"train": "train", "val": "val", "low-contrast": "low-contrast"}, "files": files}, indent=1))
     checkpoint = Path(learned.checkpoint).read_bytes()
     (out / "weights.json").write_text(json.dumps({

@@ -44,7 +44,8 @@ class DataCommand(Command):
         sub.add_parser("list", help="the sets qbench has manifests for, and which are fetched")
         where = sub.add_parser("path", help="the folder of a fetched set's split")
         where.add_argument("source", help="data:<name>/<split>")
-        manifest = sub.add_parser("manifest", help="print a fetched set's per-file sha256s as a manifest \"files\" table")
+        manifest = sub.add_parser("manifest",
+                                  help="print a fetched set's per-file sha256s as a manifest \"files\" table")
         manifest.add_argument("name")
 
     def run(self, args) -> int:

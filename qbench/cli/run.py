@@ -45,7 +45,8 @@ class RunCommand(Command):
                             help="base URL replacing the host of every download (also QBENCH_MIRROR)")
         parser.add_argument("--weights-manifest", default=None, metavar="FILE",
                             help="declare stand-in checkpoints for torchvision's file names, verified by their full "
-                                 "sha256 and recorded as such (also QBENCH_WEIGHTS_MANIFEST; qbench.runner.registry.hub)")
+                                 "sha256 and recorded as such (also QBENCH_WEIGHTS_MANIFEST; "
+                                 "qbench.runner.registry.hub)")
         parser.add_argument("--no-peaks", action="store_true",
                             help="do not measure this machine's bandwidth and compute peaks (records then carry "
                                  "no %% of peak)")

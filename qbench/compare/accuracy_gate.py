@@ -15,8 +15,9 @@ same images, measured in the same worker).
    References are kept per ISA class, not per machine: a new machine of a known class is judged at once, and an
    AVX2 runner is never judged against a VNNI one.
 3. isa: the same case on two machines or ISA classes (latest record of each; a runner profile such as avx2 on one
-   machine counts as another class) whose top-1 differs by more than ISA_EFFECT_POINTS is flagged as an ISA effect (e.g. int16 saturation of u8*s8 products without VNNI): reported, not failed, since
-   neither machine regressed.
+   machine counts as another class), with the same weights, calibration and evaluation images, whose top-1
+   differs by more than ISA_EFFECT_POINTS is flagged as an ISA effect (e.g. int16 saturation of u8*s8 products
+   without VNNI): reported, not failed, since neither machine regressed.
 
 ISA class (isa_class): architecture and the best int8 dot-product path the worker could use: amx, vnni, avx2 or
 sse on x86 (capped by the runner profile: the avx2 profile is avx2 whatever the host has), i8mm, dotprod or neon
@@ -223,8 +224,8 @@ def _without_runner(record: RunRecord) -> str:
 def isa_findings(candidates: Iterable[RunRecord], history: Iterable[RunRecord],
                  points: float = ISA_EFFECT_POINTS) -> list[AccuracyFinding]:
     """Each candidate against the latest record of the same case (same definition but the runner profile, same
-    weights, calibration images and evaluation images) on every other machine or ISA class (another runner profile on one machine is one); a top-1
-    gap above `points` is flagged."""
+    weights, calibration images and evaluation images) on every other machine or ISA class (another runner
+    profile on one machine is one); a top-1 gap above `points` is flagged."""
     def key(record: RunRecord) -> tuple:
         subset = _labelled(record).get("subset") or {}
         # the calibration images' identity too: a gap from other calibration data is not an ISA effect

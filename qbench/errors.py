@@ -1,7 +1,7 @@
 """The qbench exception hierarchy. Library code raises these; only qbench.cli maps them to exit codes."""
 
 __all__ = ["QBenchError", "ConfigError", "RegistryError", "StoreError", "SchemaVersionError", "InfraError",
-           "NotApplicable", "WeightsNotFound", "one_line"]
+           "NotApplicable", "WeightsNotFound", "one_line", "WeightsHashMismatch"]
 
 
 class QBenchError(Exception):
@@ -40,3 +40,7 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     """`Type: message` on one line, white space folded, at most `limit` characters (for one-line error messages)."""
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class WeightsHashMismatch(ConfigError):
+    """Downloaded weights (or a data file) whose sha256 does not match the one published for them; nothing is kept."""

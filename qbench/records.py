@@ -112,6 +112,9 @@ class AccuracySpec:
     labels: "auto" (WordNet ids when every class folder is one, unlabelled when none is), "wnid", "none", or the
     path of a label-map file (`folder index` lines or JSON {folder: index}; qbench.runner.registry.evalset).
     images: how many images to evaluate (a seeded random subset when the folder has more); 0 turns accuracy off.
+    source may also be "data:<name>/<split>", a split of a named set (qbench.data.sets, `qbench data fetch`).
+    max_drop: the accuracy gate's limit on an int8 case's top-1 drop from its fp32 parent, relative, e.g. "1%", then
+    optional per-model overrides "1%, mobilenet_v3*=3%"; "" means qbench's defaults (qbench.compare.accuracy_gate).
     """
 
     source: str = "synthetic"
@@ -119,6 +122,7 @@ class AccuracySpec:
     batch_size: int = 16
     seed: int = 0
     labels: str = "auto"
+    max_drop: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -26,7 +26,10 @@ def test_smoke_suite_is_what_the_issue_asks():
     (matrix,) = spec.matrices
     assert matrix.modes == ("fp32", "dynamic", "static_eager", "static_fx", "prequantized")
     assert matrix.engines == ("x86", "qnnpack")
-    assert matrix.tags == ("quantizable",) and matrix.batch_sizes == (1,) and matrix.weights == ("random",)
+    assert matrix.tags == ("quantizable",) and matrix.batch_sizes == (1,) and matrix.weights == ("pretrained",)
+    # issue 11: real accuracy every night, on Imagenette val, calibrated on its (disjoint) train split
+    assert spec.accuracy.source == "data:imagenette2-160/val" and spec.accuracy.images == 500
+    assert spec.calibration.source == "data:imagenette2-160/train"
 
 
 def test_defaults_are_inherited_and_overridden():

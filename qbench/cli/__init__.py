@@ -54,6 +54,7 @@ COMMANDS = {
     "microbench": "benchmark int8 kernels (quantize, dequantize, quantized conv2d and linear) with pytest-benchmark",
     "peaks": "measure this machine's copy/triad bandwidth and fp32/int8 GEMM peaks (the roofline's ceilings)",
     "sensitivity": "rank a model's layers by how much quantizing them costs (per-layer SQNR, one-at-a-time pass)",
+    "data": "fetch and inspect the named labelled image sets suites use (source = \"data:<name>/<split>\")",
     "cache": "list, inspect or clear the cache of quantized artifacts",
     "overhead": "measure qbench's own per-case overhead and its latency sampler against a bare loop",
 }

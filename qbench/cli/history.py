@@ -16,6 +16,7 @@ import sys
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
 from qbench.cli.common import add_results_argument
+from qbench.compare.accuracy_gate import gate, render_findings
 from qbench.compare.policy import load_policy
 from qbench.compare.steps import find_regressions, git_commit_order, latest_runs
 from qbench.errors import ConfigError
@@ -34,7 +35,8 @@ with asv's Potts solver and regression rule; thresholds are compare's defaults r
 
 exit codes (a nightly CI job can gate on them):
   0  no regression starts in a machine's latest complete run (older, still-present ones are listed)
-  1  a regression's first bad run is its machine's latest run (also when some files were unreadable)
+  1  a regression's first bad run is its machine's latest run (also when some files were unreadable), or the
+     accuracy gate (qbench.compare.accuracy_gate) fails a case of a machine's latest run
   2  bad arguments, an unknown machine, or no run files
   3  a results or noise file was unreadable and nothing new regressed (each named on stderr; the rest is analysed)
 """
@@ -71,19 +73,23 @@ class HistoryCommand(Command):
         regressions = find_regressions(series, policy)
         latest = latest_runs(history.runs)
         new = {id(r) for r in regressions if latest.get(r.machine_id) == r.first_bad.run_id}
+        records = [record for run in history.runs for record in run.records]
+        findings = gate([r for r in records if r.run_id in set(latest.values())], records)
         if args.format == "json":
             print(json.dumps({"results": str(args.results), "series": len(series),
                               "runs": len({p.run_id for s in series for p in s.points}), "latest_runs": latest,
                               "regressions": [{**r.to_dict(), "in_latest_run": id(r) in new} for r in regressions],
+                              "accuracy_gate": [f.to_dict() for f in findings],
                               "errors": [str(e) for e in history.errors]}, indent=2))
         else:
             print(render_regressions(regressions, new, series, policy))
+            print(render_findings(findings))
         if dropped:
             print(f"qbench: note: {len(dropped)} run(s) with commits not in {args.repo} were left out",
                   file=sys.stderr)
         for error in history.errors:
             print(f"qbench: error: {error}", file=sys.stderr)
-        if new:
+        if new or any(f.failing for f in findings):
             return EXIT_REGRESSION
         return EXIT_INFRA if history.errors else EXIT_OK
 

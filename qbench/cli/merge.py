@@ -12,6 +12,7 @@ import json
 import sys
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
+from qbench.compare.accuracy_gate import gate_runs, render_findings
 from qbench.compare.policy import regressions_in_runs
 from qbench.history.merge import merge_results
 from qbench.report.history import regression_lines, render_merge
@@ -33,19 +34,22 @@ class MergeCommand(Command):
 
     def run(self, args) -> int:
         report = merge_results(args.sources, args.into)
-        regressions, errors = [], []
+        regressions, errors, findings = [], [], []
         if args.fail_on_regression:
             regressions, errors = regressions_in_runs(args.into, set(report.run_ids))
+            findings, _ = gate_runs(args.into, set(report.run_ids))
         if args.format == "json":
             print(json.dumps({**report.to_dict(), "regressions": [r.to_dict() for r in regressions],
+                              "accuracy_gate": [f.to_dict() for f in findings],
                               "errors": [str(e) for e in errors]}, indent=2))
         else:
             print(render_merge(report))
             if args.fail_on_regression:
                 print(regression_lines(regressions))
+                print(render_findings(findings))
         for error in errors:
             print(f"qbench: error: {error}", file=sys.stderr)
-        if regressions:
+        if regressions or any(f.failing for f in findings):
             return EXIT_REGRESSION
         return EXIT_INFRA if errors else EXIT_OK
 

@@ -7,6 +7,7 @@ import sys
 from qbench.cli import Command
 from qbench.cli.common import add_fail_on_error, add_results_argument, add_suite_arguments, exit_for_cases
 from qbench.errors import ConfigError
+from qbench.data.sets import fetch_suite_sets
 from qbench.launch.lifecycle import open_run
 from qbench.launch.machine import collect_machine
 from qbench.plan.plan import plan
@@ -33,6 +34,15 @@ class RunCommand(Command):
                                  "artifacts, see `qbench cache`)")
         parser.add_argument("--cache-dir", default=None,
                             help="artifact cache folder (default: $QBENCH_CACHE_DIR or ~/.cache/qbench/artifacts)")
+        parser.add_argument("--offline", action="store_true",
+                            help="never download pretrained weights or data sets (also QBENCH_OFFLINE=1): a missing "
+                                 "file is a one-line error")
+        parser.add_argument("--mirror", default=None, metavar="URL",
+                            help="base URL replacing the host of every download (also QBENCH_MIRROR)")
+        parser.add_argument("--weights-manifest", default=None, metavar="FILE",
+                            help="declare stand-in checkpoints for torchvision's file names, verified by their full "
+                                 "sha256 and recorded as such (also QBENCH_WEIGHTS_MANIFEST; "
+                                 "qbench.runner.registry.hub)")
         parser.add_argument("--no-peaks", action="store_true",
                             help="do not measure this machine's bandwidth and compute peaks (records then carry "
                                  "no %% of peak)")
@@ -42,6 +52,12 @@ class RunCommand(Command):
             raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
         machine = collect_machine(args.machine)
         spec, session, catalog, planned = plan(args, machine)
+        try:
+            for line in fetch_suite_sets(spec, session.extra_env):
+                print(line, file=sys.stderr)
+        except BaseException:
+            session.close()
+            raise
         repeat = args.repeat or spec.run.repeat
         total = sum(1 if p.skip_reason else repeat for p in planned)
         progress = _Progress(total, enabled=not args.no_progress)

@@ -33,7 +33,11 @@ def plan(args: argparse.Namespace, machine: dict | None = None) -> tuple[SuiteSp
         from qbench.launch.artifact_cache import default_root
 
         peaks_homes = [(results, machine["machine_id"]), (default_root() / "peaks", machine["machine_id"])]
-    session = Session(spec, isolation=args.isolation, cache=cache, peaks_homes=peaks_homes)
+    from qbench.data.network import network_env
+
+    extra_env = network_env(offline_flag=getattr(args, "offline", False), mirror_url=getattr(args, "mirror", None),
+                            weights_manifest=getattr(args, "weights_manifest", None))
+    session = Session(spec, isolation=args.isolation, cache=cache, peaks_homes=peaks_homes, extra_env=extra_env)
     try:
         catalog = session.catalog(custom_model_names(spec))
         planned = expand(spec, catalog, machine)

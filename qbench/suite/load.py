@@ -133,12 +133,15 @@ def parse_suite(data: dict, where: str = "<suite>", sha256: str | None = None) -
     matrices = data.get("matrix")
     if not isinstance(matrices, list) or not matrices:
         raise ConfigError(f"{where}: needs at least one [[matrix]] table")
+    calibration = _parse_dataclass(CalibrationSpec, _table(data, "calibration", where), f"{where}: [calibration]")
+    accuracy = _parse_dataclass(AccuracySpec, _table(data, "accuracy", where), f"{where}: [accuracy]")
+    _check_sources(calibration, accuracy, where)
     return SuiteSpec(
         name=name,
         description=str(header.get("description", "")),
         matrices=tuple(_parse_matrix(m, defaults, f"{where}: [[matrix]] {i + 1}") for i, m in enumerate(matrices)),
-        calibration=_parse_dataclass(CalibrationSpec, _table(data, "calibration", where), f"{where}: [calibration]"),
-        accuracy=_parse_dataclass(AccuracySpec, _table(data, "accuracy", where), f"{where}: [accuracy]"),
+        calibration=calibration,
+        accuracy=accuracy,
         qat=_parse_qat(_table(data, "qat", where), f"{where}: [qat]"),
         measure=_parse_dataclass(MeasureSpec, _table(data, "measure", where), f"{where}: [measure]"),
         run=_parse_run(_table(data, "run", where), f"{where}: [run]"),
@@ -147,6 +150,34 @@ def parse_suite(data: dict, where: str = "<suite>", sha256: str | None = None) -
         thresholds=parse_threshold_table(_table(data, "thresholds", where), f"{where}: [thresholds]",
                                          source=f"suite {name}"),
     )
+
+
+def _check_sources(calibration: CalibrationSpec, accuracy: AccuracySpec, where: str) -> None:
+    """Named sets are well formed, the gate's max_drop parses, and calibration never reads the evaluation images:
+    the same folder, or the same split of a named set, for both is an error (a disjoint split, e.g. train for
+    calibration and val for evaluation, or another set, is what a suite should name)."""
+    from qbench.compare.accuracy_gate import parse_max_drop
+    from qbench.data.sets import is_named, parse_source
+
+    for what, source in (("[calibration]", calibration.source), ("[accuracy]", accuracy.source)):
+        if is_named(source):
+            try:
+                parse_source(source)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {what} {exc}") from None
+    try:
+        parse_max_drop(accuracy.max_drop)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: [accuracy] {exc}") from None
+
+    def folder(source: str) -> str:
+        return source if is_named(source) else str(Path(source).expanduser().resolve())
+
+    if (accuracy.images and "synthetic" not in (calibration.source, accuracy.source)
+            and folder(calibration.source) == folder(accuracy.source)):
+        raise ConfigError(f"{where}: [calibration] source and [accuracy] source are both {accuracy.source!r}: "
+                          f"calibrating on the evaluation images flatters int8 accuracy; calibrate on a disjoint "
+                          f"split (e.g. \"data:imagenette2-160/train\" against \"data:imagenette2-160/val\") or set")
 
 
 def _parse_matrix(table, defaults: dict, where: str) -> MatrixSpec:

@@ -1,4 +1,5 @@
-"""Model inputs: seeded synthetic images, calibration batches (synthetic or from an ImageFolder), and the eval
+"""Model inputs: seeded synthetic images, calibration batches (synthetic, from an ImageFolder, or from a split of a
+named set, "data:<name>/<split>"), and the eval
 transform that fits a model's weights. Every calibration set comes with its identity (a dict with a sha256 over
 its tensors), identical across processes for identical input.
 """
@@ -11,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from qbench.data.sets import is_named, resolve_source
 from qbench.errors import ConfigError
 from qbench.records import CalibrationSpec
 from qbench.runner.registry.weights import default_weights
@@ -60,7 +62,10 @@ def transform_for(source, variant: str = "float") -> Callable:
 
 
 def _folder_batches(spec: CalibrationSpec, input_size: int, transform: Callable | None):
-    root = os.path.abspath(os.path.expanduser(spec.source))
+    if is_named(spec.source):  # "data:<name>/<split>", a fetched named set (qbench.data.sets)
+        root = resolve_source(spec.source)[0]
+    else:
+        root = os.path.abspath(os.path.expanduser(spec.source))
     if not os.path.isdir(root):
         raise ConfigError(f"calibration source {spec.source!r} is neither 'synthetic' nor an existing folder")
     datasets = import_torchvision().datasets
@@ -108,4 +113,6 @@ def calibration_batches(spec: CalibrationSpec, input_size: int,
         batches, files = _folder_batches(spec, input_size, transform)
     identity = {"source": spec.source, "batches": len(batches), "batch_size": spec.batch_size, "seed": spec.seed,
                 "images": sum(len(batch) for batch in batches), "sha256": _identity_hash(batches, files)}
+    if is_named(spec.source):
+        identity["dataset"] = resolve_source(spec.source)[1]
     return batches, identity

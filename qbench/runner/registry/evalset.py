@@ -1,7 +1,8 @@
 """Evaluation images of a case (the AccuracySpec): a seeded subset of an image folder, or seeded synthetic images,
 put through the eval transform of the model's weights, with the subset's identity so that runs compare.
 
-Folder layouts (`accuracy.source`):
+Folder layouts (`accuracy.source`: a folder path, or "data:<name>/<split>" for a split of a named set fetched with
+`qbench data fetch`, whose identity is then recorded as the subset's "dataset"):
 * ImageNet style: class folders named by WordNet id (n01440764/...). A wnid's class index is its position in
   IMAGENET_WNIDS, the 1000 ImageNet-1k wnids sorted: torchvision's ImageNet dataset indexes classes by sorted
   wnid folders, and its pretrained weights' `meta["categories"]` follow that order (n01440764 → 0 "tench"). A
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from qbench.data.sets import is_named, resolve_source
 from qbench.errors import ConfigError, one_line
 from qbench.records import AccuracySpec
 from qbench.runner.registry.data import IMAGENET_MEAN, IMAGENET_STD, transform_for
@@ -337,7 +339,11 @@ def _image_batches(root: str, files: list[str], batch_size: int, transform: Call
 
 
 def _folder_set(spec: AccuracySpec, transform: Callable) -> EvalSet:
-    root = os.path.abspath(os.path.expanduser(spec.source))
+    dataset = None
+    if is_named(spec.source):  # "data:<name>/<split>", a fetched named set (qbench.data.sets)
+        root, dataset = resolve_source(spec.source)
+    else:
+        root = os.path.abspath(os.path.expanduser(spec.source))
     if not os.path.isdir(root):
         raise ConfigError(f"accuracy source {spec.source!r} is neither 'synthetic' nor an existing folder")
     classes = _class_folders(root)
@@ -353,6 +359,8 @@ def _folder_set(spec: AccuracySpec, transform: Callable) -> EvalSet:
     identity = {"source": spec.source, "images": len(files), "seed": spec.seed,
                 "files_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(), "labels": labelling,
                 "transform": " ".join(repr(transform).split())}
+    if dataset is not None:
+        identity["dataset"] = dataset
     return EvalSet(identity=identity, labels=labels, batch_size=spec.batch_size,
                    make_batches=lambda: _image_batches(root, files, spec.batch_size, transform))
 

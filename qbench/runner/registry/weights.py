@@ -1,5 +1,5 @@
-"""Load model weights, safely and without a network: torchvision's pretrained checkpoints from the TORCH_HOME
-cache, or a user's checkpoint file. Every torch.load here is weights_only=True, map_location="cpu". Each loader
+"""Load model weights safely: torchvision's pretrained checkpoints from the TORCH_HOME cache (downloaded there
+first when missing, unless offline: qbench.runner.registry.hub), or a user's checkpoint file. Every torch.load here is weights_only=True, map_location="cpu". Each loader
 also returns the weights' provenance: {"kind", "name", "file", "sha256"}.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from qbench.errors import ConfigError, WeightsNotFound, one_line
+from qbench.errors import ConfigError, one_line
 from qbench.runner.registry.torchvision_compat import import_torchvision
 
 __all__ = ["parse_weights", "default_weights", "cache_path", "safe_load", "file_sha256", "random_provenance",
@@ -69,23 +69,24 @@ def random_provenance() -> dict:
     return {"kind": "random", "name": None, "file": None, "sha256": None}
 
 
-def _require_cached(weights) -> str:
-    path = cache_path(weights)
-    if not os.path.isfile(path):
-        raise WeightsNotFound(f"pretrained weights {weights} are not in the torch hub cache: need file {path} "
-                              f"(fetch {weights.url} on a machine with network and copy it there; qbench never "
-                              f"downloads)")
-    return path
-
-
 def pretrained_provenance(weights) -> dict:
-    """Provenance of a cached pretrained checkpoint; WeightsNotFound when it is not cached."""
-    path = _require_cached(weights)
-    return {"kind": "pretrained", "name": str(weights), "file": path, "sha256": file_sha256(path)}
+    """Provenance of a pretrained checkpoint, downloaded into the hub cache first when missing (qbench.runner.
+    registry.hub: offline, mirror and stand-in settings); WeightsNotFound when it is not cached and cannot be
+    downloaded. "verified" says how the file was checked; on a cache hit the file's sha256 is compared with its
+    name's prefix again ("matches": False marks a cached file that is not the published one)."""
+    from qbench.runner.registry.hub import ensure_cached
+
+    path, verified = ensure_cached(weights)
+    verified = {key: value for key, value in verified.items() if key != "downloaded"}  # records stay deterministic
+    digest = file_sha256(path)
+    expected = verified.get("sha256") or verified.get("prefix")
+    if expected:
+        verified = {**verified, "matches": digest.startswith(expected)}
+    return {"kind": "pretrained", "name": str(weights), "file": path, "sha256": digest, "verified": verified}
 
 
 def load_pretrained(weights) -> tuple[dict, dict]:
-    """(state_dict, provenance) of a torchvision weights enum member, read from the cache only."""
+    """(state_dict, provenance) of a torchvision weights enum member, from the hub cache (downloaded when missing)."""
     provenance = pretrained_provenance(weights)
     state_dict = _as_state_dict(safe_load(provenance["file"], f"pretrained weights {weights}"), provenance["file"])
     return state_dict, provenance

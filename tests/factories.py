@@ -160,6 +160,34 @@ def write_history(root, runs, corrupt=None):
         return bad
 
 
+def shard_folders(tmp_path: Path, count: int = 2, nights: int = 3) -> list[Path]:
+    """`count` results folders, each the runs of one shard: shard i holds runs i, i + count, ..."""
+    runs = history([0.010] * (count * nights))
+    folders = []
+    for index in range(count):
+        folder = tmp_path / f"shard{index + 1}"
+        write_history(folder, runs[index::count])
+        folders.append(folder)
+    return folders
+
+
+RESNET50 = make_case(model="resnet50")
+
+
+def regressed_tonight(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """Nine nights of two cases in the history; tonight two shards: shard 1 has INT8 at 13 ms instead of 10, shard 2
+    (same start, larger run id: the machine's latest run) has the other case unchanged."""
+    rng = random.Random(1)
+    past = [make_run(i, [(INT8, noisy(rng, 0.010, 0.01), 1000), (RESNET50, noisy(rng, 0.020, 0.01), 1000)])
+            for i in range(9)]
+    write_history(tmp_path / "history", past)
+    shard1 = make_run(9, [(INT8, noisy(rng, 0.013, 0.01), 1000)], commit="d" * 40)
+    shard2 = make_run(10, [(RESNET50, noisy(rng, 0.020, 0.01), 1000)], commit="d" * 40, day=9)
+    write_history(tmp_path / "shard1", [shard1])
+    write_history(tmp_path / "shard2", [shard2])
+    return tmp_path / "history", [tmp_path / "shard1", tmp_path / "shard2"]
+
+
 # -- the command line -----------------------------------------------------------------------------------------------
 
 def qbench(*args, cwd=None, env=None, **kwargs) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asv
 import pytest
 
 from qbench.report.dashboard import VENDOR_DIR, vendor_dashboard
@@ -17,7 +18,7 @@ from qbench.errors import InfraError
 from tests.factories import case_record, commit, copy_project, git, tiny_suite_text, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")
-ASV_INDEX = Path(sys.modules["asv"].__file__).parent / "www" / "index.html"
+ASV_INDEX = Path(asv.__file__).parent / "www" / "index.html"
 SUITE = tiny_suite_text("dash", engines=["x86"], modes=["fp32", "dynamic", "static_fx"], min_rounds=5,
                         timeout_s=None)
 GRAPH = "dash.history.track_latency"

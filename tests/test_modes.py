@@ -13,7 +13,7 @@ from qbench.runner.probes.size import measure_size
 from qbench.runner.registry import Prepared
 from qbench.runner.registry.describe import describe_qconfig
 from qbench.runner.registry.modes import MODES, apply_mode, register_mode, registered_modes
-from tests.torch_factories import SIDE, BranchyNet, FloatOnlySource, TinySource, centred_cosine, run_model, tiny_inputs
+from tests.torch_factories import SIDE, BranchyNet, FloatOnlySource, TinySource, _centred_cosine, _inputs, _run
 
 # prepare() builds observers with reduce_range, which torch 2.13 warns about on every call.
 pytestmark = pytest.mark.filterwarnings("ignore:Please use quant_min and quant_max:UserWarning")
@@ -37,7 +37,7 @@ def restore_engine():
 
 
 def _apply(mode, source=None, engine=None, **overrides):
-    return apply_mode(mode, source or TinySource(), engine=engine, **{**tiny_inputs(), **overrides})
+    return apply_mode(mode, source or TinySource(), engine=engine, **{**_inputs(), **overrides})
 
 
 # --------------------------------------------------------------------------- the registry
@@ -101,10 +101,10 @@ def test_mode_output_tracks_fp32_and_the_case_engine_is_left_set(mode, engine):
     assert torch.backends.quantized.engine == engine
 
     x = torch.rand(8, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(2))
-    expected, got = run_model(TinySource().float_model(), x), run_model(prepared.model, x)
+    expected, got = _run(TinySource().float_model(), x), _run(prepared.model, x)
     assert got.shape == expected.shape
     assert got.dtype == torch.float32
-    assert centred_cosine(got, expected) > (0.98 if mode == "dynamic" else 0.9)
+    assert _centred_cosine(got, expected) > (0.98 if mode == "dynamic" else 0.9)
     assert not torch.equal(got, expected)  # it really is quantized
 
     assert list(prepared.phases) == EXPECTED_PHASES[mode]

@@ -11,7 +11,7 @@ from qbench.runner.probes.size import measure_size
 from qbench.runner.registry import pt2e
 from qbench.runner.registry.modes import apply_mode
 from tests import tiny_models
-from tests.torch_factories import centred_cosine, run_model
+from tests.torch_factories import _centred_cosine, _run
 
 SIDE = tiny_models.INPUT_SIZE
 PHASES = ["build", "export", "calibrate", "convert", "compile"]
@@ -35,7 +35,7 @@ class Exploding(ConvSource):
         raise AssertionError("the model was built although the engine rules pt2e out")
 
 
-def tiny_inputs(side=SIDE, batches=2, batch_size=4):
+def _inputs(side=SIDE, batches=2, batch_size=4):
     generator = torch.Generator().manual_seed(1)
     calibration = [torch.rand(batch_size, 3, side, side, generator=generator) for _ in range(batches)]
     return {"calibration": calibration, "example_input": calibration[0][:1]}
@@ -53,7 +53,7 @@ def fresh_compiler_state():
 
 @pytest.fixture(scope="module")
 def tiny_pt2e():
-    return apply_mode("pt2e", ConvSource(), engine="x86", **tiny_inputs())
+    return apply_mode("pt2e", ConvSource(), engine="x86", **_inputs())
 
 
 def test_pt2e_runs_every_phase_and_records_the_compile_time_apart(tiny_pt2e):
@@ -75,11 +75,11 @@ def test_the_compiled_model_tracks_fp32_at_any_batch_size(tiny_pt2e):
         x = torch.rand(batch, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(batch))
         with torch.inference_mode():
             got = tiny_pt2e.model(x)
-        expected = run_model(reference, x)
+        expected = _run(reference, x)
         assert got.shape == expected.shape and torch.isfinite(got).all()
         assert not torch.equal(got, expected)  # quantized, not the float model
         if batch > 1:
-            assert centred_cosine(got, expected) > 0.9
+            assert _centred_cosine(got, expected) > 0.9
 
 
 def test_the_qconfig_is_the_quantizers_configuration_as_data(tiny_pt2e):
@@ -95,8 +95,8 @@ def test_the_converted_graph_holds_int8_weights_before_compiling():
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     quantizer, _ = pt2e.pt2e_quantizer("x86")
-    prepared, path, _ = pt2e.export_and_prepare(ConvSource().float_model(), quantizer, tiny_inputs()["example_input"])
-    prepared(tiny_inputs()["calibration"][0])
+    prepared, path, _ = pt2e.export_and_prepare(ConvSource().float_model(), quantizer, _inputs()["example_input"])
+    prepared(_inputs()["calibration"][0])
     converted = convert_pt2e(prepared)
     targets = {str(node.target) for node in converted.graph.nodes if node.op == "call_function"}
     assert any("quantize_per_tensor" in t for t in targets) and any("dequantize_per_channel" in t for t in targets)
@@ -110,18 +110,18 @@ def test_the_converted_graph_holds_int8_weights_before_compiling():
 ])
 def test_engines_without_a_pt2e_path_are_not_applicable_before_building(engine, reason):
     with pytest.raises(NotApplicable, match=reason):
-        apply_mode("pt2e", Exploding(), engine=engine, **tiny_inputs())
+        apply_mode("pt2e", Exploding(), engine=engine, **_inputs())
 
 
 def test_qnnpack_needs_an_importable_xnnpack_quantizer(monkeypatch):
     monkeypatch.setattr(pt2e, "XNNPACK_MODULES", ("qbench_no_such.xnnpack_quantizer",))
     with pytest.raises(NotApplicable, match="needs XNNPACKQuantizer, which is not importable here .*qbench_no_such"):
-        apply_mode("pt2e", Exploding(), engine="qnnpack", **tiny_inputs())
+        apply_mode("pt2e", Exploding(), engine="qnnpack", **_inputs())
 
 
 def test_pt2e_without_calibration_is_a_config_error():
     with pytest.raises(ConfigError, match="pt2e needs at least one calibration batch"):
-        apply_mode("pt2e", ConvSource(), engine="x86", calibration=[], example_input=tiny_inputs()["example_input"])
+        apply_mode("pt2e", ConvSource(), engine="x86", calibration=[], example_input=_inputs()["example_input"])
 
 
 def _failing_export(fail_strict: bool, fail_non_strict: bool):
@@ -137,7 +137,7 @@ def _failing_export(fail_strict: bool, fail_non_strict: bool):
 def test_a_failing_strict_export_falls_back_to_non_strict_and_records_why(monkeypatch):
     monkeypatch.setattr(torch.export, "export", _failing_export(True, False))
     quantizer, _ = pt2e.pt2e_quantizer("x86")
-    _, path, failures = pt2e.export_and_prepare(ConvSource().float_model(), quantizer, tiny_inputs()["example_input"])
+    _, path, failures = pt2e.export_and_prepare(ConvSource().float_model(), quantizer, _inputs()["example_input"])
     assert (path, failures) == ("non-strict", {"strict": "RuntimeError: strict broke"})
 
 
@@ -145,7 +145,7 @@ def test_a_model_no_export_path_handles_is_not_applicable_with_both_reasons(monk
     monkeypatch.setattr(torch.export, "export", _failing_export(True, True))
     with pytest.raises(NotApplicable, match="pt2e: no export path works: strict export: RuntimeError: strict broke; "
                                             "non-strict export: RuntimeError: non-strict broke$"):
-        apply_mode("pt2e", ConvSource(), engine="x86", **tiny_inputs())
+        apply_mode("pt2e", ConvSource(), engine="x86", **_inputs())
 
 
 class Untraceable(nn.Module):
@@ -159,7 +159,7 @@ def test_a_really_unexportable_model_is_not_applicable():
             return Untraceable()
 
     with pytest.raises(NotApplicable, match="pt2e: no export path works: strict export: .*non-strict export: "):
-        apply_mode("pt2e", Source(), engine="x86", **tiny_inputs())
+        apply_mode("pt2e", Source(), engine="x86", **_inputs())
 
 
 # --------------------------------------------------------------------------- resnet18: the known quantizer bug
@@ -184,7 +184,7 @@ def test_resnet18_non_strict_export_hits_the_known_quantizer_bug(resnet18):
 
 @pytest.mark.slow
 def test_resnet18_quantizes_through_strict_export_and_compiles(resnet18):
-    prepared = apply_mode("pt2e", resnet18, engine="x86", **tiny_inputs(side=64, batches=1, batch_size=2))
+    prepared = apply_mode("pt2e", resnet18, engine="x86", **_inputs(side=64, batches=1, batch_size=2))
     assert prepared.notes["export_path"] == "strict" and prepared.notes["export_failures"] == {}
     assert list(prepared.phases) == PHASES and prepared.phases["compile"] > 0
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))

@@ -12,8 +12,8 @@ from qbench.runner.probes.size import measure_size
 from qbench.records import QatSpec
 from qbench.runner.registry.modes import apply_mode
 from qbench.runner.registry.qat import QAT_LOSS
-from tests.torch_factories import (SIDE, BranchyNet, FloatOnlySource, TinyNet, TinySource, centred_cosine,
-                                   randomize_batchnorm, run_model, tiny_inputs)
+from tests.torch_factories import (SIDE, BranchyNet, FloatOnlySource, TinyNet, TinySource, _centred_cosine,
+                                   _inputs, _randomize_batchnorm, _run)
 
 # Small enough to move the weights without diverging; BN frozen from the start, so the student normalizes with
 # the same running statistics as its fp32 teacher.
@@ -26,7 +26,7 @@ class OutlierSource(TinySource):
 
     def float_model(self):
         torch.manual_seed(0)
-        model = randomize_batchnorm(TinyNet(width=8, hidden=32))
+        model = _randomize_batchnorm(TinyNet(width=8, hidden=32))
         with torch.no_grad():
             model.conv1.weight[0] *= 30
             model.fc2.weight.mul_(20)
@@ -44,23 +44,22 @@ def restore_engine_and_threads():
 
 
 def _mse(model, teacher, batches):
-    losses = [nn.functional.mse_loss(run_model(model, b), run_model(teacher, b)).item() for b in batches]
-    return sum(losses) / len(batches)
+    return sum(nn.functional.mse_loss(_run(model, b), _run(teacher, b)).item() for b in batches) / len(batches)
 
 
 @pytest.mark.parametrize("engine", ["x86", "qnnpack"])
 def test_qat_end_to_end_gives_a_quantized_model_tracking_fp32(engine):
     torch.backends.quantized.engine = "onednn"
-    prepared = apply_mode("qat", TinySource(), engine=engine, qat=FAST, **tiny_inputs())
+    prepared = apply_mode("qat", TinySource(), engine=engine, qat=FAST, **_inputs())
     assert torch.backends.quantized.engine == engine
     assert list(prepared.phases) == ["build", "prepare", "train", "convert"]
     assert all(seconds >= 0 for seconds in prepared.phases.values())
     size = measure_size(prepared.model)
     assert (size["modules_quantized"], size["modules_float"]) == (4, 0)
     x = torch.rand(8, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(2))
-    got, expected = run_model(prepared.model, x), run_model(TinySource().float_model(), x)
+    got, expected = _run(prepared.model, x), _run(TinySource().float_model(), x)
     assert torch.isfinite(got).all() and got.shape == expected.shape
-    assert centred_cosine(got, expected) > 0.9
+    assert _centred_cosine(got, expected) > 0.9
     assert not prepared.model.training
 
     notes = prepared.notes
@@ -76,7 +75,7 @@ def test_qat_end_to_end_gives_a_quantized_model_tracking_fp32(engine):
 
 @pytest.mark.parametrize("qconfig", ["minmax/per_tensor/affine", "default"])
 def test_qat_reduces_its_distillation_loss(qconfig):
-    inputs = tiny_inputs(batches=4, batch_size=8)
+    inputs = _inputs(batches=4, batch_size=8)
     prepared = apply_mode("qat", OutlierSource(), engine="x86", qconfig=qconfig, qat=FAST, **inputs)
     notes = prepared.notes
     assert notes["loss_end"] < 0.9 * notes["loss_start"]
@@ -86,7 +85,7 @@ def test_qat_reduces_its_distillation_loss(qconfig):
 
 
 def test_qat_beats_post_training_quantization_with_the_same_observers():
-    inputs, qconfig = tiny_inputs(batches=4, batch_size=8), "minmax/per_tensor/affine"
+    inputs, qconfig = _inputs(batches=4, batch_size=8), "minmax/per_tensor/affine"
     qat = apply_mode("qat", OutlierSource(), engine="x86", qconfig=qconfig, qat=FAST, **inputs)
     ptq = apply_mode("static_fx", OutlierSource(), engine="x86", qconfig=qconfig, **inputs)
     teacher, batches = OutlierSource().float_model(), inputs["calibration"]
@@ -94,9 +93,9 @@ def test_qat_beats_post_training_quantization_with_the_same_observers():
 
 
 def test_the_learning_rate_follows_the_schedule():
-    cosine = apply_mode("qat", TinySource(), engine="x86", qat=FAST, **tiny_inputs()).notes
+    cosine = apply_mode("qat", TinySource(), engine="x86", qat=FAST, **_inputs()).notes
     constant = apply_mode("qat", TinySource(), engine="x86", qat=QatSpec(**{**FAST.to_dict(), "schedule": "constant"}),
-                          **tiny_inputs()).notes
+                          **_inputs()).notes
     assert cosine["lr_first_step"] == constant["lr_first_step"] == constant["lr_last_step"] == FAST.lr
     expected_last = FAST.lr * (1 + math.cos(math.pi * (FAST.steps - 1) / FAST.steps)) / 2
     assert cosine["lr_last_step"] == pytest.approx(expected_last)
@@ -104,7 +103,7 @@ def test_the_learning_rate_follows_the_schedule():
 
 def _output_scales(freeze_observers_after, lr):
     spec = QatSpec(**{**FAST.to_dict(), "freeze_observers_after": freeze_observers_after, "lr": lr})
-    model = apply_mode("qat", TinySource(), engine="x86", qat=spec, **tiny_inputs()).model
+    model = apply_mode("qat", TinySource(), engine="x86", qat=spec, **_inputs()).model
     return [model.get_submodule(name).scale for name in ("conv1", "conv2", "fc1", "fc2")]
 
 
@@ -116,7 +115,7 @@ def test_observers_are_frozen_after_the_configured_step():
 
 
 def test_a_cross_engine_qat_qconfig_trains_under_one_engine_and_converts_under_the_other():
-    prepared = apply_mode("qat", TinySource(), engine="x86", qconfig="default@qnnpack", qat=FAST, **tiny_inputs())
+    prepared = apply_mode("qat", TinySource(), engine="x86", qconfig="default@qnnpack", qat=FAST, **_inputs())
     assert (prepared.qconfig["calibrated_for"], prepared.qconfig["engine"]) == ("qnnpack", "x86")
     assert prepared.qconfig["origin"].endswith("prepared and calibrated under qnnpack, converted and run under x86")
     assert torch.backends.quantized.engine == "x86"
@@ -129,34 +128,34 @@ def test_a_cross_engine_qat_qconfig_trains_under_one_engine_and_converts_under_t
 ])
 def test_a_bad_qat_spec_is_a_config_error(change, message):
     with pytest.raises(ConfigError, match=message):
-        apply_mode("qat", TinySource(), engine="x86", qat=QatSpec(**{**FAST.to_dict(), **change}), **tiny_inputs())
+        apply_mode("qat", TinySource(), engine="x86", qat=QatSpec(**{**FAST.to_dict(), **change}), **_inputs())
 
 
 def test_qat_without_calibration_batches_is_a_config_error():
     with pytest.raises(ConfigError, match="qat needs at least one calibration batch"):
         apply_mode("qat", TinySource(), engine="x86", qat=FAST, calibration=[],
-                   example_input=tiny_inputs()["example_input"])
+                   example_input=_inputs()["example_input"])
 
 
 def test_a_diverging_fine_tune_fails_with_its_reason_instead_of_recording_nan():
     with pytest.raises(RuntimeError, match="qat diverged: loss (nan|inf)"):
-        apply_mode("qat", OutlierSource(), engine="x86", qat=QatSpec(**{**FAST.to_dict(), "lr": 1e6}), **tiny_inputs())
+        apply_mode("qat", OutlierSource(), engine="x86", qat=QatSpec(**{**FAST.to_dict(), "lr": 1e6}), **_inputs())
 
 
 def test_qat_on_an_untraceable_model_is_not_applicable():
     with pytest.raises(NotApplicable, match="not symbolically traceable"):
-        apply_mode("qat", FloatOnlySource(BranchyNet), engine="x86", qat=FAST, **tiny_inputs())
+        apply_mode("qat", FloatOnlySource(BranchyNet), engine="x86", qat=FAST, **_inputs())
 
 
 def test_qat_without_a_spec_uses_the_defaults():
-    prepared = apply_mode("qat", TinySource(), engine="qnnpack", **tiny_inputs())
+    prepared = apply_mode("qat", TinySource(), engine="qnnpack", **_inputs())
     assert prepared.notes["steps"] == QatSpec().steps
     assert prepared.notes["lr_first_step"] == QatSpec().lr
 
 
 def test_zero_steps_prepares_observes_once_and_converts_without_training():
     prepared = apply_mode("qat", TinySource(), engine="x86", qat=QatSpec(**{**FAST.to_dict(), "steps": 0}),
-                          **tiny_inputs())
+                          **_inputs())
     assert prepared.notes["steps"] == 0 and prepared.notes["loss_first_step"] is None
     assert prepared.notes["loss_end"] == pytest.approx(prepared.notes["loss_start"], rel=0.5)
     assert measure_size(prepared.model)["modules_quantized"] == 4

@@ -17,7 +17,7 @@ from qbench.suite.qconfig_names import (GRANULARITIES, OBSERVERS, QCONFIG_EXAMPL
 from qbench.records import MODES
 from qbench.runner.registry.modes import apply_mode
 from qbench.runner.registry.qconfigs import build_qconfig, build_qconfig_mapping, calibration_engine, qconfig_origin
-from tests.torch_factories import SIDE, TinySource, centred_cosine, run_model, tiny_inputs
+from tests.torch_factories import SIDE, TinySource, _centred_cosine, _inputs, _run
 
 NAMED = [f"{o}/{g}/{s}" for o in OBSERVERS for g in GRANULARITIES for s in SYMMETRIES]
 OBSERVER_CLASSES = {"minmax": "MinMaxObserver", "moving_average": "MovingAverageMinMaxObserver",
@@ -181,7 +181,7 @@ def _quantized_weights(model):
                                   "histogram/per_tensor/symmetric/reduce_range", "moving_average/per_channel/affine"])
 def test_the_converted_weights_carry_the_named_scheme(mode, name):
     parsed = parse_qconfig_name(name)
-    prepared = apply_mode(mode, TinySource(), engine="x86", qconfig=name, **tiny_inputs())
+    prepared = apply_mode(mode, TinySource(), engine="x86", qconfig=name, **_inputs())
     weights = [m.weight() for m in prepared.model.modules() if hasattr(m, "weight") and callable(m.weight)]
     weights = [w for w in weights if w.is_quantized]
     assert len(weights) == 4  # conv1, conv2 (fused with their BN and ReLU), fc1, fc2
@@ -203,7 +203,7 @@ def test_the_converted_weights_carry_the_named_scheme(mode, name):
     assert prepared.qconfig["activation"]["observer"] == OBSERVER_CLASSES[parsed.observer]
     assert prepared.qconfig["activation"]["reduce_range"] is parsed.reduce_range
     x = torch.rand(8, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(2))
-    assert centred_cosine(run_model(prepared.model, x), run_model(TinySource().float_model(), x)) > 0.9
+    assert _centred_cosine(_run(prepared.model, x), _run(TinySource().float_model(), x)) > 0.9
     json.dumps(prepared.qconfig)
 
 
@@ -225,7 +225,7 @@ def test_cross_engine_fx_calibrates_under_qnnpack_and_packs_under_the_case_engin
 
     seen = _spy_engines(monkeypatch, quantize_fx, ["prepare_fx", "convert_fx"])
     torch.backends.quantized.engine = "onednn"
-    prepared = apply_mode("static_fx", TinySource(), engine="x86", qconfig="default@qnnpack", **tiny_inputs())
+    prepared = apply_mode("static_fx", TinySource(), engine="x86", qconfig="default@qnnpack", **_inputs())
     assert seen == {"prepare_fx": "qnnpack", "convert_fx": "x86"}
     assert torch.backends.quantized.engine == "x86"
     assert (prepared.qconfig["calibrated_for"], prepared.qconfig["engine"]) == ("qnnpack", "x86")
@@ -233,15 +233,15 @@ def test_cross_engine_fx_calibrates_under_qnnpack_and_packs_under_the_case_engin
     # qnnpack's default: full-range activations, per-tensor symmetric weights (x86's own would be per-channel).
     assert prepared.qconfig["activation"]["reduce_range"] is False
     assert {w.qscheme() for w in _quantized_weights(prepared.model)} == {torch.per_tensor_affine}
-    own = apply_mode("static_fx", TinySource(), engine="x86", **tiny_inputs())
+    own = apply_mode("static_fx", TinySource(), engine="x86", **_inputs())
     assert {w.qscheme() for w in _quantized_weights(own.model)} == {torch.per_channel_affine}
     x = torch.rand(8, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(2))
-    assert torch.isfinite(run_model(prepared.model, x)).all()
+    assert torch.isfinite(_run(prepared.model, x)).all()
 
 
 def test_cross_engine_eager_converts_under_the_case_engine(monkeypatch):
     seen = _spy_engines(monkeypatch, tq, ["prepare", "convert"])
-    prepared = apply_mode("static_eager", TinySource(), engine="qnnpack", qconfig="default@x86", **tiny_inputs())
+    prepared = apply_mode("static_eager", TinySource(), engine="qnnpack", qconfig="default@x86", **_inputs())
     assert seen == {"prepare": "x86", "convert": "qnnpack"}
     assert prepared.qconfig["origin"] == \
         "get_default_qconfig('x86'), prepared and calibrated under x86, converted and run under qnnpack"
@@ -250,14 +250,14 @@ def test_cross_engine_eager_converts_under_the_case_engine(monkeypatch):
 
 def test_an_engine_that_cannot_pack_a_named_scheme_is_not_applicable():
     with pytest.raises(NotApplicable, match="engine onednn cannot pack qconfig minmax/per_channel/affine: .*symmetric"):
-        apply_mode("static_fx", TinySource(), engine="onednn", qconfig="minmax/per_channel/affine", **tiny_inputs())
+        apply_mode("static_fx", TinySource(), engine="onednn", qconfig="minmax/per_channel/affine", **_inputs())
 
 
 @pytest.mark.parametrize("mode,engine", [("fp32", None), ("dynamic", "x86"), ("prequantized", "x86"),
                                          ("pt2e", "x86")])
 def test_modes_with_fixed_quantization_refuse_a_named_qconfig(mode, engine):
     with pytest.raises(NotApplicable, match="only the qconfig 'default'"):
-        apply_mode(mode, TinySource(), engine=engine, qconfig="minmax/per_tensor/affine", **tiny_inputs())
+        apply_mode(mode, TinySource(), engine=engine, qconfig="minmax/per_tensor/affine", **_inputs())
 
 
 def test_a_malformed_name_is_a_config_error_before_anything_is_built():
@@ -266,11 +266,11 @@ def test_a_malformed_name_is_a_config_error_before_anything_is_built():
             raise AssertionError("built before the name was checked")
 
     with pytest.raises(ConfigError, match="unknown observer"):
-        apply_mode("static_fx", Exploding(), engine="x86", qconfig="minmux/per_tensor/affine", **tiny_inputs())
+        apply_mode("static_fx", Exploding(), engine="x86", qconfig="minmux/per_tensor/affine", **_inputs())
 
 
 def test_the_old_keywords_still_work_and_mean_default():
-    prepared = apply_mode("static_fx", TinySource(), engine="qnnpack", calibration=tiny_inputs()["calibration"],
-                          example_input=tiny_inputs()["example_input"])
+    prepared = apply_mode("static_fx", TinySource(), engine="qnnpack", calibration=_inputs()["calibration"],
+                          example_input=_inputs()["example_input"])
     assert prepared.qconfig["name"] == "default"
     assert prepared.qconfig["origin"] == "get_default_qconfig_mapping('qnnpack')"

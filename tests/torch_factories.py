@@ -59,7 +59,7 @@ class BranchyNet(nn.Module):
         return self.fc(x) if x.sum() > 0 else -self.fc(x)
 
 
-def randomize_batchnorm(model):
+def _randomize_batchnorm(model):
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.uniform_(-0.2, 0.2)
@@ -80,7 +80,7 @@ class TinySource:
 
     def _state(self):
         torch.manual_seed(0)
-        return randomize_batchnorm(TinyNet(**self.sizes)).state_dict()
+        return _randomize_batchnorm(TinyNet(**self.sizes)).state_dict()
 
     def float_model(self):
         model = TinyNet(**self.sizes)
@@ -126,19 +126,19 @@ class FloatOnlySource(TinySource):
         raise NotApplicable("no pre-quantized weights for this model")
 
 
-def tiny_inputs(batches=2, batch_size=4):
+def _inputs(batches=2, batch_size=4):
     generator = torch.Generator().manual_seed(1)
     calibration = [torch.rand(batch_size, 3, SIDE, SIDE, generator=generator) for _ in range(batches)]
     return {"calibration": calibration, "example_input": calibration[0][:1]}
 
 
-def centred_cosine(a, b):
+def _centred_cosine(a, b):
     """Cosine similarity of the input-dependent part of two batches of outputs. A random net's logits are mostly
     fc2's bias, so a plain cosine would be close to 1 even for a model that ignored its input."""
     a, b = a - a.mean(0), b - b.mean(0)
     return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
 
 
-def run_model(model, x):
+def _run(model, x):
     with torch.no_grad():
         return model(x)

@@ -14,37 +14,14 @@ import pytest
 from asv.results import iter_results
 from asv.util import load_json
 
+from tests.factories import commit, copy_project, git
+
 Project = namedtuple("Project", "path home")
 ROOT = Path(__file__).resolve().parent.parent
 MACHINE = "qbench-test"
 RECIPE_LINE = "    mapping = build_qconfig_mapping(inputs.qconfig, inputs.engine)\n"
 CONVS_IN_FLOAT = ("    mapping = build_qconfig_mapping(inputs.qconfig, inputs.engine)"
                   ".set_object_type(torch.nn.Conv2d, None)\n")
-
-
-def git(repo, *args) -> str:
-    done = subprocess.run(["git", "-c", "user.name=qbench-test", "-c", "user.email=qbench@test.invalid", *args],
-                          cwd=repo, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
-
-
-def commit(repo, message) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
-def copy_project(dest: Path) -> Path:
-    """This working tree (tracked and untracked files git does not ignore) as a fresh repository, one commit on
-    main: what a CI clone holds, without touching the repository the tests run in."""
-    listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
-    for name in filter(None, listed):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    git(dest, "init", "-q", "-b", "main")
-    commit(dest, "A: the working tree")
-    return dest
 
 
 def asv(project, home, *args, timeout=900):

@@ -5,9 +5,7 @@ import json
 import math
 import subprocess
 import sys
-import uuid
 from collections import namedtuple
-from dataclasses import replace
 
 import pytest
 from asv.benchmarks import Benchmarks
@@ -18,18 +16,11 @@ from asv.util import load_json
 
 from qbench.report.asv_export import CASE_PARAMS, EXPORT_VERSION, export_history
 from qbench.errors import ConfigError
-from qbench.history.store import RunWriter
-from tests.factories import ENVIRONMENT, MACHINE, make_case, make_record
+from tests.factories import ENVIRONMENT, MACHINE, case_record, git, make_case, make_record, write_run
 
 Repo = namedtuple("Repo", "path commits")
 STATIC = ("'resnet18'", "'static_fx/x86'", "1", "1", "'random'")
 FP32 = ("'resnet18'", "'fp32'", "1", "1", "'random'")
-
-
-def git(repo, *args) -> str:
-    done = subprocess.run(["git", "-c", "user.name=qbench-test", "-c", "user.email=qbench@test.invalid", *args],
-                          cwd=repo, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
 @pytest.fixture
@@ -41,20 +32,6 @@ def repo(tmp_path):
     for message in ("A", "B"):
         git(path, "commit", "-q", "--allow-empty", "-m", message)
     return Repo(path, git(path, "rev-list", "--reverse", "HEAD").split())
-
-
-def write_run(history, records, commit, *, dirty=False, started_at="2026-11-22T10:00:00.000000Z"):
-    provenance = {"version": "0.1.0", "commit": commit, "dirty": dirty}
-    run_id = uuid.uuid4().hex
-    writer = RunWriter(history, MACHINE, {"run_id": run_id, "started_at": started_at, "suite": {"name": "t"},
-                                          "machine": MACHINE, "qbench": provenance})
-    for record in records:
-        writer.append(replace(record, run_id=run_id, qbench=provenance, started_at=started_at))
-    return writer.finish({"run_id": run_id, "interrupted": False})
-
-
-def case_record(mode="static_fx", engine="x86", **overrides):
-    return make_record(make_case(mode=mode, engine=engine), **overrides)
 
 
 def asv_view(out):
@@ -77,10 +54,11 @@ def test_asv_reads_two_runs_at_two_commits_as_two_points(tmp_path, repo):
     history, out = tmp_path / "history", tmp_path / "asv"
     a, b = repo.commits
     write_run(history, [case_record(samples=(0.010, 0.011, 0.012), size=1000),
-                        case_record(mode="fp32", engine=None, samples=(0.040, 0.041, 0.042), size=4000)], a)
+                        case_record(mode="fp32", engine=None, samples=(0.040, 0.041, 0.042), size=4000)],
+              commit=a, stamp=True)
     write_run(history, [case_record(samples=(0.020, 0.022, 0.024), size=1000),
-                        case_record(mode="fp32", engine=None, samples=(0.040, 0.041, 0.042), size=4000)], b,
-              started_at="2026-11-23T10:00:00.000000Z")
+                        case_record(mode="fp32", engine=None, samples=(0.040, 0.041, 0.042), size=4000)],
+              commit=b, started_at="2026-11-23T10:00:00.000000Z", stamp=True)
 
     report = export_history(history, out, repo.path)
 
@@ -111,8 +89,8 @@ def test_asv_reads_two_runs_at_two_commits_as_two_points(tmp_path, repo):
 def test_asv_compare_reads_the_exported_points(tmp_path, repo):
     history, out = tmp_path / "history", tmp_path / "asv"
     a, b = repo.commits
-    write_run(history, [case_record(samples=[0.010 + 1e-4 * i for i in range(20)])], a)
-    write_run(history, [case_record(samples=[0.020 + 1e-4 * i for i in range(20)])], b)
+    write_run(history, [case_record(samples=[0.010 + 1e-4 * i for i in range(20)])], commit=a, stamp=True)
+    write_run(history, [case_record(samples=[0.020 + 1e-4 * i for i in range(20)])], commit=b, stamp=True)
     export_history(history, out, repo.path)
     config = tmp_path / "asv.conf.json"
     config.write_text(json.dumps({"version": 1, "project": "qbench", "repo": str(repo.path), "branches": ["main"],
@@ -129,8 +107,8 @@ def test_asv_compare_reads_the_exported_points(tmp_path, repo):
 def test_records_at_one_commit_and_environment_pool_into_one_point(tmp_path, repo):
     history, out = tmp_path / "history", tmp_path / "asv"
     a = repo.commits[0]
-    write_run(history, [case_record(samples=(0.010, 0.011, 0.012))], a)
-    write_run(history, [case_record(samples=(0.013, 0.014, 0.015))], a)
+    write_run(history, [case_record(samples=(0.010, 0.011, 0.012))], commit=a, stamp=True)
+    write_run(history, [case_record(samples=(0.013, 0.014, 0.015))], commit=a, stamp=True)
     report = export_history(history, out, repo.path)
     benchmarks, results = asv_view(out)
     assert len(report.results_files) == 1 and report.runs == 2
@@ -146,7 +124,7 @@ def test_skipped_failed_and_unmeasured_cases(tmp_path, repo):
     a = repo.commits[0]
     write_run(history, [case_record(mode="fp32", engine=None), case_record(mode="static_eager", status="skipped"),
                         case_record(status="failed"),
-                        make_record(make_case(model="mobilenet_v2", mode="fp32", engine=None))], a)
+                        make_record(make_case(model="mobilenet_v2", mode="fp32", engine=None))], commit=a, stamp=True)
     export_history(history, out, repo.path)
     benchmarks, results = asv_view(out)
     assert point(benchmarks, results[a], "latency", FP32) == pytest.approx(0.011)
@@ -160,9 +138,9 @@ def test_skipped_failed_and_unmeasured_cases(tmp_path, repo):
 def test_runs_asv_cannot_place_are_left_out_and_said_so(tmp_path, repo):
     history, out = tmp_path / "history", tmp_path / "asv"
     a = repo.commits[0]
-    dirty = write_run(history, [case_record()], a, dirty=True)
-    stranger = write_run(history, [case_record()], "f" * 40)
-    nowhere = write_run(history, [case_record()], None)
+    dirty = write_run(history, [case_record()], commit=a, dirty=True, stamp=True)
+    stranger = write_run(history, [case_record()], commit="f" * 40, stamp=True)
+    nowhere = write_run(history, [case_record()], commit=None, stamp=True)
     report = export_history(history, out, repo.path)
     assert report.runs == 0 and not report.results_files
     assert sorted(report.skipped) == sorted([
@@ -175,8 +153,8 @@ def test_runs_asv_cannot_place_are_left_out_and_said_so(tmp_path, repo):
 def test_unreadable_files_are_named_and_the_rest_exported(tmp_path, repo):
     history, out = tmp_path / "history", tmp_path / "asv"
     a, b = repo.commits
-    write_run(history, [case_record()], a)
-    broken = write_run(history, [case_record()], b)
+    write_run(history, [case_record()], commit=a, stamp=True)
+    broken = write_run(history, [case_record()], commit=b, stamp=True)
     broken.write_text(broken.read_text().replace('"kind": "case"', '"kind": "case', 1))
     report = export_history(history, out, repo.path)
     assert report.runs == 1 and len(report.results_files) == 1
@@ -190,7 +168,7 @@ def test_torch_builds_and_steering_variables_are_separate_environments(tmp_path,
     nightly = {**ENVIRONMENT, "torch": "2.14.0.dev20261120+cpu"}
     capped = {**ENVIRONMENT, "variables": {"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "1"}}
     for environment in (ENVIRONMENT, nightly, capped):
-        write_run(history, [case_record(environment=environment)], a)
+        write_run(history, [case_record(environment=environment)], commit=a, stamp=True)
     report = export_history(history, out, repo.path)
     assert len(report.results_files) == 3
     loaded = list(iter_results(str(out)))
@@ -202,7 +180,7 @@ def test_torch_builds_and_steering_variables_are_separate_environments(tmp_path,
 def test_export_keeps_asv_results_and_gives_the_same_tree_twice(tmp_path, repo):
     history, out = tmp_path / "history", tmp_path / "asv"
     a = repo.commits[0]
-    write_run(history, [case_record()], a)
+    write_run(history, [case_record()], commit=a, stamp=True)
     own = {"name": "quick.Resnet18.track_size", "type": "track", "unit": "bytes", "version": "abc",
            "param_names": [], "params": [], "code": ""}
     (out / MACHINE["machine_id"]).mkdir(parents=True)
@@ -225,8 +203,8 @@ def test_runs_at_commits_on_no_shown_branch_are_left_out(tmp_path, repo):
     git(repo.path, "checkout", "-q", "-b", "side")
     git(repo.path, "commit", "-q", "--allow-empty", "-m", "C")
     side = git(repo.path, "rev-parse", "HEAD")
-    write_run(history, [case_record()], repo.commits[1])
-    side_run = write_run(history, [case_record()], side)
+    write_run(history, [case_record()], commit=repo.commits[1], stamp=True)
+    side_run = write_run(history, [case_record()], commit=side, stamp=True)
     report = export_history(history, out, repo.path, branches=["main"])
     assert report.runs == 1 and report.skipped == [
         f"{side_run}: commit {side[:8]} is on no branch the dashboard shows (main)"]

@@ -22,8 +22,7 @@ from qbench.errors import ConfigError, StoreError
 from qbench.records import MODES, CalibrationSpec, QatSpec, canonical_json
 from qbench.runner.registry.modes import apply_mode
 from tests import tiny_models
-from tests.factories import make_case
-from tests.test_cli import ROOT, one_line_error
+from tests.factories import ROOT, make_case, one_line_error
 
 
 def qbench(*args, env_extra=None):

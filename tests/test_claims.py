@@ -12,9 +12,7 @@ from qbench.compare.claims import (claim_rows, judge_accuracy, judge_bandwidth, 
                                    speedup_interval)
 from qbench.report.claims import claims_frame, render_claims
 from qbench.report.document import write_report
-from qbench.history.store import RunWriter
-from tests.factories import MACHINE, make_case, make_record
-from tests.test_cli import one_line_error, qbench
+from tests.factories import MACHINE, make_case, make_record, one_line_error, qbench, write_run
 
 FP32 = make_case(mode="fp32", engine=None, weights="pretrained")
 INT8 = make_case(mode="static_fx", engine="x86", weights="pretrained")
@@ -248,22 +246,13 @@ def test_rendered_tables_carry_provenance_and_json_round_trips():
 
 # ---------------------------------------------------------------------------------------------- CLI and report
 
-def write_run(root, records, run_id, started_at="2026-11-22T10:00:00.000000Z"):
-    header = {"run_id": run_id, "started_at": started_at, "machine": MACHINE, "suite": {"name": "t"},
-              "qbench": {"commit": "c" * 40}}
-    writer = RunWriter(root, MACHINE, header)
-    for item in records:
-        writer.append(item)
-    return writer.finish({"run_id": run_id, "finished_at": started_at, "interrupted": False})
-
-
 RUN_ID = "a1" * 16
 
 
 def good_run(tmp_path):
     records = [record(FP32, samples=[0.030] * 5, size=4000, run_id=RUN_ID),
                record(INT8, samples=[0.010] * 5, size=1000, run_id=RUN_ID)]
-    return write_run(tmp_path, records, RUN_ID)
+    return write_run(tmp_path, records, run_id=RUN_ID)
 
 
 def test_claims_cli_prints_every_format(tmp_path):
@@ -289,7 +278,7 @@ def test_claims_cli_bad_input_is_one_line_and_exit_2(tmp_path):
         done = qbench("claims", "--results", str(tmp_path), *args)
         assert done.returncode == 2 and text in one_line_error(done), done.stderr
     fp32_only = tmp_path / "fp32"
-    write_run(fp32_only, [record(FP32, run_id="b2" * 16)], "b2" * 16)
+    write_run(fp32_only, [record(FP32, run_id="b2" * 16)], run_id="b2" * 16)
     done = qbench("claims", "--results", str(fp32_only))
     assert done.returncode == 2 and "has no int8 cases to judge" in one_line_error(done)
 

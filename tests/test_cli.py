@@ -6,48 +6,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-TINY_SUITE = """
-[suite]
-name = "tiny"
-[defaults]
-engines = ["x86", "qnnpack"]
-[[matrix]]
-models = ["tests.tiny_models:convnet"]
-modes = ["fp32", "dynamic", "static_eager", "static_fx"]
-[calibration]
-batches = 1
-batch_size = 2
-[measure]
-warmup_rounds = 1
-min_time_s = 0.05
-min_rounds = 3
-timeout_s = 120.0
-"""
-
-
-def qbench(*args, cwd=None, **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "qbench", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd or ROOT, timeout=600, **kwargs)
-
-
-@pytest.fixture
-def tiny_suite(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY_SUITE)
-    return path
-
-
-def one_line_error(done):
-    lines = done.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("qbench: error: ")
-    return lines[-1]
+from tests.factories import ROOT, one_line_error, qbench, tiny_suite_text
 
 
 def test_run_writes_history_and_prints_the_ratio_table(tiny_suite, tmp_path):
@@ -104,7 +66,7 @@ def test_bad_input_exits_2_with_one_line(args, message):
 
 def test_typo_in_a_suite_file_exits_2(tmp_path):
     path = tmp_path / "typo.toml"
-    path.write_text(TINY_SUITE.replace("modes =", "mode ="))
+    path.write_text(tiny_suite_text().replace("modes =", "mode ="))
     done = qbench("run", "--suite", str(path))
     assert done.returncode == 2
     assert "unknown key 'mode'" in one_line_error(done)
@@ -112,7 +74,7 @@ def test_typo_in_a_suite_file_exits_2(tmp_path):
 
 def test_unknown_model_exits_2_with_suggestion(tmp_path):
     path = tmp_path / "unknown.toml"
-    path.write_text(TINY_SUITE.replace('"tests.tiny_models:convnet"', '"resnet81"'))
+    path.write_text(tiny_suite_text().replace('"tests.tiny_models:convnet"', '"resnet81"'))
     done = qbench("list", "--suite", str(path))
     assert done.returncode == 2
     assert "model 'resnet81' matches no model; did you mean resnet18" in one_line_error(done)
@@ -120,7 +82,7 @@ def test_unknown_model_exits_2_with_suggestion(tmp_path):
 
 def test_unknown_custom_factory_exits_2(tmp_path):
     path = tmp_path / "factory.toml"
-    path.write_text(TINY_SUITE.replace("tests.tiny_models:convnet", "tests.tiny_models:nothing"))
+    path.write_text(tiny_suite_text().replace("tests.tiny_models:convnet", "tests.tiny_models:nothing"))
     done = qbench("list", "--suite", str(path))
     assert done.returncode == 2
     assert "tests.tiny_models:nothing" in one_line_error(done)
@@ -139,7 +101,7 @@ def test_corrupt_machine_record_exits_3_and_is_left_alone(tiny_suite, tmp_path):
 
 def test_fail_on_error_exits_3_when_a_case_failed(tmp_path):
     path = tmp_path / "failing.toml"
-    path.write_text(TINY_SUITE.replace("timeout_s = 120.0", "timeout_s = 120.0\n[run]\nmemory_limit_gb = 0.05"))
+    path.write_text(tiny_suite_text().replace("timeout_s = 120.0", "timeout_s = 120.0\n[run]\nmemory_limit_gb = 0.05"))
     done = qbench("run", "--suite", str(path), "--results", str(tmp_path / "r"), "--fail-on-error",
                   "--filter", "*fp32*")
     assert done.returncode == 3, done.stderr
@@ -154,7 +116,7 @@ def test_machine_prints_the_fingerprint():
 
 def test_sigterm_seals_the_run_with_what_it_finished(tmp_path):
     path = tmp_path / "slow.toml"
-    path.write_text(TINY_SUITE.replace("tests.tiny_models:convnet", "tests.tiny_models:slow")
+    path.write_text(tiny_suite_text().replace("tests.tiny_models:convnet", "tests.tiny_models:slow")
                     .replace("min_time_s = 0.05", "min_time_s = 5.0").replace("min_rounds = 3", "min_rounds = 1"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "qbench", "run", "--suite", str(path), "--results",

@@ -6,9 +6,7 @@ import json
 
 import pytest
 
-from qbench.history.store import RunWriter
-from tests.factories import MACHINE, make_case, make_record
-from tests.test_cli import TINY_SUITE, one_line_error, qbench
+from tests.factories import MACHINE, make_case, make_record, one_line_error, qbench, tiny_suite_text, write_run
 
 CASE = make_case()
 OTHER = make_case(model="mobilenet_v2")
@@ -23,23 +21,14 @@ def record(median, *, case=CASE, suite=None, commit=COMMIT_A, **overrides):
                        qbench={"version": "0.1.0", "commit": commit, "dirty": False}, **overrides)
 
 
-def write_run(root, run_id, started_at, commit, records, suite=None):
-    header = {"run_id": run_id, "started_at": started_at, "suite": suite or {"name": "t"}, "machine": MACHINE,
-              "qbench": {"version": "0.1.0", "commit": commit, "dirty": False}}
-    writer = RunWriter(root, MACHINE, header)
-    for item in records:
-        writer.append(item)
-    return writer.finish({"run_id": run_id, "interrupted": False})
-
-
 @pytest.fixture
 def history(tmp_path):
     """Base run (commit a…) and a candidate run (commit b…) where OTHER got 30% slower."""
     root = tmp_path / "results"
-    write_run(root, "1111aaaa" + "0" * 24, "2026-11-20T10:00:00.000000Z", COMMIT_A,
-              [record(0.010), record(0.020, case=OTHER)])
-    write_run(root, "2222bbbb" + "0" * 24, "2026-11-21T10:00:00.000000Z", COMMIT_B,
-              [record(0.010, commit=COMMIT_B), record(0.026, case=OTHER, commit=COMMIT_B)])
+    write_run(root, [record(0.010), record(0.020, case=OTHER)], run_id="1111aaaa" + "0" * 24,
+              started_at="2026-11-20T10:00:00.000000Z", commit=COMMIT_A)
+    write_run(root, [record(0.010, commit=COMMIT_B), record(0.026, case=OTHER, commit=COMMIT_B)],
+              run_id="2222bbbb" + "0" * 24, started_at="2026-11-21T10:00:00.000000Z", commit=COMMIT_B)
     return root
 
 
@@ -107,7 +96,8 @@ def corrupt(path):
 
 
 def test_a_corrupt_file_is_named_the_rest_compared_and_exit_is_3(history, tmp_path):
-    write_run(history, "3333cccc" + "0" * 24, "2026-11-19T10:00:00.000000Z", COMMIT_A, [record(0.5)])
+    write_run(history, [record(0.5)], run_id="3333cccc" + "0" * 24, started_at="2026-11-19T10:00:00.000000Z",
+              commit=COMMIT_A)
     bad = next(history.rglob("*3333cccc.jsonl"))
     corrupt(bad)
     done = compare(history, "latest~1", "latest", "--threshold", "latency:50%", cwd=tmp_path)
@@ -119,7 +109,8 @@ def test_a_corrupt_file_is_named_the_rest_compared_and_exit_is_3(history, tmp_pa
 
 
 def test_a_regression_outranks_a_corrupt_file(history, tmp_path):
-    write_run(history, "3333cccc" + "0" * 24, "2026-11-19T10:00:00.000000Z", COMMIT_A, [record(0.5)])
+    write_run(history, [record(0.5)], run_id="3333cccc" + "0" * 24, started_at="2026-11-19T10:00:00.000000Z",
+              commit=COMMIT_A)
     bad = next(history.rglob("*3333cccc.jsonl"))
     corrupt(bad)
     done = compare(history, "latest~1", "latest", "--format", "json", cwd=tmp_path)
@@ -135,10 +126,10 @@ def test_suite_file_thresholds_of_the_candidate_apply(tmp_path):
                           '[thresholds]\nlatency = "40%"\n')
     suite = {"name": "gate", "path": str(suite_path), "sha256": hashlib.sha256(suite_path.read_bytes()).hexdigest()}
     root = tmp_path / "results"
-    write_run(root, "1111aaaa" + "0" * 24, "2026-11-20T10:00:00.000000Z", COMMIT_A, [record(0.010, suite=suite)],
-              suite)
-    write_run(root, "2222bbbb" + "0" * 24, "2026-11-21T10:00:00.000000Z", COMMIT_B, [record(0.013, suite=suite)],
-              suite)
+    write_run(root, [record(0.010, suite=suite)], run_id="1111aaaa" + "0" * 24,
+              started_at="2026-11-20T10:00:00.000000Z", commit=COMMIT_A, suite=suite)
+    write_run(root, [record(0.013, suite=suite)], run_id="2222bbbb" + "0" * 24,
+              started_at="2026-11-21T10:00:00.000000Z", commit=COMMIT_B, suite=suite)
     done = compare(root, "latest~1", "latest", cwd=tmp_path)
     assert done.returncode == 0, done.stdout
     assert "+30.0%, within 40% (suite gate)" in done.stdout
@@ -169,7 +160,7 @@ def test_a_corrupt_noise_file_is_named_and_defaults_apply(history, tmp_path):
 
 def test_real_tiny_run_compared_with_itself(tmp_path):
     suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY_SUITE)
+    suite.write_text(tiny_suite_text())
     results = tmp_path / "results"
     done = qbench("run", "--suite", str(suite), "--results", str(results), "--no-progress", "--repeat", "2",
                   "--filter", "*/x86/*", "--filter", "*/fp32/*")

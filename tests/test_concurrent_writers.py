@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 from qbench.history.store import iter_records, load_history, read_run_file
-from tests.test_cli import ROOT, TINY_SUITE
+from tests.factories import ROOT, tiny_suite_text
 
 
 def test_two_runs_into_one_folder_at_once_keep_every_record(tmp_path):
     suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY_SUITE)
+    suite.write_text(tiny_suite_text())
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "qbench", "run", "--suite", str(suite), "--results", str(results),

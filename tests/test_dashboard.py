@@ -10,31 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asv
 import pytest
 
 from qbench.report.dashboard import VENDOR_DIR, vendor_dashboard
 from qbench.errors import InfraError
-from tests.test_asv_benchmarks import commit, copy_project, git
-from tests.test_asv_export import case_record, write_run
+from tests.factories import case_record, commit, copy_project, git, tiny_suite_text, write_run
 
 CHROMIUM = Path("/usr/bin/chromium")
-ASV_INDEX = Path(sys.modules["asv"].__file__).parent / "www" / "index.html"
-SUITE = """
-[suite]
-name = "dash"
-[defaults]
-engines = ["x86"]
-[[matrix]]
-models = ["tests.tiny_models:convnet"]
-modes = ["fp32", "dynamic", "static_fx"]
-[calibration]
-batches = 1
-batch_size = 2
-[measure]
-warmup_rounds = 1
-min_time_s = 0.05
-min_rounds = 5
-"""
+ASV_INDEX = Path(asv.__file__).parent / "www" / "index.html"
+SUITE = tiny_suite_text("dash", engines=["x86"], modes=["fp32", "dynamic", "static_fx"], min_rounds=5,
+                        timeout_s=None)
 GRAPH = "dash.history.track_latency"
 # Polls the dashboard in an iframe (same origin) until flot has drawn the main graph, then writes what it drew.
 PROBE = """<!doctype html><html><body>
@@ -222,7 +208,7 @@ def small_project(tmp_path):
     git(project, "init", "-q", "-b", "main")
     commits = [commit(project, "A"), commit(project, "B")]
     for sha, started in zip(commits, ("2026-11-22T10:00:00.000000Z", "2026-11-23T10:00:00.000000Z")):
-        write_run(project / "results", [case_record()], sha, started_at=started)
+        write_run(project / "results", [case_record()], commit=sha, started_at=started, stamp=True)
     return project
 
 
@@ -258,7 +244,8 @@ def test_publish_bad_input_exits_2_and_deletes_nothing(small_project, args, mess
 def test_publish_says_why_no_run_could_be_shown(small_project):
     config = json.loads(re.sub(r"^\s*//.*$", "", (small_project / "asv.conf.json").read_text(), flags=re.M))
     (small_project / "no-asv.json").write_text(json.dumps({**config, "results_dir": "no-asv-results"}))
-    write_run(small_project / "dirty", [case_record()], git(small_project, "rev-parse", "HEAD"), dirty=True)
+    write_run(small_project / "dirty", [case_record()], commit=git(small_project, "rev-parse", "HEAD"), dirty=True,
+              stamp=True)
     done = qbench(small_project, "publish", "--results", "dirty", "--config", "no-asv.json")
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()

@@ -10,30 +10,8 @@ import pytest
 from qbench.compare.steps import detect, find_regressions, git_commit_order, latest_runs, threshold_for
 from qbench.history.noise import noise_document, write_noise
 from qbench.history.series import build_series
-from qbench.history.store import RunWriter
 from qbench.thresholds import ThresholdPolicy
-from tests.factories import MACHINE
-from tests.test_cli import one_line_error, qbench
-from tests.test_series import FP32, INT8, make_run, pairs
-
-
-def noisy(rng, level, noise, n=7):
-    """n latency samples around `level` whose median carries relative noise `noise` from run to run."""
-    centre = level * (1 + rng.gauss(0, noise))
-    return [centre * (1 + rng.gauss(0, noise / 3)) for _ in range(n)]
-
-
-def history(levels, *, noise=0.01, seed=0, fp32_levels=None, torch_from=None):
-    """One run per level: the int8 case at that latency (and the fp32 case when fp32_levels is given)."""
-    rng = random.Random(seed)
-    runs = []
-    for index, level in enumerate(levels):
-        spec = [(INT8, noisy(rng, level, noise), 1000)]
-        if fp32_levels is not None:
-            spec.append((FP32, noisy(rng, fp32_levels[index], noise), 4000))
-        torch = "2.14.0.dev" if torch_from is not None and index >= torch_from else "2.13.0+cpu"
-        runs.append(make_run(index, spec, torch=torch))
-    return runs
+from tests.factories import FP32, INT8, MACHINE, history, make_run, noisy, one_line_error, pairs, qbench, write_history
 
 
 def series_of(runs, metric, case_id=INT8.case_id):
@@ -116,25 +94,6 @@ def test_find_regressions_uses_each_machines_noise():
     series = build_series(pairs(*history([0.010] * 7 + [0.013] * 5)))
     assert find_regressions(series, policy({INT8.case_id: {"latency": 0.40, "throughput": 0.40}})) == []
     assert {r.metric for r in find_regressions(series)} == {"latency", "throughput"}
-
-
-BROKEN = {
-    "truncated": '{"kind": "run", "schema_version": 1, "run_id": "x"}\n{"kind": "case", "trunc',
-    "newer schema": '{"kind": "run", "schema_version": 99, "run_id": "x"}\n',
-    "not json": "\x00\x01 garbage\n",
-}
-
-
-def write_history(root, runs, corrupt=None):
-    for run in runs:
-        writer = RunWriter(root, MACHINE, {k: v for k, v in run.header.items() if k != "kind"})
-        for record in run.records:
-            writer.append(record)
-        writer.finish({"run_id": run.header["run_id"], "finished_at": run.header["started_at"], "interrupted": False})
-    if corrupt:
-        bad = root / MACHINE["machine_id"] / "runs" / "2026-11" / "20261130T000000Z_broken_00000000.jsonl"
-        bad.write_text(BROKEN[corrupt if isinstance(corrupt, str) else "truncated"])
-        return bad
 
 
 def test_history_cli_exits_1_when_the_latest_run_regressed(tmp_path):

@@ -2,7 +2,6 @@
 regression gate over the merged runs, and sharded runs of a real tiny suite merging into what one run gives."""
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,23 +12,11 @@ from qbench.errors import StoreError
 from qbench.history.merge import merge_peaks, merge_results, newer_document
 from qbench.history.noise import noise_document, write_noise
 from qbench.history.store import read_run_file, run_files
-from tests.factories import MACHINE, make_case
-from tests.test_cli import ROOT, one_line_error, qbench
-from tests.test_history import history, noisy, write_history
-from tests.test_series import INT8, make_run
+from tests.factories import (INT8, MACHINE, ROOT, history, one_line_error, qbench, regressed_tonight, shard_folders,
+                             tiny_suite_text, write_history)
 
-OTHER = make_case(model="resnet50")
-
-
-def shard_folders(tmp_path: Path, count: int = 2, nights: int = 3) -> list[Path]:
-    """`count` results folders, each the runs of one shard: shard i holds runs i, i + count, ..."""
-    runs = history([0.010] * (count * nights))
-    folders = []
-    for index in range(count):
-        folder = tmp_path / f"shard{index + 1}"
-        write_history(folder, runs[index::count])
-        folders.append(folder)
-    return folders
+TINY_SHARDS = tiny_suite_text("tiny-shards", engines=["qnnpack"],
+                              modes=["fp32", "dynamic", "static_fx", "static_eager"], min_time_s=0.02)
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -163,20 +150,6 @@ def test_a_partial_file_is_merged_and_a_sealed_copy_of_the_same_run_supersedes_i
         merge_results([source], tmp_path / "other")
 
 
-def regressed_tonight(tmp_path: Path) -> tuple[Path, list[Path]]:
-    """Nine nights of two cases in the history; tonight two shards: shard 1 has INT8 at 13 ms instead of 10, shard 2
-    (same start, larger run id: the machine's latest run) has the other case unchanged."""
-    rng = random.Random(1)
-    past = [make_run(i, [(INT8, noisy(rng, 0.010, 0.01), 1000), (OTHER, noisy(rng, 0.020, 0.01), 1000)])
-            for i in range(9)]
-    write_history(tmp_path / "history", past)
-    shard1 = make_run(9, [(INT8, noisy(rng, 0.013, 0.01), 1000)], commit="d" * 40)
-    shard2 = make_run(10, [(OTHER, noisy(rng, 0.020, 0.01), 1000)], commit="d" * 40, day=9)
-    write_history(tmp_path / "shard1", [shard1])
-    write_history(tmp_path / "shard2", [shard2])
-    return tmp_path / "history", [tmp_path / "shard1", tmp_path / "shard2"]
-
-
 def test_fail_on_regression_catches_a_regression_in_any_shard_not_only_the_latest_run(tmp_path):
     into, sources = regressed_tonight(tmp_path)
     done = qbench("merge", *map(str, sources), "--into", str(into), "--fail-on-regression")
@@ -198,25 +171,6 @@ def test_fail_on_regression_passes_when_tonights_runs_are_flat(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "10 run files copied (10 records)" in done.stdout
     assert "verdict   0 regression(s) start in the merged runs" in done.stdout
-
-
-TINY = """
-[suite]
-name = "tiny-shards"
-[defaults]
-engines = ["qnnpack"]
-[[matrix]]
-models = ["tests.tiny_models:convnet"]
-modes = ["fp32", "dynamic", "static_fx", "static_eager"]
-[calibration]
-batches = 1
-batch_size = 2
-[measure]
-warmup_rounds = 1
-min_time_s = 0.02
-min_rounds = 3
-timeout_s = 120.0
-"""
 
 
 def identities(root: Path) -> list[tuple]:
@@ -251,7 +205,7 @@ def seed_machine_files(source: Path, *targets: Path) -> None:
 def test_sharded_runs_merged_equal_an_unsharded_run(tmp_path):
     suite = tmp_path / "tiny.toml"
     # Two families (an fp32 parent and its int8 children, at batch 1 and 2) so that both shards get one.
-    suite.write_text(TINY.replace("[[matrix]]", "batch_sizes = [1, 2]\n[[matrix]]", 1))
+    suite.write_text(TINY_SHARDS.replace("[[matrix]]", "batch_sizes = [1, 2]\n[[matrix]]", 1))
     finish(qbench_run(suite, tmp_path / "s1", "--shard", "1/2"))
     seed_machine_files(tmp_path / "s1", tmp_path / "s2", tmp_path / "whole")
     later = [qbench_run(suite, tmp_path / "s2", "--shard", "2/2"), qbench_run(suite, tmp_path / "whole")]

@@ -8,8 +8,7 @@ import pytest
 from qbench.errors import SchemaVersionError, StoreError
 from qbench.history.noise import (NOISE_FLOOR, estimate_thresholds, load_noise, noise_document, noise_path,
                           relative_noise, write_noise)
-from tests.factories import MACHINE, make_case, make_record
-from tests.test_cli import TINY_SUITE, one_line_error, qbench
+from tests.factories import MACHINE, make_case, make_record, one_line_error, qbench, tiny_suite_text
 
 CASE = make_case()
 
@@ -75,7 +74,7 @@ def test_load_noise_missing_is_empty_and_bad_files_are_store_errors(tmp_path):
 
 def test_noise_command_measures_the_tiny_model_and_writes_thresholds(tmp_path):
     suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY_SUITE)
+    suite.write_text(tiny_suite_text())
     results = tmp_path / "results"
     done = qbench("noise", "--suite", str(suite), "--repeats", "2", "--filter", "*/x86/*", "--filter", "*fp32*",
                   "--results", str(results), "--no-progress")

@@ -11,7 +11,7 @@ from qbench.runner.probes.size import measure_size
 from qbench.runner.registry import pt2e
 from qbench.runner.registry.modes import apply_mode
 from tests import tiny_models
-from tests.test_modes import _centred_cosine, _run
+from tests.torch_factories import _centred_cosine, _run
 
 SIDE = tiny_models.INPUT_SIZE
 PHASES = ["build", "export", "calibrate", "convert", "compile"]

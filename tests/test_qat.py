@@ -12,8 +12,8 @@ from qbench.runner.probes.size import measure_size
 from qbench.records import QatSpec
 from qbench.runner.registry.modes import apply_mode
 from qbench.runner.registry.qat import QAT_LOSS
-from tests.test_modes import SIDE, BranchyNet, FloatOnlySource, TinyNet, TinySource, _centred_cosine, _inputs, \
-    _randomize_batchnorm, _run
+from tests.torch_factories import (SIDE, BranchyNet, FloatOnlySource, TinyNet, TinySource, _centred_cosine,
+                                   _inputs, _randomize_batchnorm, _run)
 
 # Small enough to move the weights without diverging; BN frozen from the start, so the student normalizes with
 # the same running statistics as its fp32 teacher.

@@ -17,7 +17,7 @@ from qbench.suite.qconfig_names import (GRANULARITIES, OBSERVERS, QCONFIG_EXAMPL
 from qbench.records import MODES
 from qbench.runner.registry.modes import apply_mode
 from qbench.runner.registry.qconfigs import build_qconfig, build_qconfig_mapping, calibration_engine, qconfig_origin
-from tests.test_modes import SIDE, TinySource, _centred_cosine, _inputs, _run
+from tests.torch_factories import SIDE, TinySource, _centred_cosine, _inputs, _run
 
 NAMED = [f"{o}/{g}/{s}" for o in OBSERVERS for g in GRANULARITIES for s in SYMMETRIES]
 OBSERVER_CLASSES = {"minmax": "MinMaxObserver", "moving_average": "MovingAverageMinMaxObserver",

@@ -9,10 +9,8 @@ import pytest
 
 from qbench.report.document import markdown_to_html, write_report
 from qbench.history.store import read_run_file
-from tests.factories import make_case, make_record
-from tests.test_cli import one_line_error, qbench
-from tests.test_history import history, write_history
-from tests.test_series import FP32, INT8, make_run
+from tests.factories import (FP32, INT8, history, make_case, make_record, make_run, one_line_error, qbench,
+                             write_history)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 QNNPACK = make_case(mode="static_fx", engine="qnnpack")
@@ -64,7 +62,7 @@ def test_regressions_and_passed_in_sections_are_rendered(tmp_path):
     runs = history([0.010] * 7 + [0.012] * 5, torch_from=7)
     from qbench.compare.steps import find_regressions
     from qbench.history.series import build_series
-    from tests.test_series import pairs
+    from tests.factories import pairs
 
     regressions = [r for r in find_regressions(build_series(pairs(*runs)), {}) if r.metric == "latency"]
     comparison = "| case | verdict |\n|---|---|\n| resnet18 | regressed |"

@@ -14,7 +14,7 @@ from qbench.history.sensitivity import load_sensitivity
 from qbench.runner.probes.accuracy import SQNR_CAP_DB, logits_agreement, sqnr_db
 from qbench.runner.sensitivity import analyze, quantized_layers
 from qbench.history.store import iter_records
-from tests.test_cli import one_line_error, qbench
+from tests.factories import one_line_error, qbench
 
 INPUT_SIZE = 16
 MODEL = "tests.test_sensitivity:outlier_net"

@@ -2,38 +2,12 @@
 
 import dataclasses
 import hashlib
-from pathlib import Path
 
 import pytest
 
 from qbench.records import CalibrationSpec
 from qbench.history.series import build_series, format_series_value, order_by_commits, record_values
-from qbench.history.store import RunFile
-from tests.factories import ENVIRONMENT, MACHINE, make_case, make_record
-
-FP32 = make_case(mode="fp32", engine=None)
-INT8 = make_case(mode="static_fx", engine="x86")
-
-
-def make_run(index: int, records_spec, *, commit: str | None = None, torch: str = "2.13.0+cpu",
-             machine: dict = MACHINE, day: int | None = None) -> RunFile:
-    """A RunFile of hand-made records. records_spec: (case, samples, size) triples, one per record (a case listed
-    twice is two processes of one run). Run `index` starts on day `index` unless `day` says otherwise."""
-    run_id = f"{index:04d}" + "0" * 28
-    started = f"2026-11-{(day if day is not None else index) + 1:02d}T03:00:00.000000Z"
-    commit = commit or hashlib.sha1(str(index).encode()).hexdigest()
-    records = [make_record(case, samples=samples, size=size, run_id=run_id, started_at=started,
-                           qbench={"version": "0.1.0", "commit": commit, "dirty": False},
-                           environment={**ENVIRONMENT, "torch": torch}, machine=machine,
-                           worker={"repeat": repeat})
-               for repeat, (case, samples, size) in enumerate(records_spec)]
-    header = {"kind": "run", "run_id": run_id, "started_at": started, "machine": machine,
-              "qbench": {"commit": commit}, "suite": {"name": "t"}}
-    return RunFile(path=Path(f"/history/{run_id}.jsonl"), header=header, records=records, footer={})
-
-
-def pairs(*runs):
-    return [(run, record) for run in runs for record in run.records]
+from tests.factories import FP32, INT8, MACHINE, make_case, make_record, make_run, pairs
 
 
 def by_metric(series, metric, case_id=INT8.case_id):

@@ -7,30 +7,21 @@ import pytest
 
 from qbench.errors import ConfigError, StoreError
 from qbench.history.sides import ResultsFolder, resolve_side
-from qbench.history.store import RunWriter
-from tests.factories import MACHINE, make_record
+from tests.factories import make_record, write_run
 
 COMMIT_A = "a1" * 20
 COMMIT_B = "b2" * 20
 
 
-def write_run(root, run_id, started_at, commit, *, finish=True, suite="quick", records=1):
-    header = {"run_id": run_id, "started_at": started_at, "suite": {"name": suite}, "machine": MACHINE,
-              "qbench": {"version": "0.1.0", "commit": commit, "dirty": False}}
-    writer = RunWriter(root, MACHINE, header)
-    for _ in range(records):
-        writer.append(make_record(run_id=run_id, qbench=header["qbench"]))
-    if finish:
-        return writer.finish({"run_id": run_id, "interrupted": False})
-    return writer.partial_path
-
-
 @pytest.fixture
 def root(tmp_path):
     root = tmp_path / "results"
-    write_run(root, "1111aaaa" + "0" * 24, "2026-11-20T10:00:00.000000Z", COMMIT_A)
-    write_run(root, "2222bbbb" + "0" * 24, "2026-11-21T10:00:00.000000Z", COMMIT_A, records=2)
-    write_run(root, "3333cccc" + "0" * 24, "2026-11-22T10:00:00.000000Z", COMMIT_B, suite="smoke")
+    write_run(root, 1, run_id="1111aaaa" + "0" * 24, started_at="2026-11-20T10:00:00.000000Z", commit=COMMIT_A,
+              suite="quick")
+    write_run(root, 2, run_id="2222bbbb" + "0" * 24, started_at="2026-11-21T10:00:00.000000Z", commit=COMMIT_A,
+              suite="quick")
+    write_run(root, 1, run_id="3333cccc" + "0" * 24, started_at="2026-11-22T10:00:00.000000Z", commit=COMMIT_B,
+              suite="smoke")
     return root
 
 
@@ -61,7 +52,8 @@ def test_latest_beyond_history_names_the_recent_runs(root):
 
 
 def test_latest_skips_a_run_still_being_written(root):
-    write_run(root, "4444dddd" + "0" * 24, "2026-11-23T10:00:00.000000Z", COMMIT_B, finish=False)
+    write_run(root, 1, run_id="4444dddd" + "0" * 24, started_at="2026-11-23T10:00:00.000000Z", commit=COMMIT_B,
+              suite="quick", finish=False)
     assert run_ids(side("latest", root)) == ["3333cccc"]
     assert run_ids(side("4444dd", root)) == ["4444dddd"]
     assert "incomplete" in side("4444dd", root).label
@@ -79,7 +71,8 @@ def test_a_prefix_shorter_than_six_digits_is_not_a_run_id(root):
 
 
 def test_ambiguous_run_prefix_lists_the_matches(root):
-    write_run(root, "2222bbbf" + "0" * 24, "2026-11-19T10:00:00.000000Z", COMMIT_B)
+    write_run(root, 1, run_id="2222bbbf" + "0" * 24, started_at="2026-11-19T10:00:00.000000Z", commit=COMMIT_B,
+              suite="quick")
     with pytest.raises(ConfigError) as error:
         side("2222bb", root)
     assert str(error.value) == ("2222bb is ambiguous: 2 runs match: 2222bbbf (quick, b2b2b2b2, 2026-11-19 10:00); "
@@ -94,13 +87,15 @@ def test_commit_prefix_means_all_its_runs(root):
 
 
 def test_ambiguous_commit_prefix(root):
-    write_run(root, "5555eeee" + "0" * 24, "2026-11-19T10:00:00.000000Z", "a1a1a1ff" + "0" * 32)
+    write_run(root, 1, run_id="5555eeee" + "0" * 24, started_at="2026-11-19T10:00:00.000000Z",
+              commit="a1a1a1ff" + "0" * 32, suite="quick")
     with pytest.raises(ConfigError, match=r"a1a1a1 is ambiguous: commits a1a1a1a1a1a1, a1a1a1ff0000 match"):
         side("a1a1a1", root)
 
 
 def test_prefix_of_both_a_run_and_a_commit_is_ambiguous(root):
-    write_run(root, "b2b2b2" + "9" * 26, "2026-11-19T10:00:00.000000Z", COMMIT_A)
+    write_run(root, 1, run_id="b2b2b2" + "9" * 26, started_at="2026-11-19T10:00:00.000000Z", commit=COMMIT_A,
+              suite="quick")
     with pytest.raises(ConfigError, match="b2b2b2 is ambiguous: it starts run b2b2b2"):
         side("b2b2b2", root)
 
@@ -161,8 +156,10 @@ def repo(tmp_path):
 def test_git_refs_resolve_in_the_current_repository(tmp_path, repo):
     first, second = git(repo, "rev-parse", "HEAD~1"), git(repo, "rev-parse", "HEAD")
     root = tmp_path / "results"
-    write_run(root, "1111aaaa" + "0" * 24, "2026-11-20T10:00:00.000000Z", first)
-    write_run(root, "2222bbbb" + "0" * 24, "2026-11-21T10:00:00.000000Z", second)
+    write_run(root, 1, run_id="1111aaaa" + "0" * 24, started_at="2026-11-20T10:00:00.000000Z", commit=first,
+              suite="quick")
+    write_run(root, 1, run_id="2222bbbb" + "0" * 24, started_at="2026-11-21T10:00:00.000000Z", commit=second,
+              suite="quick")
     assert run_ids(side("HEAD~1", root, cwd=repo)) == ["1111aaaa"]
     assert run_ids(side("v1", root, cwd=repo)) == ["1111aaaa"]
     resolved = side("main", root, cwd=repo)
@@ -171,7 +168,8 @@ def test_git_refs_resolve_in_the_current_repository(tmp_path, repo):
 
 def test_git_ref_without_runs_is_an_error_naming_the_commit(tmp_path, repo):
     root = tmp_path / "results"
-    write_run(root, "1111aaaa" + "0" * 24, "2026-11-20T10:00:00.000000Z", COMMIT_A)
+    write_run(root, 1, run_id="1111aaaa" + "0" * 24, started_at="2026-11-20T10:00:00.000000Z", commit=COMMIT_A,
+              suite="quick")
     head = git(repo, "rev-parse", "HEAD")
     with pytest.raises(ConfigError, match=f"HEAD is commit {head[:12]}, which has no runs under .*; recent runs: "
                                           "1111aaaa"):

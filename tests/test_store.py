@@ -10,18 +10,11 @@ import time
 import pytest
 
 from qbench.errors import InfraError, SchemaVersionError, StoreError
-from qbench.history.store import RunWriter, ensure_machine, iter_records, load_history, read_run_file, run_files
-from tests.factories import MACHINE, make_case, make_record
+from qbench.history.store import ensure_machine, iter_records, load_history, read_run_file, run_files
+from tests.factories import MACHINE, make_case, make_record, write_run
 
 HEADER = {"run_id": "0123456789abcdef", "started_at": "2026-11-22T10:00:00.000000Z", "suite": {"name": "t"},
           "machine": MACHINE, "qbench": {"commit": "c" * 40}}
-
-
-def write_run(root, records, finish=True):
-    writer = RunWriter(root, MACHINE, HEADER | {"run_id": os.urandom(8).hex()})
-    for record in records:
-        writer.append(record)
-    return writer.finish({"run_id": "x", "interrupted": False}) if finish else writer.partial_path
 
 
 def test_finished_run_is_one_sealed_file(tmp_path):

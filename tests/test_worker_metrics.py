@@ -5,9 +5,9 @@ measures the same model."""
 import json
 
 from qbench.history.store import iter_records, load_history
-from tests.test_cli import TINY_SUITE, qbench
+from tests.factories import qbench, tiny_suite_text
 
-SUITE = TINY_SUITE.replace('modes = ["fp32", "dynamic", "static_eager", "static_fx"]',
+SUITE = tiny_suite_text().replace('modes = ["fp32", "dynamic", "static_eager", "static_fx"]',
                            'modes = ["fp32", "static_fx"]').replace('engines = ["x86", "qnnpack"]', 'engines = ["x86"]')
 SUITE += """
 [accuracy]

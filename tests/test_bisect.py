@@ -205,7 +205,7 @@ def test_ab_with_repo_measures_commits_of_another_repository(tmp_path):
     repo = tmp_path / "repo"
     shas = throwaway_repo(repo, {3: model_source(40)})
     done = qbench("ab", "--suite", str(write_suite(tmp_path)), "--repo", str(repo), "--a", "good", "--b", "bad",
-                  "--pairs", "8", "--format", "json", "--threshold", "latency:50%", cwd=tmp_path)
+                  "--pairs", "8", "--statistic", "min", "--format", "json", "--threshold", "latency:50%", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     result = json.loads(done.stdout)
     (case,) = result["cases"]
@@ -224,7 +224,7 @@ def test_bisect_driver_finds_the_first_slow_commit(tmp_path):
     repo = tmp_path / "repo"
     shas = throwaway_repo(repo, {2: model_source(40)})
     done = qbench("bisect", "--suite", str(write_suite(tmp_path)), "--repo", str(repo), "--good", "good", "--bad",
-                  "bad", "--pairs", "8", "--threshold", "latency:50%", "--format", "json", cwd=tmp_path)
+                  "bad", "--pairs", "8", "--statistic", "min", "--threshold", "latency:50%", "--format", "json", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     result = json.loads(done.stdout)
     assert result["candidates"] == shas[1:]

@@ -38,8 +38,8 @@ def _say(args):
 
 
 def _on_step(step: Step, number: int) -> None:
-    commit = f" @ {step.commit[:12]}" if step.commit else ""
-    print(f"[step {number}] {step.side}{commit}: {step.kind}: {step.reason}"[:300], file=sys.stderr, flush=True)
+    name = f"{step.commit[:12]} {step.subject or ''}".strip() if step.commit else step.side
+    print(f"[step {number}] {name}: {step.kind}: {step.reason}"[:300], file=sys.stderr, flush=True)
 
 
 class BisectCommand(Command):

@@ -114,7 +114,8 @@ def judge(report: ABReport, threshold: float, kinds: tuple[str, ...] = KINDS,
     if not any(c.status == "compared" for c in report.cases):
         return "skip", "no case could be compared: " + "; ".join(f"{c.case_id}: {c.reason}" for c in report.cases)
     compared = [c for c in report.cases if c.stats]
-    return "good", "; ".join(f"{c.case_id}: B/A {c.stats.ratio:.3f} {c.stats.verdict}" for c in compared)
+    return "good", "; ".join(f"{c.case_id}: B/A {c.stats.ratio:.3f} ({c.stats.low:.3f}-{c.stats.high:.3f}) "
+                             f"{c.stats.verdict}" for c in compared)
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -146,7 +146,8 @@ def render_bisect(result) -> str:
         lines.append(f"the first bad is one of {', '.join(result.unresolved)} (the others could not be judged)")
     else:
         kind = result.steps[-1].kind if result.steps else "unknown"
-        lines.append(f"the bad side {result.bad} is {kind} against {result.good}: nothing to bisect")
+        lines.append(f"the bad side {result.bad} is not confirmed bad against {result.good} ({kind}): nothing to "
+                     f"bisect (more pairs or --statistic min narrow the interval on a busy machine)")
     return "\n".join(lines)
 
 

@@ -254,3 +254,21 @@ def test_git_bisect_run_with_the_step_mode_finds_the_first_bad_commit(tmp_path, 
     aborted = qbench("bisect", "--step", "--good", "no-such-ref", "--repo", str(repo), "--suite", str(suite),
                      cwd=repo)
     assert aborted.returncode == 128 and aborted.stderr.startswith("qbench: error: unknown side 'no-such-ref'")
+
+
+def test_a_candidate_that_cannot_be_prepared_is_a_skip(monkeypatch):
+    def broken(*args, **kwargs):
+        raise InfraError("pip install torchao==0.0.1 failed (exit 1)")
+
+    monkeypatch.setattr(bisect_module, "open_side", broken)
+    step = bisect_module.judge_side(None, None, parse_side("env:torchao==0.0.1"), ABSettings(pairs=8), threshold=0.1,
+                                    kinds=bisect_module.KINDS, min_sqnr_db=40.0, repo=None, filters=None,
+                                    isolation=None)
+    assert step.kind == "skip" and STEP_EXIT[step.kind] == 125 and "pip install" in step.reason
+
+
+def test_the_driver_needs_a_bad_side(tmp_path):
+    done = qbench("bisect", "--suite", str(write_suite(tmp_path)), "--good", "HEAD", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["qbench: error: give --bad SIDE (or --step to judge one candidate "
+                                                "for git bisect run)"]

@@ -51,6 +51,8 @@ COMMANDS = {
     "merge": "merge results folders (e.g. CI shards' artifacts) into one history, never overwriting",
     "noise": "measure A/A noise by repeating a suite's cases and write per-case thresholds (noise.json)",
     "ab": "compare two sides (git refs, Python environments) in interleaved pairs of fresh processes",
+    "bisect": ("find the first bad commit or environment between a good and a bad side (crash, accuracy drop or "
+               "slowdown), as a driver or as a git bisect run step"),
     "microbench": "benchmark int8 kernels (quantize, dequantize, quantized conv2d and linear) with pytest-benchmark",
     "peaks": "measure this machine's copy/triad bandwidth and fp32/int8 GEMM peaks (the roofline's ceilings)",
     "sensitivity": "rank a model's layers by how much quantizing them costs (per-layer SQNR, one-at-a-time pass)",

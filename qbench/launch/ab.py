@@ -2,15 +2,18 @@
 processes (A B, B A, A B, ...) within the same minutes; each pair's two per-process latency medians give one
 log-ratio, and qbench.stats.paired turns the pairs into a ratio B/A with a confidence interval and a verdict.
 
-The sides (git worktrees, other interpreters, the origin checks) are qbench.launch.ab_sides. Each side has its own
-worker pool. Every measurement reports where its qbench (and custom model module) was imported from and at which
-commit (qbench/runner/ab_probe.py); a side that ran any other code is an InfraError, never a silent figure.
+The sides (git worktrees, environments, other interpreters, the origin checks) are qbench.launch.ab_sides. Each side
+has its own worker pool. Every measurement reports where its qbench (and custom model module) was imported from and
+at which commit (qbench/runner/ab_probe.py); a side that ran any other code is an InfraError, never a silent figure.
+Each side's first measurement of a case also reports its model's output on the case's example, and B's output is
+compared with A's (SQNR, top-1 agreement): a changed output is told apart from a slowdown.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import itertools
+import math
 import os
 import statistics
 import time
@@ -20,7 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
 import qbench
-from qbench.launch.ab_sides import ORIGIN_KEY, PROBE_MODULE, CodeSide
+from qbench.launch.ab_sides import ORIGIN_KEY, OUTPUT_KEY, PROBE_MODULE, CodeSide
 from qbench.stats.paired import PairedComparison, compare_pairs, min_pairs
 from qbench.plan.expand import Catalog, PlannedCase, custom_model_names, expand
 from qbench.errors import ConfigError, InfraError
@@ -32,13 +35,14 @@ from qbench.suite.load import SuiteSpec
 from qbench.thresholds import parse_threshold
 
 __all__ = ["ABSettings", "Pair", "CaseComparison", "ABReport", "run_ab", "parse_latency_threshold",
-           "latency_threshold", "is_regression", "pair_values", "with_sample_seconds", "DEFAULT_SECONDS",
-           "DEFAULT_ALPHA", "STATISTICS"]
+           "latency_threshold", "is_regression", "output_changed", "compare_outputs", "pair_values",
+           "with_sample_seconds", "DEFAULT_SECONDS", "DEFAULT_ALPHA", "DEFAULT_MIN_SQNR_DB", "STATISTICS"]
 
 DEFAULT_SECONDS = 60.0
 DEFAULT_ALPHA = 0.01
 PREFLIGHT_TIMEOUT_S = 300.0
 STATISTICS = ("median", "min")
+DEFAULT_MIN_SQNR_DB = 40.0
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,8 @@ class Pair:
 
 @dataclass
 class CaseComparison:
-    """One case's outcome: status "compared" (with stats), "skipped" or "failed" (with the reason)."""
+    """One case's outcome: status "compared" (with stats), "skipped" or "failed" (with the reason and, when one side
+    failed, failed_side). outputs: B's model output against A's (compare_outputs), when both reported one."""
 
     case: Case
     status: str
@@ -114,6 +119,8 @@ class CaseComparison:
     seconds: float = 0.0
     load: dict = field(default_factory=dict)
     origins: dict = field(default_factory=dict)
+    outputs: dict | None = None
+    failed_side: str | None = None
 
     @property
     def case_id(self) -> str:
@@ -127,7 +134,7 @@ class CaseComparison:
         return {"case_id": self.case_id, "case": self.case.to_dict(), "status": self.status, "verdict": self.verdict,
                 "reason": self.reason, **(self.stats.to_dict() if self.stats else {}),
                 "seconds": round(self.seconds, 3), "load_average": self.load, "origins": self.origins,
-                "per_pair": [p.to_dict() for p in self.pairs]}
+                "outputs": self.outputs, "failed_side": self.failed_side, "per_pair": [p.to_dict() for p in self.pairs]}
 
 
 @dataclass
@@ -175,6 +182,28 @@ def is_regression(comparison: CaseComparison, threshold: float) -> bool:
     """B significantly slower (the interval lies above 1) and its estimated ratio above 1 + threshold."""
     stats = comparison.stats
     return bool(stats) and stats.verdict == "slower" and stats.ratio > 1 + threshold
+
+
+def compare_outputs(a: dict | None, b: dict | None) -> dict | None:
+    """B's model output against A's on the same example: SQNR in dB with A as the signal (+200 when equal, clamped to
+    ±200 like qbench's accuracy probe) and the fraction of equal top-1 classes; None unless both reported values."""
+    if not (a and b and "values" in a and "values" in b):
+        return None
+    if a["shape"] != b["shape"] or len(a["values"]) != len(b["values"]):
+        return {"same_shape": False, "sqnr_db": -200.0, "top1_agreement": 0.0, "compared_values": 0}
+    signal = math.fsum(x * x for x in a["values"])
+    noise = math.fsum((x - y) ** 2 for x, y in zip(a["values"], b["values"]))
+    sqnr = 200.0 if noise == 0 else -200.0 if signal == 0 else 10 * math.log10(signal / noise)
+    agreement = sum(x == y for x, y in zip(a["top1"], b["top1"])) / max(len(a["top1"]), 1)
+    return {"same_shape": True, "sqnr_db": round(max(-200.0, min(200.0, sqnr)), 2), "top1_agreement": agreement,
+            "compared_values": len(a["values"])}
+
+
+def output_changed(comparison: CaseComparison, min_sqnr_db: float = DEFAULT_MIN_SQNR_DB) -> bool:
+    """B's output differs from A's: another shape, another top-1 class, or an SQNR below min_sqnr_db."""
+    check = comparison.outputs
+    return bool(check) and (not check["same_shape"] or check["top1_agreement"] < 1.0
+                            or check["sqnr_db"] < min_sqnr_db)
 
 
 def _plan(spec: SuiteSpec, catalogs: dict[str, Catalog], filters: list[str]) -> list[PlannedCase]:
@@ -226,9 +255,11 @@ class _Runner:
         origin = result.get("origin")
         side.check_origin(origin)
         self.provenance[label] = {"side": side.spec.text, "kind": side.spec.kind,
-                                  "commit": origin.get("commit") or side.commit, "qbench_file": origin["qbench_file"],
+                                  "commit": side.commit if side.model_root else origin.get("commit") or side.commit,
+                                  "qbench_commit": origin.get("commit"), "qbench_file": origin["qbench_file"],
                                   "python": side.python, "python_version": origin.get("python_version"),
-                                  "torch": origin.get("torch")}
+                                  "torch": origin.get("torch"), "packages": origin.get("packages"),
+                                  "repo": str(side.repo) if side.repo else None}
 
     def prepare(self) -> None:
         for step in (self._preflight, self._catalog):
@@ -244,9 +275,9 @@ class _Runner:
     def _context(self, label: str) -> dict:
         provenance = self.provenance[label]
         return {"run_id": uuid.uuid4().hex, "suite": self.spec.identity(), "machine": self.machine,
-                "qbench": {"version": qbench.__version__, "commit": provenance["commit"], "dirty": None}}
+                "qbench": {"version": qbench.__version__, "commit": provenance["qbench_commit"], "dirty": None}}
 
-    def _measure(self, label: str, plan: PlannedCase, origins: dict) -> RunRecord:
+    def _measure(self, label: str, plan: PlannedCase, origins: dict, outputs: dict | None = None) -> RunRecord:
         try:
             (record,) = self.sessions[label].run([plan], catalog=self.catalogs[label], writer=None,
                                                  context=self._context(label))
@@ -255,16 +286,18 @@ class _Runner:
         if record.status == "ok":
             origins[label] = record.details.get(ORIGIN_KEY)
             self.sides[label].check_origin(origins[label])
+            if outputs is not None:
+                outputs.setdefault(label, record.details.get(OUTPUT_KEY))
         return record
 
-    def _pair(self, plan: PlannedCase, order: str, origins: dict) -> Pair | tuple[str, str]:
-        """One process per side in this order; (status, reason) of the first measurement that was not ok."""
+    def _pair(self, plan: PlannedCase, order: str, origins: dict, outputs: dict) -> Pair | tuple[str, str, str]:
+        """One process per side in this order; (status, reason, side) of the first measurement that was not ok."""
         values = {}
         for label in order:
-            record = self._measure(label, plan, origins)
+            record = self._measure(label, plan, origins, outputs)
             if record.status != "ok":
                 return ("skipped" if record.status == "skipped" else "failed",
-                        f"side {label}: {record.status}: {record.reason}")
+                        f"side {label}: {record.status}: {record.reason}", label)
             samples = record.metrics["latency"]["samples"]
             values[label] = (statistics.median(samples), min(samples), origins[label].get("cpu"))
         (a, a_min, a_cpu), (b, b_min, b_cpu) = values["A"], values["B"]
@@ -278,14 +311,16 @@ class _Runner:
         return spent + spent / len(pairs) > self.settings.budget_s
 
     def compare(self, plan: PlannedCase) -> CaseComparison:
-        load_start, began, origins, pairs = os.getloadavg(), time.perf_counter(), {}, []
+        load_start, began, origins, pairs, outputs = os.getloadavg(), time.perf_counter(), {}, [], {}
         budget_start = began
         for index in itertools.count():
             started = time.perf_counter()
-            pair = self._pair(plan, "AB" if index % 2 == 0 else "BA", origins)
+            pair = self._pair(plan, "AB" if index % 2 == 0 else "BA", origins, outputs)
             if not isinstance(pair, Pair):
-                return CaseComparison(plan.case, *pair, pairs=pairs, seconds=time.perf_counter() - began,
-                                      load=_load(load_start), origins=origins)
+                status, reason, side = pair
+                return CaseComparison(plan.case, status, reason, pairs=pairs, seconds=time.perf_counter() - began,
+                                      load=_load(load_start), origins=origins, failed_side=side,
+                                      outputs=compare_outputs(outputs.get("A"), outputs.get("B")))
             if index < self.settings.warmup_pairs:
                 budget_start = time.perf_counter()
                 continue
@@ -294,7 +329,8 @@ class _Runner:
                 break
         stats = compare_pairs(*pair_values(pairs, self.settings.statistic), self.settings.alpha)
         return CaseComparison(plan.case, "compared", stats=stats, pairs=pairs, seconds=time.perf_counter() - began,
-                              load=_load(load_start), origins=origins)
+                              load=_load(load_start), origins=origins,
+                              outputs=compare_outputs(outputs.get("A"), outputs.get("B")))
 
 
 def pair_values(pairs: list[Pair], statistic: str) -> tuple[list[float], list[float]]:

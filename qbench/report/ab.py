@@ -8,11 +8,12 @@ import random
 import statistics
 from pathlib import Path
 
-from qbench.launch.ab import STATISTICS, ABReport, CaseComparison, Pair, is_regression, pair_values
+from qbench.launch.ab import STATISTICS, ABReport, CaseComparison, Pair, is_regression, output_changed, pair_values
 from qbench.launch.ab_experiment import MODEL_MODULE
 from qbench.stats.paired import compare_pairs, median_interval
 
-__all__ = ["render_table", "render_markdown", "interval_text", "summarize"]
+__all__ = ["render_table", "render_markdown", "interval_text", "output_text", "render_step", "render_bisect",
+           "summarize"]
 
 QUIET_BUSY = 0.6
 POWER_GRID = (0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.10, 0.15, 0.20)
@@ -35,12 +36,23 @@ def interval_text(comparison: CaseComparison) -> str:
     return f"{low}-{high}"
 
 
+def output_text(comparison: CaseComparison) -> str:
+    """"; output changed (SQNR 12.1 dB, top-1 50%)" when B's model output differs from A's, else ""."""
+    check = comparison.outputs
+    if not output_changed(comparison):
+        return ""
+    if not check["same_shape"]:
+        return "; output changed (another shape)"
+    return f"; output changed (SQNR {check['sqnr_db']:.1f} dB, top-1 agreement {check['top1_agreement']:.0%})"
+
+
 def _row(comparison: CaseComparison, threshold: float) -> tuple[str, ...]:
     stats = comparison.stats
     if stats is None:
         return (comparison.case_id, str(len(comparison.pairs)), "", "", "", "",
                 f"{comparison.status}: {comparison.reason}")
-    verdict = stats.verdict + (" REGRESSION" if is_regression(comparison, threshold) else "")
+    verdict = (stats.verdict + (" REGRESSION" if is_regression(comparison, threshold) else "")
+               + output_text(comparison))
     return (comparison.case_id, str(stats.pairs), f"{_duration(stats.a_median)} ({stats.a_spread:.1%})",
             f"{_duration(stats.b_median)} ({stats.b_spread:.1%})", f"{stats.ratio:.3f}", interval_text(comparison), verdict)
 
@@ -49,7 +61,12 @@ def _side_lines(result: ABReport) -> list[str]:
     lines = []
     for label, side in result.sides.items():
         commit = (side.get("commit") or "unknown")[:12]
-        lines.append(f"{label}: {side['side']} — commit {commit}, torch {side.get('torch')}, "
+        packages = side.get("packages") or {}
+        extra = "".join(f", {name} {version}" for name, version in packages.items() if name != "torch" and version)
+        where = f" of {side['repo']}" if side.get("repo") else ""
+        own = side.get("qbench_commit")
+        qbench_at = f", qbench {own[:12]}" if own and own != side.get("commit") else ""
+        lines.append(f"{label}: {side['side']} — commit {commit}{where}{qbench_at}, torch {side.get('torch')}{extra}, "
                      f"python {side.get('python_version')} ({side['qbench_file']})")
     return lines
 
@@ -92,6 +109,46 @@ def render_markdown(result: ABReport, threshold: float) -> str:
     rows = ["| " + " | ".join(cell.replace("|", "\\|") for cell in _row(c, threshold)) + " |" for c in result.cases]
     return "\n".join(["### qbench ab", ""] + sides + ["", _method(result, threshold), "", header, rule] + rows
                      + ["", f"**{_verdict_line(result, threshold)}**"])
+
+
+# ---- qbench bisect ----
+
+def _step_name(step) -> str:
+    if step.commit:
+        return f"{step.commit[:12]} {step.subject or ''}".strip()
+    return step.side
+
+
+def render_step(step) -> str:
+    """One judged candidate (qbench.launch.bisect.Step): what it is, why, and each case's figures."""
+    lines = [f"{_step_name(step)}: {step.kind} (exit {step.to_dict()['exit_code']}): {step.reason}"]
+    for case in step.cases:
+        figures = (f"B/A {case['ratio']:.3f} ({case['ci_low']:.3f}-{case['ci_high']:.3f}), {case['pairs']} pairs"
+                   if case.get("ratio") else f"{case['status']}: {case['reason']}")
+        check = case.get("outputs")
+        if check:
+            figures += f", output SQNR {check['sqnr_db']:.1f} dB, top-1 agreement {check['top1_agreement']:.0%}"
+        lines.append(f"  {case['case_id']}: {figures}")
+    return "\n".join(lines)
+
+
+def render_bisect(result) -> str:
+    """A bisection (qbench.launch.bisect.BisectResult): the steps in the order they were judged, then the answer."""
+    lines = [f"bisect: good {result.good}, bad {result.bad}; {len(result.candidates)} candidate(s) after good; "
+             f"bad means: {', '.join(result.kinds)}", ""]
+    for number, step in enumerate(result.steps, 1):
+        lines.append(f"step {number}: " + render_step(step).replace("\n", "\n    "))
+    lines.append("")
+    if result.first_bad:
+        step = result.first_bad
+        lines.append(f"first bad: {_step_name(step)} ({step.side}): {step.kind}: {step.reason}")
+    elif result.unresolved:
+        lines.append(f"the first bad is one of {', '.join(result.unresolved)} (the others could not be judged)")
+    else:
+        kind = result.steps[-1].kind if result.steps else "unknown"
+        lines.append(f"the bad side {result.bad} is not confirmed bad against {result.good} ({kind}): nothing to "
+                     f"bisect (more pairs or --statistic min narrow the interval on a busy machine)")
+    return "\n".join(lines)
 
 
 # ---- the sensitivity experiment (python -m qbench.launch.ab_experiment) ----

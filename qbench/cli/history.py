@@ -16,7 +16,8 @@ import sys
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
 from qbench.errors import ConfigError, StoreError
-from qbench.compare.steps import Regression, find_regressions, git_commit_order, latest_runs, threshold_for
+from qbench.compare.steps import (Regression, find_regressions, git_commit_order, latest_runs, threshold_for,
+                                  unjudged)
 from qbench.history.noise import load_noise, noise_path
 from qbench.history.series import Series, build_series, format_series_value, order_by_commits, series_metrics
 from qbench.history.sides import History
@@ -75,6 +76,8 @@ class HistoryCommand(Command):
             print(json.dumps({"results": str(args.results), "series": len(series),
                               "runs": len({p.run_id for s in series for p in s.points}), "latest_runs": latest,
                               "regressions": [{**r.to_dict(), "in_latest_run": id(r) in new} for r in regressions],
+                              "unjudged": [{"machine_id": s.machine_id, "case_id": s.case_id, "metric": s.metric,
+                                            "why": unjudged(s)} for s in series if unjudged(s)],
                               "errors": [str(e) for e in history.errors]}, indent=2))
         else:
             print(render_table(regressions, new, series, policy))
@@ -127,6 +130,11 @@ def render_table(regressions: list[Regression], new: set[int], series: list[Seri
     lines = [f"history   {len(series)} series over {len(runs)} runs on {len({s.machine_id for s in series})} "
              f"machine(s); thresholds: measured noise on {from_noise} series, else defaults ({defaults}; speedup "
              f"as latency, compression as size)"]
+    cannot = [s for s in series if unjudged(s)]
+    if cannot:
+        named = ", ".join(f"{s.case_id} {s.metric}" for s in cannot[:3]) + (", …" if len(cannot) > 3 else "")
+        lines.append(f"{len(cannot)} series cannot be judged (a value is 0, negative or not finite; relative steps "
+                     f"need values > 0): {named}")
     if not regressions:
         lines.append("no regressions")
         return "\n".join(lines)

@@ -131,6 +131,8 @@ def _drop_superseded(planned: dict[Path, _RunCopy], report: MergeReport) -> None
 
 def _check_run(path: Path, source: Path, into: Path) -> _RunCopy:
     run = read_run_file(path)
+    if run.rejected:
+        raise StoreError(f"{run.rejected[0]} (a file with a record that breaks the rules is not merged)")
     relative = path.relative_to(source)
     machine = run.header.get("machine") or {}
     if machine.get("machine_id") != relative.parts[0]:

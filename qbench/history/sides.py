@@ -71,6 +71,8 @@ class History:
                 named = exc if str(exc).startswith(str(path)) else type(exc)(f"{path}: {exc}")
                 self._read[key] = named
                 self.errors.append(named)
+            else:
+                self.errors.extend(self._read[key].rejected)
         found = self._read[key]
         if isinstance(found, StoreError):
             raise found

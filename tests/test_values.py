@@ -94,7 +94,7 @@ BAD_VALUES = [
     ("latency", {"samples": [True]}, "metrics.latency.samples.0"),
     ("size", {"state_dict_bytes": 0}, "metrics.size.state_dict_bytes"),
     ("size", {"state_dict_bytes": "1000"}, "metrics.size.state_dict_bytes"),
-    ("size", {"state_dict_bytes": 10.5}, "metrics.size.state_dict_bytes"),
+    ("size", {"state_dict_bytes": math.nan}, "metrics.size.state_dict_bytes"),
     ("memory", {"peak_rss_run": -1}, "metrics.memory.peak_rss_run"),
     ("bandwidth", {"bytes_total": [1]}, "metrics.bandwidth.bytes_total"),
     ("accuracy", {"agreement": 1.5}, "metrics.accuracy.agreement"),

@@ -8,8 +8,8 @@ unreadable, as a corrupt header does.
 
 The rules, by metric (a value that is absent or null is always allowed: that metric is then missing):
   latency.samples        a list of finite numbers > 0 (seconds per inference)
-  size.state_dict_bytes  an integer > 0 (a serialized state_dict is never empty); counts are integers >= 0
-  memory.*, bandwidth.*  integers >= 0
+  size.state_dict_bytes  a finite number > 0 (a serialized state_dict is never empty); other counts >= 0
+  memory.*, bandwidth.*  finite numbers >= 0 (bytes and counts; qbench writes integers)
   accuracy               top1, top5, agreement in [0, 1]; delta_top1 in [-1, 1]; sqnr_db any finite number
   details.peaks          finite numbers >= 0
 Booleans are not numbers here, and a string is never coerced into one. Pure; no torch.
@@ -29,8 +29,9 @@ PositiveFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
 NonNegativeFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
 Fraction = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=1)]
 SignedFraction = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1, le=1)]
-Count = Annotated[int, Field(strict=True, ge=0)]
-PositiveCount = Annotated[int, Field(strict=True, gt=0)]
+# Byte and element counts: integers as qbench writes them, but a float of the same meaning reads the same.
+Count = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)]
+PositiveCount = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
 
 
 class _Open(BaseModel):
@@ -139,11 +140,13 @@ class _CaseLine(_Open):
 
 
 class _HeaderLine(_Open):
-    run_id: StrictStr
-    started_at: StrictStr
-    suite: _Suite
-    machine: _Machine
-    qbench: _Provenance
+    """Readers take every header field with a default, so only the type of one that is there is checked."""
+
+    run_id: StrictStr | None = None
+    started_at: StrictStr | None = None
+    suite: _Suite | None = None
+    machine: _Machine | None = None
+    qbench: _Provenance | None = None
 
 
 def describe_error(error: ValidationError) -> str:

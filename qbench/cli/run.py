@@ -14,6 +14,7 @@ from qbench.errors import ConfigError
 from qbench.launch.machine import collect_machine
 from qbench.launch.provenance import qbench_provenance
 from qbench.stats.summary import summarize
+from qbench.history.resume import ResumedWriter, check_resumable, find_resumable
 from qbench.history.store import RunWriter, utc_now
 from qbench.report.summary import render_summary
 
@@ -38,6 +39,10 @@ class RunCommand(Command):
                                  "artifacts, see `qbench cache`)")
         parser.add_argument("--cache-dir", default=None,
                             help="artifact cache folder (default: $QBENCH_CACHE_DIR or ~/.cache/qbench/artifacts)")
+        parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
+                            help="continue a killed or interrupted run with only its missing cases, in its own file: "
+                                 "the newest one of this suite (default), a run id or a run file; refused (exit 2) "
+                                 "unless suite, options, machine, qbench commit and versions are the same")
         parser.add_argument("--no-peaks", action="store_true",
                             help="do not measure this machine's bandwidth and compute peaks (records then carry "
                                  "no %% of peak)")
@@ -52,26 +57,47 @@ class RunCommand(Command):
         run_id = uuid.uuid4().hex
         context = {"run_id": run_id, "suite": spec.identity(), "machine": machine, "qbench": qbench_provenance()}
         header = {**context, "started_at": utc_now(), "argv": sys.argv[1:], "planned_cases": len(planned),
-                  "repeat": repeat, "filter": args.filter, "isolation": session.isolation}
+                  "repeat": repeat, "filter": args.filter, "isolation": session.isolation, "shard": args.shard,
+                  "runners": args.runner}
+        resumed = None
+        if args.resume:
+            resumed, context, header = _resume(args, header, catalog, planned, session)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         progress = _Progress(total, enabled=not args.no_progress)
         with session:
-            writer = RunWriter(Path(args.results), machine, header)
+            writer = RunWriter(Path(args.results), machine, header) if resumed is None else ResumedWriter(resumed,
+                                                                                                         utc_now())
+            kept = [] if resumed is None else writer.kept
+            progress.records.extend(kept)
             try:
-                records = session.run(planned, catalog=catalog, writer=writer, context=context,
-                                      on_record=progress.update, repeat=repeat)
+                records = kept + session.run(planned, catalog=catalog, writer=writer, context=context,
+                                             on_record=progress.update, repeat=repeat,
+                                             done=frozenset() if resumed is None else resumed.done)
             except KeyboardInterrupt:
-                path = writer.finish(_footer(run_id, progress.records, interrupted=True))
+                path = writer.finish(_footer(context["run_id"], progress.records, interrupted=True))
                 print(f"qbench: interrupted; {len(progress.records)} records kept in {path}", file=sys.stderr)
                 raise
             finally:
                 progress.close()
                 signal.signal(signal.SIGTERM, previous)
-            path = writer.finish(_footer(run_id, records, interrupted=False))
+            path = writer.finish(_footer(context["run_id"], records, interrupted=False))
         print(render_summary(records))
         print(f"history   {path} ({len(records)} records)")
         broken = [r for r in records if r.status in ("failed", "timeout")]
         return EXIT_INFRA if args.fail_on_error and broken else EXIT_OK
+
+
+def _resume(args, header: dict, catalog, planned, session):
+    """The run to continue, checked against this invocation, with its own run id and header."""
+    try:
+        found = find_resumable(Path(args.results), header["machine"]["machine_id"], header["suite"], args.resume)
+        check_resumable(found, header, catalog.environment, {p.case.case_version for p in planned})
+    except BaseException:
+        session.close()
+        raise
+    context = {**{key: header[key] for key in ("suite", "machine", "qbench")}, "run_id": found.run.header["run_id"]}
+    print(f"resuming  {found.run.path} ({len(found.run.records)} records kept)", file=sys.stderr)
+    return found, context, found.run.header
 
 
 def _raise_interrupt(signum, frame):

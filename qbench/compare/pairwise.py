@@ -35,6 +35,7 @@ from qbench.metrics import METRICS, Metric, MetricValue, default_metric_names, f
 from qbench.records import RunRecord
 from qbench.stats.summary import percentile
 from qbench.thresholds import Threshold, ThresholdPolicy
+from qbench.history.validate import finite_positive
 
 __all__ = ["VERDICTS", "ALPHA", "STATUS", "SideSummary", "Significance", "Comparison", "Difference", "CompareReport",
            "compare", "significance", "environment_differences", "suite_key", "render_table", "render_json",
@@ -312,7 +313,7 @@ def _compare_metric(case_id, machine_id, metric, base, cand, policy, suite, alph
                             [s for v in base_values for s in v.samples], [s for v in cand_values for s in v.samples],
                             alpha)
     verdict, reason = _judge(metric, base_summary, cand_summary, threshold, test, table)
-    ratio = cand_summary.value / base_summary.value if base_summary.value else None
+    ratio = cand_summary.value / base_summary.value if finite_positive(base_summary.value) else None
     return Comparison(case_id, metric.name, base_summary, cand_summary, ratio, verdict, reason, machine_id=machine_id,
                       threshold=f"{threshold.describe(table)} ({threshold.source})", test=test)
 

@@ -8,6 +8,7 @@ names carry a timestamp, the commit and a random run id, never a sequence number
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import warnings
@@ -77,6 +78,7 @@ class RunWriter:
             self._handle = open(self.partial_path, "x", encoding="utf-8")
         except OSError as exc:
             raise InfraError(f"cannot create {self.partial_path}: {exc.strerror}") from None
+        fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while writing: see history.resume
         self._write({"kind": "run", "schema_version": SCHEMA_VERSION, **header})
 
     def append(self, record: RunRecord) -> None:

@@ -28,7 +28,7 @@ MIN_PREFIX = 6
 CANDIDATES_SHOWN = 5
 _LATEST = re.compile(r"latest(?:~(\d+))?")
 _HEX = re.compile(r"[0-9a-f]+")
-_RUN_SUFFIXES = (".jsonl", ".jsonl.partial")
+_RUN_SUFFIXES = (".jsonl", ".jsonl.partial", ".parquet")
 
 
 @dataclass(frozen=True)

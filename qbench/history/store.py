@@ -112,10 +112,17 @@ class RunFile:
 
 
 def run_files(root: Path) -> list[Path]:
+    """Every run under root: JSON-lines files and compacted ones (qbench.history.columnar), each run once."""
+    from qbench.history.columnar import SUFFIX, compacted_files
+
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.glob("*/runs/*/*") if p.name.endswith((FINAL, PARTIAL)))
+    compacted = compacted_files(root)
+    stems = {(p.parents[3].name, p.name[:-len(SUFFIX)]) for p in compacted}
+    lines = [p for p in root.glob("*/runs/*/*") if p.name.endswith((FINAL, PARTIAL))
+             and (p.parents[2].name, p.name.split(".jsonl")[0]) not in stems]
+    return sorted(lines + compacted)
 
 
 def _migrate(line: dict, where: str) -> dict:
@@ -132,6 +139,10 @@ def _migrate(line: dict, where: str) -> dict:
 
 def read_run_file(path: Path) -> RunFile:
     path = Path(path)
+    if path.name.endswith(".parquet"):
+        from qbench.history.columnar import read_compacted
+
+        return read_compacted(path)
     partial = path.name.endswith(PARTIAL)
     try:
         lines = path.read_text(encoding="utf-8").split("\n")

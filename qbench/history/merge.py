@@ -163,7 +163,7 @@ def _plan_documents(sources: list[Path], into: Path, copies: list[_RunCopy], rep
 def _plan_machine_folder(folder: Path, target: Path, texts: dict[Path, str], report: MergeReport,
                          known_runs: set[Path]) -> None:
     for path in sorted(folder.iterdir()):
-        if path.name == "runs" and path.is_dir():
+        if path.name in ("runs", "store") and path.is_dir():  # store: compacted runs (qbench.history.columnar)
             report.ignored.extend(p for p in sorted(path.rglob("*")) if p.is_file() and p not in known_runs)
         elif path.name == MACHINE_FILE:
             _plan_machine_file(path, target / MACHINE_FILE, texts)

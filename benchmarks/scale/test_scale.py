@@ -97,7 +97,8 @@ def run_qbench(*args) -> dict:
     process.returncode = os.waitstatus_to_exitcode(status)
     error = process.stderr.read().decode()
     assert process.returncode in (0, 1), error[-2000:]
-    return {"exit": process.returncode, "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    return {"exit": process.returncode, "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
 
 
 COMMANDS = {
@@ -118,7 +119,8 @@ def measure(benchmark, root: Path, command: str, nights: int, store: str) -> Non
     benchmark.pedantic(once, rounds=1, iterations=1)
     benchmark.extra_info.update({"nights": nights, "store": store, "disk_mib": round(disk_bytes(root) / 2**20, 1),
                                  **outcome})
-    print(f"\nscale {command:8} {store:10} {nights:4} nights: {benchmark.stats.stats.min:8.2f} s, peak RSS "
+    print(f"\nscale {command:8} {store:10} {nights:4} nights: {benchmark.stats.stats.min:8.2f} s wall, "
+          f"{outcome['cpu_s']:8.2f} s CPU, peak RSS "
           f"{outcome['peak_rss_mib']:8.1f} MiB, on disk {disk_bytes(root) / 2**20:9.1f} MiB")
 
 

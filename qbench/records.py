@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 from qbench.errors import StoreError
@@ -175,7 +176,7 @@ class Case:
     def weights_kind(self) -> str:
         return self.weights.split(":", 1)[0]
 
-    @property
+    @cached_property  # a Case is frozen: computed once per object (every reader calls it per record)
     def case_id(self) -> str:
         """A readable, unique name within a suite: model/mode/engine/bN/tN/weights, plus #qconfig when not the
         default and @runner when not native."""
@@ -185,7 +186,7 @@ class Case:
             name += f"#{self.qconfig}"
         return name if self.runner == "native" else f"{name}@{self.runner}"
 
-    @property
+    @cached_property
     def case_version(self) -> str:
         """Hash of the whole definition: two records compare only when their case_version is equal. Fields added
         after schema 1 count only when they differ from their default, so older records keep their version."""

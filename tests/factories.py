@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -229,3 +230,41 @@ def copy_project(dest: Path) -> Path:
     git(dest, "init", "-q", "-b", "main")
     commit(dest, "A: the working tree")
     return dest
+
+
+# Random-init mobilenet_v2: agreement 0 and SQNR 0 dB, the values that once crashed history's step detection.
+MOBILENET_FP32 = make_case(model="mobilenet_v2", mode="fp32", engine=None)
+MOBILENET_INT8 = make_case(model="mobilenet_v2", mode="static_fx", engine="x86")
+
+
+def write_runs(root, nights, metrics_of=lambda night, record: record.metrics):
+    """`nights` runs of an fp32 and an int8 mobilenet_v2 case; metrics_of(night, record) gives each one's metrics."""
+    paths = []
+    for night in range(nights):
+        run_id = f"{night:032x}"
+        started = f"2026-11-{night + 1:02d}T03:00:00.000000Z"
+        writer = RunWriter(root, MACHINE, {"run_id": run_id, "started_at": started, "suite": {"name": "quick"},
+                                           "machine": MACHINE, "qbench": {"commit": f"{night:040x}"}})
+        for case in (MOBILENET_FP32, MOBILENET_INT8):
+            record = make_record(case, run_id=run_id, started_at=started,
+                                 qbench={"version": "0.1.0", "commit": f"{night:040x}", "dirty": False})
+            writer.append(replace(record, metrics=metrics_of(night, record)))
+        paths.append(writer.finish({"run_id": run_id, "finished_at": started, "interrupted": False}))
+    return paths
+
+
+def simulate(ratio: float, pairs: int, seed: int, noise: float = 0.03, load: float = 0.3, shared: float = 0.0):
+    """Per-process latencies: a common load factor per pair (large, cancels in the ratio) times independent
+    per-process noise, with B `ratio` times A. shared: the chance that a process shares its core with another
+    program for its whole life and so takes twice as long (the bimodal noise of a busy 2-core machine)."""
+    rng = random.Random(seed)
+
+    def process() -> float:
+        return math.exp(rng.gauss(0, noise)) * (2.0 if rng.random() < shared else 1.0)
+
+    a, b = [], []
+    for _ in range(pairs):
+        common = 0.005 * math.exp(rng.gauss(0, load))
+        a.append(common * process())
+        b.append(common * ratio * process())
+    return a, b

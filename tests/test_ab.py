@@ -5,7 +5,6 @@ slower with no timing threshold), including a side that would silently run the w
 import json
 import math
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from qbench.report.ab import render_markdown, render_table
 from qbench.stats.paired import compare_pairs, median_interval, min_pairs, verdict_of
 from qbench.errors import ConfigError, InfraError
 from qbench.suite.load import parse_suite
-from tests.factories import make_case
+from tests.factories import make_case, simulate
 
 SUITE = """
 [suite]
@@ -34,23 +33,6 @@ min_time_s = 0.05
 min_rounds = 3
 timeout_s = 120.0
 """
-
-
-def simulate(ratio: float, pairs: int, seed: int, noise: float = 0.03, load: float = 0.3, shared: float = 0.0):
-    """Per-process latencies: a common load factor per pair (large, cancels in the ratio) times independent
-    per-process noise, with B `ratio` times A. shared: the chance that a process shares its core with another
-    program for its whole life and so takes twice as long (the bimodal noise of a busy 2-core machine)."""
-    rng = random.Random(seed)
-
-    def process() -> float:
-        return math.exp(rng.gauss(0, noise)) * (2.0 if rng.random() < shared else 1.0)
-
-    a, b = [], []
-    for _ in range(pairs):
-        common = 0.005 * math.exp(rng.gauss(0, load))
-        a.append(common * process())
-        b.append(common * ratio * process())
-    return a, b
 
 
 # -- statistics -------------------------------------------------------------------------------------------------

@@ -18,9 +18,8 @@ from qbench.launch.ab import ABReport, ABSettings, CaseComparison, compare_outpu
 from qbench.launch.ab_sides import parse_side, source_root
 from qbench.launch.bisect import STEP_EXIT, Step, bisect, candidates_between, judge
 from qbench.stats.paired import compare_pairs
-from qbench.suite.load import parse_suite
 from tests.factories import make_case
-from tests.test_ab import simulate
+from tests.factories import simulate
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "-c", "init.defaultBranch=main"]
 SUITE = """

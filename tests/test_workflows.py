@@ -364,3 +364,39 @@ def test_pr_ab_with_a_base_that_is_not_a_commit_says_so_in_the_comment(repo, tmp
     done = run_script(repo, "pr-ab", BASE_REF="no-such-ref", OUT=tmp_path / "out")
     assert done.returncode == 2
     assert "`no-such-ref` is not a commit of this repository" in (tmp_path / "out" / "ab.md").read_text()
+
+
+KILL_FIRST_RUN = """#!/usr/bin/env bash
+# QBENCH_PYTHON for the test below: the first `qbench run` is killed with kill -9 (its whole process group) as soon
+# as its run file holds a case, as a CI time limit or the OOM killer would; every other call runs as usual.
+if [[ " $* " == *" run "* && " $* " != *" --resume "* && ! -e "$MARK" ]]; then
+    touch "$MARK"
+    setsid "$REAL" "$@" &
+    pid=$!
+    until grep -qs '"kind": "case"' "$RESULTS"/*/runs/*/*.partial; do sleep 0.1; done
+    kill -9 -- "-$pid"
+    wait "$pid"
+    exit 137
+fi
+exec "$REAL" "$@"
+"""
+
+
+def test_a_killed_shard_is_retried_with_resume_and_measures_only_what_was_missing(repo, tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY)
+    wrapper = tmp_path / "python"
+    wrapper.write_text(KILL_FIRST_RUN)
+    wrapper.chmod(0o755)
+    results, artifact = tmp_path / "shard-results", tmp_path / "upload"
+    shard = run_script(repo, "nightly-shard", QBENCH_SUITE=suite, QBENCH_HISTORY_BRANCH="", RESULTS=results,
+                       UPLOAD=artifact, QBENCH_RUN_ARGS="--no-progress --no-peaks", QBENCH_PYTHON=wrapper,
+                       REAL=sys.executable, MARK=tmp_path / "killed-once")
+    assert shard.returncode == 0, shard.stdout + shard.stderr
+    assert "retry     qbench run was killed (exit 137); resuming it (retry 1 of 1)" in shard.stdout
+    assert "records kept)" in shard.stderr
+    (staged,) = run_files(artifact)
+    run = read_run_file(staged)
+    assert run.complete and run.footer["resumed"][0]["kept"] >= 1
+    ids = [r.case_id for r in run.records]
+    assert len(ids) == len(set(ids)) == run.header["planned_cases"]

@@ -33,6 +33,11 @@ class ClaimsCommand(Command):
         side = resolve_side(args.run, history)
         parents = None if args.fp32_run is None else resolve_side(args.fp32_run, history).records
         rows = claim_rows(side.records, parents)
+        if not rows and history.errors:  # its int8 cases may be among the records left out: name them
+            for error in history.errors:
+                print(f"qbench: error: {error}", file=sys.stderr)
+            print(f"qbench: error: {side.label} has no readable int8 cases to judge", file=sys.stderr)
+            return EXIT_INFRA
         if not rows:
             raise ConfigError(f"{side.label} has no int8 cases to judge")
         if args.format != "json":

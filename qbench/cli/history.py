@@ -18,7 +18,7 @@ from qbench.cli import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, Command
 from qbench.cli.common import add_results_argument
 from qbench.compare.accuracy_gate import gate, render_findings
 from qbench.compare.policy import load_policy
-from qbench.compare.steps import find_regressions, git_commit_order, latest_runs
+from qbench.compare.steps import find_regressions, git_commit_order, latest_runs, unjudged
 from qbench.errors import ConfigError
 from qbench.history.series import Series, order_by_commits, series_metrics
 from qbench.history.sides import ResultsFolder
@@ -80,6 +80,8 @@ class HistoryCommand(Command):
                               "runs": len({p.run_id for s in series for p in s.points}), "latest_runs": latest,
                               "regressions": [{**r.to_dict(), "in_latest_run": id(r) in new} for r in regressions],
                               "accuracy_gate": [f.to_dict() for f in findings],
+                              "unjudged": [{"machine_id": s.machine_id, "case_id": s.case_id, "metric": s.metric,
+                                            "why": unjudged(s)} for s in series if unjudged(s)],
                               "errors": [str(e) for e in history.errors]}, indent=2))
         else:
             print(render_regressions(regressions, new, series, policy))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from qbench.cli import Command
 from qbench.cli.common import add_fail_on_error, add_results_argument, add_suite_arguments, exit_for_cases
@@ -10,6 +11,8 @@ from qbench.errors import ConfigError
 from qbench.data.sets import fetch_suite_sets
 from qbench.launch.lifecycle import open_run
 from qbench.launch.machine import collect_machine
+from qbench.history.resume import check_resumable, find_resumable
+from qbench.launch.provenance import qbench_provenance
 from qbench.plan.plan import plan
 from qbench.report.summary import render_summary
 from qbench.stats.summary import summarize
@@ -43,6 +46,10 @@ class RunCommand(Command):
                             help="declare stand-in checkpoints for torchvision's file names, verified by their full "
                                  "sha256 and recorded as such (also QBENCH_WEIGHTS_MANIFEST; "
                                  "qbench.runner.registry.hub)")
+        parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
+                            help="continue a killed or interrupted run with only its missing cases, in its own file: "
+                                 "the newest one of this suite (default), a run id or a run file; refused (exit 2) "
+                                 "unless suite, options, machine, qbench commit and versions are the same")
         parser.add_argument("--no-peaks", action="store_true",
                             help="do not measure this machine's bandwidth and compute peaks (records then carry "
                                  "no %% of peak)")
@@ -61,12 +68,15 @@ class RunCommand(Command):
         repeat = args.repeat or spec.run.repeat
         total = sum(1 if p.skip_reason else repeat for p in planned)
         progress = _Progress(total, enabled=not args.no_progress)
+        header = {"planned_cases": len(planned), "repeat": repeat, "filter": args.filter,
+                  "isolation": session.isolation, "shard": args.shard, "runners": args.runner}
+        resume = _resumable(args, header, spec, machine, catalog, planned, session) if args.resume else None
         run = None
         try:
-            with session, open_run(spec.identity(), machine, args.results, planned_cases=len(planned),
-                                   repeat=repeat, filter=args.filter, isolation=session.isolation) as run:
+            with session, open_run(spec.identity(), machine, args.results, resume=resume, **header) as run:
+                progress.records.extend(run.records)
                 session.run(planned, catalog=catalog, writer=run, context=run.context, on_record=progress.update,
-                            repeat=repeat)
+                            repeat=repeat, done=resume.done if resume else frozenset())
         except KeyboardInterrupt:
             if run is not None:
                 print(f"qbench: interrupted; {len(run.records)} records kept in {run.path}", file=sys.stderr)
@@ -76,6 +86,20 @@ class RunCommand(Command):
         print(render_summary(run.records))
         print(f"history   {run.path} ({len(run.records)} records)")
         return exit_for_cases(run.records, args.fail_on_error)
+
+
+def _resumable(args, header: dict, spec, machine: dict, catalog, planned, session):
+    """The killed or interrupted run to continue, checked against this invocation (a one-line refusal otherwise)."""
+    try:
+        found = find_resumable(Path(args.results), machine["machine_id"], spec.identity(), args.resume)
+        check_resumable(found, {**header, "suite": spec.identity(), "machine": machine,
+                                "qbench": qbench_provenance()}, catalog.environment,
+                        {p.case.case_version for p in planned})
+    except BaseException:
+        session.close()
+        raise
+    print(f"resuming  {found.run.path} ({len(found.run.records)} records kept)", file=sys.stderr)
+    return found
 
 
 class _Progress:

@@ -34,6 +34,7 @@ from qbench.records import RunRecord
 from qbench.stats.significance import ALPHA, Significance, significance
 from qbench.stats.summary import percentile
 from qbench.thresholds import Threshold, ThresholdPolicy
+from qbench.history.validate import finite_positive
 
 __all__ = ["VERDICTS", "STATUS", "SideSummary", "Comparison", "Difference", "CompareReport", "compare",
            "environment_differences", "suite_key"]
@@ -282,7 +283,7 @@ def _compare_metric(case_id, machine_id, metric, base, cand, policy, suite, alph
                             [s for v in base_values for s in v.samples], [s for v in cand_values for s in v.samples],
                             alpha)
     verdict, reason = _judge(metric, base_summary, cand_summary, threshold, test, table)
-    ratio = cand_summary.value / base_summary.value if base_summary.value else None
+    ratio = cand_summary.value / base_summary.value if finite_positive(base_summary.value) else None
     return Comparison(case_id, metric.name, base_summary, cand_summary, ratio, verdict, reason, machine_id=machine_id,
                       threshold=f"{threshold.describe(table)} ({threshold.source})", test=test)
 

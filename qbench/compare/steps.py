@@ -17,6 +17,10 @@ samples count more), normalised to their median as detect_steps does, and clippe
 point with unusually tight samples cannot outvote a run of others. Higher-is-better metrics (throughput, speedup,
 compression) are analysed as their reciprocals, so that a regression is always an upward step.
 
+Steps are relative (a threshold is a fraction of the level before), so a series is judged only when every value is
+a finite number > 0. One with a 0, a negative or a non-finite value (agreement 0 and SQNR 0 dB of a model with
+random weights, say) cannot be judged: `unjudged` names it and why, and it never counts as a regression.
+
 Thresholds (the minimum relative step) are compare's (qbench.thresholds.ThresholdPolicy): the metric's default,
 raised to the case's measured noise from `results/<machine_id>/noise.json` (qbench noise) when that is larger. A
 speedup's threshold is latency's, its noise that of its two latencies in quadrature; compression's is size's.
@@ -34,9 +38,10 @@ from pathlib import Path
 from qbench.errors import ConfigError
 from qbench.history.series import DERIVED_FROM, Point, Series
 from qbench.history.store import RunFile
+from qbench.history.validate import finite_positive
 from qbench.thresholds import ThresholdPolicy
 
-__all__ = ["Regression", "detect_steps", "detect", "threshold_for", "find_regressions",
+__all__ = ["Regression", "detect_steps", "detect", "threshold_for", "find_regressions", "unjudged",
            "latest_runs", "git_commit_order"]
 
 GAMMA_FACTOR = 2.0
@@ -120,7 +125,7 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
     from asv.step_detect import detect_regressions
 
     points = series.points
-    if len(points) < 3:
+    if len(points) < 3 or unjudged(series):
         return []
     lower = series.info.direction == "lower"
     y = [p.value if lower else 1.0 / p.value for p in points]
@@ -136,6 +141,15 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
                        metric=series.metric, last_good=points[good], first_bad=points[bad], before=back(before),
                        after=back(after), latest=back(latest), threshold=threshold, threshold_source=source)
             for good, bad, before, after in jumps]
+
+
+def unjudged(series: Series) -> str | None:
+    """Why step detection cannot judge this series (None when it can): relative steps need values > 0."""
+    bad = [p for p in series.points if not finite_positive(p.value)]
+    if not bad:
+        return None
+    return (f"{len(bad)} of {len(series.points)} values are 0, negative or not finite (first: {bad[0].value!r} in "
+            f"run {bad[0].run_id[:8]}); relative steps need values > 0")
 
 
 def threshold_for(series: Series, policy: ThresholdPolicy) -> tuple[float, str]:
@@ -158,6 +172,8 @@ def find_regressions(series: Iterable[Series], policy: ThresholdPolicy | None = 
     policy = policy or ThresholdPolicy()
     found = []
     for one in series:
+        if unjudged(one):
+            continue
         threshold, source = threshold_for(one, policy)
         found.extend(detect(one, threshold, source))
     return sorted(found, key=lambda r: (-abs(math.log(r.after / r.before)), r.machine_id, r.case_id, r.metric))

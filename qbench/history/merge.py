@@ -132,6 +132,8 @@ def _drop_superseded(planned: dict[Path, _RunCopy], report: MergeReport) -> None
 
 def _check_run(path: Path, source: Path, into: Path) -> _RunCopy:
     run = read_run_file(path)
+    if run.rejected:
+        raise StoreError(f"{run.rejected[0]} (a file with a record that breaks the rules is not merged)")
     relative = path.relative_to(source)
     machine = run.header.get("machine") or {}
     if machine.get("machine_id") != relative.parts[0]:
@@ -162,7 +164,7 @@ def _plan_documents(sources: list[Path], into: Path, copies: list[_RunCopy], rep
 def _plan_machine_folder(folder: Path, target: Path, texts: dict[Path, str], report: MergeReport,
                          known_runs: set[Path]) -> None:
     for path in sorted(folder.iterdir()):
-        if path.name == "runs" and path.is_dir():
+        if path.name in ("runs", "store") and path.is_dir():  # store: compacted runs (qbench.history.columnar)
             report.ignored.extend(p for p in sorted(path.rglob("*")) if p.is_file() and p not in known_runs)
         elif path.name == MACHINE_FILE:
             _plan_machine_file(path, target / MACHINE_FILE, texts)

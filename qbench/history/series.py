@@ -207,7 +207,7 @@ def _add_derived(cases, runs, figures, wanted, points, sources) -> None:
         base, quant = figures[base_key], figures[key]
         derived_version = _derived_version(version, base_key[3])
         for metric, source in DERIVED_FROM.items():
-            if metric not in wanted or source not in base or source not in quant:
+            if metric not in wanted or source not in base or source not in quant or not quant[source][0]:
                 continue
             (b_value, b_err, b_n), (q_value, q_err, q_n) = base[source], quant[source]
             series_key = (machine_id, case_id, derived_version, metric)

@@ -29,7 +29,7 @@ MIN_PREFIX = 6
 CANDIDATES_SHOWN = 5
 _LATEST = re.compile(r"latest(?:~(\d+))?")
 _HEX = re.compile(r"[0-9a-f]+")
-_RUN_SUFFIXES = (".jsonl", ".jsonl.partial")
+_RUN_SUFFIXES = (".jsonl", ".jsonl.partial", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,8 @@ class ResultsFolder:
                 named = exc if str(exc).startswith(str(path)) else type(exc)(f"{path}: {exc}")
                 self._read[key] = named
                 self.errors.append(named)
+            else:
+                self.errors.extend(self._read[key].rejected)
         found = self._read[key]
         if isinstance(found, StoreError):
             raise found

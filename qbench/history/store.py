@@ -8,20 +8,22 @@ names carry a timestamp, the commit and a random run id, never a sequence number
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from qbench.errors import InfraError, SchemaVersionError, StoreError
 from qbench.history.files import write_atomic
+from qbench.history.validate import check_case_line, check_header_line
 from qbench.records import SCHEMA_VERSION, RunRecord
 
 __all__ = ["RunWriter", "RunFile", "run_files", "read_run_file", "iter_records", "load_history",
-           "ensure_machine", "MIGRATIONS"]
+           "ensure_machine", "report_rejected", "MIGRATIONS"]
 
 PARTIAL = ".jsonl.partial"
 FINAL = ".jsonl"
@@ -68,6 +70,7 @@ class RunWriter:
             self._handle = open(self.partial_path, "x", encoding="utf-8")
         except OSError as exc:
             raise InfraError(f"cannot create {self.partial_path}: {exc.strerror}") from None
+        fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while writing: see history.resume
         self._write({"kind": "run", "schema_version": SCHEMA_VERSION, **header})
 
     def append(self, record: RunRecord) -> None:
@@ -87,10 +90,13 @@ class RunWriter:
 
 @dataclass
 class RunFile:
+    """rejected: one StoreError per case line left out because its values break qbench.history.validate's rules."""
+
     path: Path
     header: dict
     records: list[RunRecord]
     footer: dict | None
+    rejected: list[StoreError] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -98,10 +104,17 @@ class RunFile:
 
 
 def run_files(root: Path) -> list[Path]:
+    """Every run under root: JSON-lines files and compacted ones (qbench.history.columnar), each run once."""
+    from qbench.history.columnar import SUFFIX, compacted_files
+
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.glob("*/runs/*/*") if p.name.endswith((FINAL, PARTIAL)))
+    compacted = compacted_files(root)
+    stems = {(p.parents[3].name, p.name[:-len(SUFFIX)]) for p in compacted}
+    lines = [p for p in root.glob("*/runs/*/*") if p.name.endswith((FINAL, PARTIAL))
+             and (p.parents[2].name, p.name.split(".jsonl")[0]) not in stems]
+    return sorted(lines + compacted)
 
 
 def _migrate(line: dict, where: str) -> dict:
@@ -118,6 +131,10 @@ def _migrate(line: dict, where: str) -> dict:
 
 def read_run_file(path: Path) -> RunFile:
     path = Path(path)
+    if path.name.endswith(".parquet"):
+        from qbench.history.columnar import read_compacted
+
+        return read_compacted(path)
     partial = path.name.endswith(PARTIAL)
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
@@ -125,7 +142,7 @@ def read_run_file(path: Path) -> RunFile:
         raise StoreError(f"{path}: cannot read: {exc}") from None
     if lines and lines[-1] == "":
         lines.pop()
-    header, records, footer = None, [], None
+    header, records, footer, rejected = None, [], None, []
     for number, text in enumerate(lines, start=1):
         where = f"{path}:{number}"
         try:
@@ -142,23 +159,32 @@ def read_run_file(path: Path) -> RunFile:
         if number == 1:
             if kind != "run":
                 raise StoreError(f"{where}: the first line must be a run header, found kind {kind!r}")
+            problem = check_header_line(line)
+            if problem:
+                raise StoreError(f"{where}: unreadable run header: {problem}")
             header = line
         elif kind == "case":
+            problem = check_case_line(line)
             try:
+                if problem:
+                    raise StoreError(problem)
                 records.append(RunRecord.from_dict(line))
             except StoreError as exc:
-                raise StoreError(f"{where}: {exc}") from None
+                record_id = line.get("record_id")
+                named = f"record {str(record_id)[:12]} " if isinstance(record_id, str) else ""
+                rejected.append(StoreError(f"{where}: {named}left out: {exc}"))
         elif kind == "run_end":
             footer = line
         else:
             raise StoreError(f"{where}: unknown line kind {kind!r}")
     if header is None:
         raise StoreError(f"{path}: empty run file")
-    return RunFile(path=path, header=header, records=records, footer=footer)
+    return RunFile(path=path, header=header, records=records, footer=footer, rejected=rejected)
 
 
 def iter_records(root: Path, errors: list | None = None) -> Iterator[tuple[RunFile, RunRecord]]:
-    """Every record under root. With `errors` given, unreadable files are listed there instead of raised."""
+    """Every record under root. With `errors` given, unreadable files and records left out are listed there;
+    without, an unreadable file is raised and a record left out is a warning."""
     for path in run_files(root):
         try:
             run = read_run_file(path)
@@ -167,6 +193,7 @@ def iter_records(root: Path, errors: list | None = None) -> Iterator[tuple[RunFi
                 raise
             errors.append(exc)
             continue
+        report_rejected(run, errors)
         for record in run.records:
             yield run, record
 
@@ -182,6 +209,15 @@ def load_history(root: Path, errors: list | None = None):
     if not frame.empty:
         frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
     return frame
+
+
+def report_rejected(run: RunFile, errors: list | None) -> None:
+    """Add the records left out of `run` to `errors`, or warn about them when there is no list."""
+    for problem in run.rejected:
+        if errors is None:
+            warnings.warn(str(problem))
+        else:
+            errors.append(problem)
 
 
 def utc_now() -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from qbench.history.resume import ResumedWriter
 from qbench.history.store import RunWriter, utc_now
 from qbench.launch.provenance import qbench_provenance
 from qbench.records import RunRecord
@@ -71,17 +72,24 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 @contextmanager
 def open_run(suite: dict, machine: dict, results: Path | str | None, *, context: dict | None = None,
-             started_at: str | None = None, **header) -> Iterator[OpenRun]:
+             started_at: str | None = None, resume=None, **header) -> Iterator[OpenRun]:
     """Record one run in `results` (nothing is written when it is None). `header` adds fields to the run's first
-    line (argv is added). On leaving the block the file is sealed; on KeyboardInterrupt or SIGTERM it is sealed as
-    interrupted and the interrupt goes on."""
-    context = context or run_context(suite, machine)
-    started_at = started_at or utc_now()
-    writer = None
-    if results is not None:
-        writer = RunWriter(Path(results), machine, {**context, "started_at": started_at, "argv": sys.argv[1:],
-                                                    **header})
-    run = OpenRun(context, writer, started_at)
+    line (argv is added). `resume` (a qbench.history.resume.Resumable) continues that run in its own file instead:
+    its id, header and records are kept. On leaving the block the file is sealed; on KeyboardInterrupt or SIGTERM
+    it is sealed as interrupted and the interrupt goes on."""
+    if resume is not None:
+        writer = ResumedWriter(resume, utc_now())
+        context = {**(context or run_context(suite, machine)), "run_id": writer.header["run_id"]}
+        run = OpenRun(context, writer, writer.header["started_at"])
+        run.records.extend(writer.kept)
+    else:
+        context = context or run_context(suite, machine)
+        started_at = started_at or utc_now()
+        writer = None
+        if results is not None:
+            writer = RunWriter(Path(results), machine, {**context, "started_at": started_at, "argv": sys.argv[1:],
+                                                        **header})
+        run = OpenRun(context, writer, started_at)
     with sigterm_as_interrupt():
         try:
             yield run

@@ -132,12 +132,14 @@ class Session:
         return Catalog.from_dict(result["catalog"])
 
     def run(self, planned: list[PlannedCase], *, catalog: Catalog, writer: RunWriter | None, context: dict,
-            on_record: Callable[[RunRecord], None] | None = None, repeat: int = 1) -> list[RunRecord]:
+            on_record: Callable[[RunRecord], None] | None = None, repeat: int = 1,
+            done: frozenset[tuple[str, int]] = frozenset()) -> list[RunRecord]:
         """Each case `repeat` times in separate processes, in interleaved rounds (every case once, then again), so
-        that slow drift of the machine spreads over all cases instead of biasing some."""
+        that slow drift of the machine spreads over all cases instead of biasing some. `done`: (case_version,
+        repeat index) pairs already measured (a resumed run), left out."""
         records = []
         rounds = [(index, plan) for index in range(repeat) for plan in planned
-                  if not (plan.skip_reason and index > 0)]
+                  if not (plan.skip_reason and index > 0) and (plan.case.case_version, index) not in done]
         for repeat_index, plan in rounds:
             started_at, began = utc_now(), time.perf_counter()
             if plan.skip_reason:

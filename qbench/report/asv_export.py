@@ -155,6 +155,8 @@ def _readable_runs(history: Path, report: ExportReport) -> list[RunFile]:
             runs.append(read_run_file(path))
         except StoreError as exc:
             report.errors.append(exc)
+        else:
+            report.errors.extend(runs[-1].rejected)
     return runs
 
 

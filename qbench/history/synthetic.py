@@ -1,0 +1,151 @@
+"""A synthetic history for scale benchmarks: N nightlies of a suite's full grid, every record cloned from a real one.
+
+Real records (files qbench wrote) are the templates, so sizes, field sets and sample counts are those of real runs,
+not toy data. Each planned case (from `qbench list --suite S --json`) takes a template of the same mode and engine
+(else the same mode, else any ok record); its identity, ids, times, commit and torch build are replaced, and its
+latency samples are scaled by a seeded per-night, per-case factor (about 3% noise), so step detection sees realistic
+series. Skipped cases are written as skipped records with their reason. Each night has `repeat` records per case
+(worker.repeat 0..repeat-1), one run file per night in the layout of qbench.history.store, each night a new torch
+nightly build at one qbench commit.
+
+    python -m qbench.history.synthetic --plan cases.jsonl --templates tests/fixtures/records --nights 30 \
+        --repeat 3 --out /tmp/history
+
+Pure stdlib; files are written whole (no per-line fsync: this is a fixture, not a run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from qbench.history.store import FINAL, read_run_file, run_files
+from qbench.records import SCHEMA_VERSION, Case
+
+__all__ = ["load_templates", "load_plan", "generate", "main"]
+
+COMMIT = "5ca1e0" + "0" * 34
+FIRST_NIGHT = datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)
+
+
+def load_templates(folder: Path) -> dict[tuple, list[dict]]:
+    """(mode, engine) → the ok case lines under `folder`, plus (mode,) and () keys for the fallbacks."""
+    found: dict[tuple, list[dict]] = {}
+    for path in run_files(folder):
+        for record in read_run_file(path).records:
+            if record.status != "ok":
+                continue
+            line = record.to_dict()
+            for key in ((record.case.mode, record.case.engine), (record.case.mode,), ()):
+                found.setdefault(key, []).append(line)
+    if not found:
+        raise SystemExit(f"no ok records under {folder} to clone")
+    return found
+
+
+def load_plan(path: Path) -> list[tuple[Case, str | None]]:
+    """(case, skip reason) per line of `qbench list --json` output."""
+    plan = []
+    for text in Path(path).read_text().splitlines():
+        item = json.loads(text)
+        plan.append((Case.from_dict(item["case"]), item.get("skip_reason")))
+    return plan
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _template(templates: dict, case: Case, index: int) -> dict:
+    for key in ((case.mode, case.engine), (case.mode,), ()):
+        if key in templates:
+            choices = templates[key]
+            return choices[index % len(choices)]
+    raise AssertionError("load_templates always has the () key")
+
+
+def _record(template: dict, case: Case, run_id: str, night: int, repeat: int, started: datetime, torch: str,
+            skip_reason: str | None, rng: random.Random, drift: float) -> dict:
+    line = copy.deepcopy(template)
+    identity = case.to_dict()
+    line.update({"case": identity, "case_id": case.case_id, "case_version": case.case_version, "run_id": run_id,
+                 "record_id": uuid.UUID(int=rng.getrandbits(128)).hex, "started_at": _stamp(started),
+                 "finished_at": _stamp(started + timedelta(seconds=5)), "schema_version": SCHEMA_VERSION})
+    line["qbench"] = {**line.get("qbench", {}), "commit": COMMIT, "dirty": False}
+    line["environment"] = {**line.get("environment", {}), "torch": torch}
+    line["worker"] = {**line.get("worker", {}), "repeat": repeat}
+    if skip_reason:
+        line.update({"status": "skipped", "reason": skip_reason, "error_tail": None, "metrics": {}, "details": {}})
+        return line
+    latency = (line.get("metrics") or {}).get("latency")
+    if latency and latency.get("samples"):
+        factor = drift * rng.lognormvariate(0.0, 0.03)
+        latency["samples"] = [s * factor for s in latency["samples"]]
+    return line
+
+
+def generate(out: Path, plan: list[tuple[Case, str | None]], templates: dict, nights: int, repeat: int = 3,
+             machine: dict | None = None, seed: int = 0) -> list[Path]:
+    """Write `nights` run files under out/<machine_id>/runs/<YYYY-MM>/; returns their paths."""
+    machine = machine or _template(templates, plan[0][0], 0)["machine"]
+    folder = Path(out) / machine["machine_id"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "machine.json").write_text(json.dumps(machine, indent=2, sort_keys=True) + "\n")
+    suite = {"name": "nightly", "path": "suites/nightly.toml", "sha256": hashlib.sha256(b"nightly").hexdigest()}
+    paths = []
+    for night in range(nights):
+        rng = random.Random(f"{seed}/{night}")
+        started = FIRST_NIGHT + timedelta(days=night)
+        run_id = uuid.UUID(int=rng.getrandbits(128)).hex
+        torch = f"2.13.0.dev{started:%Y%m%d}+cpu"
+        header = {"kind": "run", "schema_version": SCHEMA_VERSION, "run_id": run_id, "suite": suite,
+                  "machine": machine, "qbench": {"version": "0.1.0", "commit": COMMIT, "dirty": False},
+                  "started_at": _stamp(started), "argv": ["run", "--suite", "nightly"],
+                  "planned_cases": len(plan), "repeat": repeat, "filter": [], "isolation": "fork"}
+        lines = [json.dumps(header, sort_keys=True)]
+        counts: dict[str, int] = {}
+        for index in range(repeat):
+            for number, (case, skip_reason) in enumerate(plan):
+                if skip_reason and index > 0:
+                    continue
+                case_rng = random.Random(f"{seed}/{case.case_version}")
+                drift = 1.0 + 0.02 * case_rng.random()
+                line = _record(_template(templates, case, number), case, run_id, night, index, started, torch,
+                               skip_reason, rng, drift)
+                counts[line["status"]] = counts.get(line["status"], 0) + 1
+                lines.append(json.dumps(line, sort_keys=True, allow_nan=False))
+        lines.append(json.dumps({"kind": "run_end", "schema_version": SCHEMA_VERSION, "run_id": run_id,
+                                 "finished_at": _stamp(started + timedelta(hours=2)), "interrupted": False,
+                                 "counts": counts}, sort_keys=True))
+        month = folder / "runs" / f"{started:%Y-%m}"
+        month.mkdir(parents=True, exist_ok=True)
+        path = month / f"{started:%Y%m%dT%H%M%S}Z_{COMMIT[:8]}_{run_id[:8]}{FINAL}"
+        path.write_text("\n".join(lines) + "\n")
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qbench.history.synthetic", description=__doc__.split("\n")[0])
+    parser.add_argument("--plan", required=True, help="output of `qbench list --suite S --json`")
+    parser.add_argument("--templates", required=True, help="a results folder of real runs to clone records from")
+    parser.add_argument("--nights", type=int, required=True)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    paths = generate(Path(args.out), load_plan(Path(args.plan)), load_templates(Path(args.templates)), args.nights,
+                     args.repeat, seed=args.seed)
+    size = sum(p.stat().st_size for p in paths)
+    print(f"synthetic {len(paths)} nightlies in {args.out}: {size / 2**20:.1f} MiB of JSON lines")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,7 +3,7 @@ merge brought in."""
 
 from __future__ import annotations
 
-from qbench.compare.steps import Regression, threshold_for
+from qbench.compare.steps import Regression, threshold_for, unjudged
 from qbench.history.merge import MergeReport
 from qbench.history.series import Series, format_series_value
 from qbench.thresholds import DEFAULT_THRESHOLDS, ThresholdPolicy
@@ -29,6 +29,11 @@ def render_regressions(regressions: list[Regression], new: set[int], series: lis
     lines = [f"history   {len(series)} series over {len(runs)} runs on {len({s.machine_id for s in series})} "
              f"machine(s); thresholds: measured noise on {from_noise} series, else defaults ({defaults}; speedup "
              f"as latency, compression as size)"]
+    cannot = [s for s in series if unjudged(s)]
+    if cannot:
+        named = ", ".join(f"{s.case_id} {s.metric}" for s in cannot[:3]) + (", …" if len(cannot) > 3 else "")
+        lines.append(f"{len(cannot)} series cannot be judged (a value is 0, negative or not finite; relative steps "
+                     f"need values > 0): {named}")
     if not regressions:
         lines.append("no regressions")
         return "\n".join(lines)

@@ -126,7 +126,10 @@ class AccuracySpec:
     max_drop: str = ""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if not data["max_drop"]:
+            del data["max_drop"]  # at its default it is left out, so workers of older commits (qbench ab) accept it
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> AccuracySpec:

@@ -1,8 +1,9 @@
 """ARM (aarch64) executed for real, under qemu-user: an aarch64 Python with PyPI's aarch64 torch runs qbench from this
 checkout through the same command line a user runs (issue 13).
 
-`.ci/arm-env` builds the environment once per recipe and caches it (~/.cache/qbench/arm-env; a few minutes cold,
-well under a second warm); it also resolves the nightly workflow's ARM install for aarch64, so the checks on that
+`.ci/arm-env` builds the environment once per recipe and caches it (~/.cache/qbench/arm-env, 3.5 GB; about 2.5
+minutes of CPU and 3 GB of downloads cold, 5.5 minutes of wall time on a quiet 2-core machine; under a second warm);
+it also resolves the nightly workflow's ARM install for aarch64, so the checks on that
 resolution below test the ARM job's install commands locally. Timings under emulation mean nothing and are never
 asserted: what runs, what is skipped and what each record says are. When the environment cannot be built (no
 PyPI, apt failing, no binfmt_misc), these tests fail with the script's message; they never skip.
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 ARM_ENV = REPO / ".ci" / "arm-env"
 # The probe's reason for engines whose prepack fails on aarch64 (torch's own spelling).
 UNKNOWN_ARCH = "unknown architecure"
-# A small quantizable model: cheap enough under emulation (a forward takes about a second).
+# A small quantizable model: cheap enough under emulation (a forward takes one or two seconds).
 MODEL = "shufflenet_v2_x0_5"
 # Host variables that mean nothing (or harm) to an aarch64 process: x86 OpenBLAS core types, the host's venv.
 _HOST_ONLY = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "VIRTUAL_ENV", "PYTHONHOME", "QBENCH_CACHE_DIR")
@@ -45,7 +46,8 @@ def arm_env() -> dict:
     try:
         proc = subprocess.run(["bash", str(ARM_ENV)], check=False, capture_output=True, text=True, timeout=3000)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f".ci/arm-env did not finish in {exc.timeout} s; its output:\n{(exc.stderr or '')[-4000:]}")
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        pytest.fail(f".ci/arm-env did not finish in {exc.timeout} s; its output:\n{stderr[-4000:]}")
     if proc.returncode != 0:
         pytest.fail(f".ci/arm-env could not build the emulated aarch64 environment (exit {proc.returncode}); "
                     f"it needs apt-get (Debian) and PyPI. Its output:\n{proc.stderr[-4000:]}")

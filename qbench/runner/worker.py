@@ -66,12 +66,14 @@ def execute(task_path: str, result_path: str) -> int:
     payload.setdefault("worker", {})
     payload["worker"].update({"pid": os.getpid(), "entered_at": started, "left_at": time.time()})
     if "environment" not in payload:
+        environment_started = time.perf_counter()
         try:
             from qbench.runner.environment import collect_environment
 
             payload["environment"] = collect_environment()
         except Exception as exc:  # noqa: BLE001
             payload["environment"] = {"error": f"{type(exc).__name__}: {exc}"}
+        payload["worker"]["environment_s"] = time.perf_counter() - environment_started
     write_json_atomic(result_path, payload, indent=None)
     return 0
 
@@ -179,52 +181,65 @@ def _kernels_like_the_profile(case, kernels: dict) -> dict:
 
 def measure_case(task: dict) -> dict:
     """The real measurement: build the case's model under its mode and engine, then size, latency, memory,
-    bytes moved and accuracy."""
-    import torch
+    bytes moved and accuracy. Every phase's wall time lands in details.phases_s (qbench.runner.phases)."""
+    from qbench.runner.phases import PhaseTimer
 
-    from qbench.runner.probes.accuracy import evaluate_case
-    from qbench.runner.probes.kernels import probe_kernels
-    from qbench.runner.probes.latency import measure_latency
-    from qbench.runner.probes.memory import PhasePeaks
-    from qbench.runner.probes.size import measure_size
-    from qbench.runner.probes.traffic import count_traffic
-    from qbench.records import AccuracySpec, Case, MeasureSpec
-    from qbench.runner.registry.data import example_input
-    from qbench.runner.registry.models import open_model
+    timer = PhaseTimer()
+    with timer("imports"):
+        import torch
+
+        from qbench.runner.probes.accuracy import evaluate_case
+        from qbench.runner.probes.kernels import probe_kernels
+        from qbench.runner.probes.latency import measure_latency
+        from qbench.runner.probes.memory import PhasePeaks
+        from qbench.runner.probes.size import measure_size
+        from qbench.runner.probes.traffic import count_traffic
+        from qbench.records import AccuracySpec, Case, MeasureSpec
+        from qbench.runner.registry.data import example_input
+        from qbench.runner.registry.models import open_model
 
     case = Case.from_dict(task["case"])
     spec = MeasureSpec.from_dict(task["measure"])
     accuracy_spec = AccuracySpec.from_dict(task.get("accuracy") or {})
-    kernels = probe_kernels(case.engine)  # first: oneDNN names its ISA only at its first use in a process
-    kernels = _kernels_like_the_profile(case, kernels)
-    verify_runner(case.runner, kernels, case.engine if case.mode in ENGINE_PACKED_MODES else None)
+    with timer("probe"):
+        kernels = probe_kernels(case.engine)  # first: oneDNN names its ISA only at its first use in a process
+        kernels = _kernels_like_the_profile(case, kernels)
+        verify_runner(case.runner, kernels, case.engine if case.mode in ENGINE_PACKED_MODES else None)
     torch.manual_seed(case.seed)
     peaks = PhasePeaks()
-    source = open_model(case.model, case.weights, seed=case.seed)
-    example = example_input(case.batch_size, source.input_size, case.seed)
-    prepared, calibration_identity, cache_info = _build(case, source, example, task)
+    with timer("open_model"):
+        source = open_model(case.model, case.weights, seed=case.seed)
+        example = example_input(case.batch_size, source.input_size, case.seed)
+    with timer("build"):
+        prepared, calibration_identity, cache_info = _build(case, source, example, task)
     model = prepared.model
     peaks.end_phase("build")
-    size = measure_size(model)
+    with timer("size"):
+        size = measure_size(model)
     with torch.inference_mode():
-        output = model(example)
-        if not torch.isfinite(output).all():
-            raise RuntimeError("the model's output holds NaN or Inf values")
-        latency = measure_latency(lambda: model(example), spec)
+        with timer("check_output"):
+            output = model(example)
+            if not torch.isfinite(output).all():
+                raise RuntimeError("the model's output holds NaN or Inf values")
+        with timer("latency"):
+            latency = measure_latency(lambda: model(example), spec)
     peaks.end_phase("run")
     metrics = {"latency": latency, "size": size, "memory": peaks.as_metric()}
-    with torch.inference_mode():
+    with torch.inference_mode(), timer("traffic"):
         # A compiled model (pt2e) runs its own kernels under a dispatch mode: count its uncompiled graph instead.
         metrics["bandwidth"] = count_traffic(getattr(model, "_orig_mod", model), example)
     if accuracy_spec.images > 0:
-        reference = None if case.mode == "fp32" else source.float_model()
-        metrics["accuracy"] = evaluate_case(model, reference, accuracy_spec, source, engine=case.engine)
+        with timer("accuracy"):
+            reference = None if case.mode == "fp32" else source.float_model()
+            metrics["accuracy"] = evaluate_case(model, reference, accuracy_spec, source, engine=case.engine)
+    phases_s, phases_nested = timer.record(prepared.phases)
     return {
         "status": "ok",
         "metrics": metrics,
         "details": {
             "qconfig": prepared.qconfig,
-            "phases_s": prepared.phases,
+            "phases_s": phases_s,
+            "phases_nested": phases_nested,
             "notes": prepared.notes,
             "calibration": calibration_identity,
             "cache": cache_info,

@@ -21,35 +21,46 @@ WORKER_PHASES = ("imports", "probe", "open_model", "build", "size", "check_outpu
 
 
 class PhaseTimer:
-    """Accumulates wall seconds per named phase; a phase timed twice adds up. `total` runs from construction."""
+    """Accumulates exclusive wall and process-CPU seconds per named phase: a phase timed inside another is booked
+    under the inner name only (the outer one gets the rest), and a phase timed twice adds up. `total` runs from
+    construction. CPU time (all threads of the process) next to wall time shows how much of a phase a loaded machine
+    spent descheduled."""
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter):
-        self._clock = clock
-        self._began = clock()
+    def __init__(self, clock: Callable[[], float] = time.perf_counter,
+                 cpu_clock: Callable[[], float] = time.process_time):
+        self._clock, self._cpu_clock = clock, cpu_clock
+        self._began, self._cpu_began = clock(), cpu_clock()
+        self._inner: list[list[float]] = []  # per open phase: [wall, cpu] seconds its nested phases took
         self.phases: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        start = self._clock()
+        start, cpu_start = self._clock(), self._cpu_clock()
+        self._inner.append([0.0, 0.0])
         try:
             yield
         finally:
-            self.add(name, self._clock() - start)
+            elapsed, cpu = self._clock() - start, self._cpu_clock() - cpu_start
+            nested = self._inner.pop()
+            self.add(name, elapsed - nested[0], cpu - nested[1])
+            if self._inner:
+                self._inner[-1][0] += elapsed
+                self._inner[-1][1] += cpu
 
-    def add(self, name: str, seconds: float) -> None:
+    def add(self, name: str, seconds: float, cpu_seconds: float = 0.0) -> None:
         self.phases[name] = self.phases.get(name, 0.0) + seconds
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu_seconds
 
-    def moved(self, inner: str, outer: str, seconds: float) -> None:
-        """`seconds` of phase `outer` were spent in `inner` (timed inside it): book them under `inner` only."""
-        self.add(inner, seconds)
-        self.phases[outer] = self.phases.get(outer, 0.0) - seconds
-
-    def record(self, recipe_steps: dict | None = None) -> tuple[dict, dict]:
-        """(phases_s, phases_nested): the worker's phases, "total" and "other" (what no phase covered), plus the
-        recipe's steps; nested = {"build": [recipe step names]}."""
-        total = self._clock() - self._began
+    def record(self, recipe_steps: dict | None = None) -> tuple[dict, dict, dict]:
+        """(phases_s, phases_cpu_s, phases_nested): the worker's phases with "total" and "other" (what no phase
+        covered), wall seconds plus the recipe's steps, and CPU seconds; nested = {"build": [recipe step names]}."""
+        total, cpu_total = self._clock() - self._began, self._cpu_clock() - self._cpu_began
         phases = {name: round(seconds, 6) for name, seconds in self.phases.items()}
         phases["other"] = round(max(0.0, total - sum(self.phases.values())), 6)
         phases["total"] = round(total, 6)
+        cpu = {name: round(seconds, 6) for name, seconds in self.cpu.items()}
+        cpu["other"] = round(max(0.0, cpu_total - sum(self.cpu.values())), 6)
+        cpu["total"] = round(cpu_total, 6)
         steps = {name: round(seconds, 6) for name, seconds in (recipe_steps or {}).items() if name not in phases}
-        return {**phases, **steps}, {"build": sorted(steps)}
+        return {**phases, **steps}, cpu, {"build": sorted(steps)}

@@ -232,13 +232,14 @@ def measure_case(task: dict) -> dict:
         with timer("accuracy"):
             reference = None if case.mode == "fp32" else source.float_model()
             metrics["accuracy"] = evaluate_case(model, reference, accuracy_spec, source, engine=case.engine)
-    phases_s, phases_nested = timer.record(prepared.phases)
+    phases_s, phases_cpu_s, phases_nested = timer.record(prepared.phases)
     return {
         "status": "ok",
         "metrics": metrics,
         "details": {
             "qconfig": prepared.qconfig,
             "phases_s": phases_s,
+            "phases_cpu_s": phases_cpu_s,
             "phases_nested": phases_nested,
             "notes": prepared.notes,
             "calibration": calibration_identity,

@@ -179,6 +179,17 @@ def _kernels_like_the_profile(case, kernels: dict) -> dict:
                                                     f"{kernels.get('int8_conv')}, which the ISA caps cannot hide"}}
 
 
+def _accuracy(model, case, spec, source, reuse, evaluate_case) -> dict | None:
+    """metrics.accuracy: an fp32 case alone; an int8 case against its fp32 parent, whose logits come from the reuse
+    store (once per model) when it is enabled, else from the parent rebuilt in this process."""
+    if case.mode == "fp32":
+        return evaluate_case(model, None, spec, source, engine=case.engine)
+    if reuse.enabled:
+        return evaluate_case(model, None, spec, source, engine=case.engine,
+                             reference_logits=lambda eval_set: reuse.reference_logits(eval_set, spec.batch_size))
+    return evaluate_case(model, source.float_model(), spec, source, engine=case.engine)
+
+
 def measure_case(task: dict) -> dict:
     """The real measurement: build the case's model under its mode and engine, then size, latency, memory,
     bytes moved and accuracy. Every phase's wall time lands in details.phases_s (qbench.runner.phases)."""
@@ -197,6 +208,7 @@ def measure_case(task: dict) -> dict:
         from qbench.records import AccuracySpec, Case, MeasureSpec
         from qbench.runner.registry.data import example_input
         from qbench.runner.registry.models import open_model
+        from qbench.runner.reuse import open_reuse
 
     case = Case.from_dict(task["case"])
     spec = MeasureSpec.from_dict(task["measure"])
@@ -214,8 +226,9 @@ def measure_case(task: dict) -> dict:
         prepared, calibration_identity, cache_info = _build(case, source, example, task)
     model = prepared.model
     peaks.end_phase("build")
+    reuse = open_reuse(case, source, task, timer)
     with timer("size"):
-        size = measure_size(model)
+        size = reuse.figure("size", lambda: measure_size(model))
     with torch.inference_mode():
         with timer("check_output"):
             output = model(example)
@@ -227,11 +240,11 @@ def measure_case(task: dict) -> dict:
     metrics = {"latency": latency, "size": size, "memory": peaks.as_metric()}
     with torch.inference_mode(), timer("traffic"):
         # A compiled model (pt2e) runs its own kernels under a dispatch mode: count its uncompiled graph instead.
-        metrics["bandwidth"] = count_traffic(getattr(model, "_orig_mod", model), example)
+        metrics["bandwidth"] = reuse.figure("bandwidth", lambda: count_traffic(getattr(model, "_orig_mod", model),
+                                                                                 example), batch_size=case.batch_size)
     if accuracy_spec.images > 0:
         with timer("accuracy"):
-            reference = None if case.mode == "fp32" else source.float_model()
-            metrics["accuracy"] = evaluate_case(model, reference, accuracy_spec, source, engine=case.engine)
+            metrics["accuracy"] = _accuracy(model, case, accuracy_spec, source, reuse, evaluate_case)
     phases_s, phases_cpu_s, phases_nested = timer.record(prepared.phases)
     return {
         "status": "ok",
@@ -249,6 +262,7 @@ def measure_case(task: dict) -> dict:
             "peaks": task.get("peaks"),
             "input_shape": list(example.shape),
             "output_shape": list(output.shape),
+            **reuse.details(),
         },
     }
 

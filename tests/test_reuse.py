@@ -128,3 +128,12 @@ def test_a_repeated_run_reuses_and_its_records_say_so(tmp_path):
     assert cold.returncode == 0, cold.stderr
     for _, record in iter_records(tmp_path / "n", errors=[]):
         assert "reused" not in record.details and record.details["reuse"]["enabled"] is False
+
+
+def test_the_key_changes_with_qbench_worker_code(tmp_path, monkeypatch):
+    import qbench.runner.reuse as reuse_module
+
+    _reuse(tmp_path).figure("size", lambda: {"bytes": 10})
+    monkeypatch.setattr(reuse_module, "worker_code_sha256", lambda: "0" * 64)
+    changed = _reuse(tmp_path)
+    assert changed.figure("size", lambda: {"bytes": 12}) == {"bytes": 12} and "reused" not in changed.details()

@@ -8,7 +8,8 @@ The store is an ArtifactCache (qbench.runner.artifacts) under `<artifact cache>/
 rules: entries read only with torch.load(weights_only=True), written atomically under their content's sha256, a
 damaged entry is a miss. A key is the sha256 of JSON naming everything the figure depends on: REUSE_VERSION, the
 figure, model, weights identity, runner profile, threads, torch/torch_git/torchvision/torchao versions, qbench's
-RECIPE_VERSION, and per figure the evaluation set's identity and batch (reference logits), or mode, engine,
+RECIPE_VERSION, the sha256 of qbench's worker code (qbench/runner/**/*.py and records.py: a changed probe or
+recipe never serves an old figure, at the price of one re-measurement after each change), and per figure the evaluation set's identity and batch (reference logits), or mode, engine,
 qconfig, calibration and QAT specs (size; plus the case's batch for traffic). The task's cache settings switch it:
 `qbench run --no-cache` measures everything.
 
@@ -18,6 +19,8 @@ A record says what was reused: `details.reused = {figure: key}` (absent when not
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
 
 import torch
@@ -25,11 +28,21 @@ import torch
 from qbench.errors import StoreError, one_line
 from qbench.launch.artifact_cache import RECIPE_VERSION, _weights_key, default_root, key_of
 
-__all__ = ["REUSE_VERSION", "Reuse", "open_reuse"]
+__all__ = ["REUSE_VERSION", "Reuse", "open_reuse", "worker_code_sha256"]
 
 # Bump when what a reused figure means or how it is computed changes (size, traffic or the reference's logits).
 REUSE_VERSION = 1
 _VERSIONS = ("torch", "torch_git", "torchvision", "torchao")
+
+
+@functools.cache
+def worker_code_sha256() -> str:
+    """sha256 over the relative paths and contents of qbench/runner/**/*.py and qbench/records.py."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted([*package.joinpath("runner").rglob("*.py"), package / "records.py"]):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 class Reuse:
@@ -50,7 +63,8 @@ class Reuse:
         case = self.case
         return {"reuse_version": REUSE_VERSION, "recipe_version": RECIPE_VERSION, "figure": figure,
                 "model": case.model, "weights": _weights_key(case, self.source.weights_info()),
-                "runner": case.runner, "threads": case.threads, "versions": self.versions, **fields}
+                "runner": case.runner, "threads": case.threads, "versions": self.versions,
+                "code": worker_code_sha256(), **fields}
 
     def _recipe(self) -> dict:
         case = self.case

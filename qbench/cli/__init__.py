@@ -56,6 +56,7 @@ COMMANDS = {
     "sensitivity": "rank a model's layers by how much quantizing them costs (per-layer SQNR, one-at-a-time pass)",
     "cache": "list, inspect or clear the cache of quantized artifacts",
     "overhead": "measure qbench's own per-case overhead and its latency sampler against a bare loop",
+    "cost": "show where a run's time went per phase and scale it to a suite's grid and a nightly's runner count",
 }
 
 

@@ -1,0 +1,48 @@
+"""`qbench cost`: where a run's time went, phase by phase (details.phases_s of every case-process), and the wall time
+of a suite's full grid scaled from the run's cases, with the runners a nightly budget needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qbench.cli import EXIT_OK, Command
+from qbench.errors import ConfigError
+from qbench.history.store import iter_records, read_run_file
+from qbench.report.cost import case_costs, grid_estimate, phase_table, render_estimate
+
+
+class CostCommand(Command):
+    name = "cost"
+    help = "show where a run's time went per phase and scale it to a suite's grid and a nightly's runner count"
+
+    def add_arguments(self, parser):
+        parser.add_argument("runs", nargs="+", metavar="RUN", help="run files or results folders (all their runs)")
+        parser.add_argument("--grid-cases", type=int, default=None, metavar="N",
+                            help="cases in the grid to scale to (e.g. 1878 for nightly; `qbench list` counts them)")
+        parser.add_argument("--repeat", type=int, default=3, help="processes per case in the grid (default 3)")
+        parser.add_argument("--budget-h", type=float, default=2.0, help="the nightly's wall-time budget (default 2)")
+        parser.add_argument("--warm", action="store_true",
+                            help="also estimate from processes after a case's first (artifact cache and reuse "
+                                 "store filled, as on a runner whose cache persists between nightlies)")
+
+    def run(self, args) -> int:
+        records = []
+        for run in args.runs:
+            path = Path(run)
+            if path.is_dir():
+                records.extend(record for _, record in iter_records(path, errors=[]))
+            else:
+                records.extend(read_run_file(path).records)
+        costs = case_costs(records)
+        if not costs:
+            raise ConfigError(f"no measured case-process in {' '.join(args.runs)}")
+        print(phase_table(costs))
+        if args.grid_cases:
+            print(render_estimate(grid_estimate(costs, args.grid_cases, args.repeat, args.budget_h), "all"))
+            warm = [c for c in costs if c["repeat"] > 0]
+            if args.warm and warm:
+                print(render_estimate(grid_estimate(warm, args.grid_cases, args.repeat, args.budget_h), "warm"))
+        return EXIT_OK
+
+
+COMMAND = CostCommand

@@ -110,18 +110,21 @@ def test_a_repeated_run_reuses_and_its_records_say_so(tmp_path):
     assert done.returncode == 0, done.stderr
     records = {(r.case.mode, r.worker["repeat"]): r for _, r in iter_records(tmp_path / "r", errors=[])}
     first, second = records[("static_fx", 0)], records[("static_fx", 1)]
-    assert "reused" not in first.details and first.details["reuse"]["stored"].keys() == {"size", "bandwidth",
-                                                                                         "reference_logits"}
-    assert second.details["reused"] == first.details["reuse"]["stored"]
+    assert "reused" not in first.details and first.details["reuse"]["stored"].keys() == {
+        "size", "bandwidth", "reference_logits", "accuracy"}
+    stored = first.details["reuse"]["stored"]
+    # the accuracy figure is reused whole, so the parent's logits are not even needed
+    assert second.details["reused"] == {k: stored[k] for k in ("size", "bandwidth", "accuracy")}
     for metric in ("size", "bandwidth"):
         assert second.metrics[metric] == first.metrics[metric]
     assert second.metrics["accuracy"] == first.metrics["accuracy"]
+    assert second.details["reuse"]["stored"] == {}
     phases = first.details["phases_s"]
     assert {"probe", "open_model", "build", "size", "latency", "traffic", "accuracy", "reference_logits",
             "total"} <= phases.keys() and "reference_logits" not in second.details["phases_s"]
     assert set(first.details["phases_nested"]["build"]) <= phases.keys()
     fp32 = records[("fp32", 1)]
-    assert fp32.details["reused"].keys() == {"size", "bandwidth"}
+    assert fp32.details["reused"].keys() == {"size", "bandwidth", "accuracy"}
 
     cold = qbench("run", "--suite", str(suite), "--results", str(tmp_path / "n"), "--cache-dir",
                   str(tmp_path / "cache"), "--no-cache", "--no-peaks", "--no-progress")

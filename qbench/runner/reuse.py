@@ -1,8 +1,8 @@
 """Figures a case need not measure again, from a content-addressed store next to the artifact cache: the fp32
 parent's logits on the evaluation images (once per model, not once per int8 case) and the deterministic
-measurements (size and quantized-module coverage once per model, mode, engine and qconfig, whatever the batch;
-bytes moved and MACs once per batch too). Latency, memory and the int8 model's own accuracy are measured in every
-process.
+measurements: size and quantized-module coverage, and the accuracy figures (the model's logits on fixed images
+under fixed kernels), once per model, mode, engine and qconfig whatever the batch; bytes moved and MACs once per
+batch too. Latency and memory are measured in every process.
 
 The store is an ArtifactCache (qbench.runner.artifacts) under `<artifact cache>/reuse`, so it has the same safety
 rules: entries read only with torch.load(weights_only=True), written atomically under their content's sha256, a
@@ -103,6 +103,15 @@ class Reuse:
         value = compute()
         self._timed(lambda: self._put(figure, key, identity, value))
         return value
+
+    def eval_set_identity(self, spec) -> dict | None:
+        """The identity of the case's evaluation images (None when reuse is off: nothing is keyed then)."""
+        if self.store is None:
+            return None
+        from qbench.runner.registry.evalset import load_eval_set
+
+        with self._phase("reuse_store"):
+            return dict(load_eval_set(spec, self.source).identity)
 
     def reference_logits(self, eval_set, batch_size: int) -> torch.Tensor:
         """The fp32 parent's [images, classes] logits on `eval_set`: stored, or computed by building the parent

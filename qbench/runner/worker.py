@@ -180,14 +180,18 @@ def _kernels_like_the_profile(case, kernels: dict) -> dict:
 
 
 def _accuracy(model, case, spec, source, reuse, evaluate_case) -> dict | None:
-    """metrics.accuracy: an fp32 case alone; an int8 case against its fp32 parent, whose logits come from the reuse
-    store (once per model) when it is enabled, else from the parent rebuilt in this process."""
+    """metrics.accuracy: an fp32 case alone; an int8 case against its fp32 parent, rebuilt in this process. With the
+    reuse store, the parent's logits are computed once per model, and the whole figure once per model, mode, engine
+    and qconfig on one evaluation set (the case's batch does not change it)."""
     if case.mode == "fp32":
-        return evaluate_case(model, None, spec, source, engine=case.engine)
-    if reuse.enabled:
-        return evaluate_case(model, None, spec, source, engine=case.engine,
-                             reference_logits=lambda eval_set: reuse.reference_logits(eval_set, spec.batch_size))
-    return evaluate_case(model, source.float_model(), spec, source, engine=case.engine)
+        return reuse.figure("accuracy", lambda: evaluate_case(model, None, spec, source, engine=case.engine),
+                            eval_set=reuse.eval_set_identity(spec), accuracy_batch=spec.batch_size)
+    if not reuse.enabled:
+        return evaluate_case(model, source.float_model(), spec, source, engine=case.engine)
+    return reuse.figure("accuracy", lambda: evaluate_case(
+        model, None, spec, source, engine=case.engine,
+        reference_logits=lambda eval_set: reuse.reference_logits(eval_set, spec.batch_size)),
+        eval_set=reuse.eval_set_identity(spec), accuracy_batch=spec.batch_size)
 
 
 def measure_case(task: dict) -> dict:

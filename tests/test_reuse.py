@@ -140,3 +140,22 @@ def test_the_key_changes_with_qbench_worker_code(tmp_path, monkeypatch):
     monkeypatch.setattr(reuse_module, "worker_code_sha256", lambda: "0" * 64)
     changed = _reuse(tmp_path)
     assert changed.figure("size", lambda: {"bytes": 12}) == {"bytes": 12} and "reused" not in changed.details()
+
+
+def test_clearing_the_artifact_cache_clears_the_reuse_store(tmp_path):
+    from qbench.launch.artifact_cache import ArtifactFolder
+
+    _reuse(tmp_path).figure("size", lambda: {"bytes": 10})
+    assert ArtifactFolder(tmp_path).clear() == 1 and not list((tmp_path / "reuse").glob("*.pt"))
+
+
+def test_the_run_summary_says_what_was_reused():
+    from qbench.report.summary import render_summary, reuse_line
+    from tests.factories import make_record
+
+    plain = make_record(details={})
+    reused = make_record(details={"reused": {"size": "a" * 64, "accuracy": "b" * 64}})
+    assert reuse_line([plain]) is None and "reused" not in render_summary([plain])
+    assert reuse_line([plain, reused]) == (
+        "reused    1 of 2 processes took figures from the reuse store (accuracy 1, size 1; details.reused names the "
+        "keys, --no-cache measures everything)")

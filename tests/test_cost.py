@@ -6,7 +6,7 @@ import math
 import pytest
 
 from qbench.history.store import RunWriter
-from qbench.report.cost import case_costs, grid_estimate, phase_table
+from qbench.report.cost import amortized_estimate, case_costs, grid_estimate, phase_table
 from tests.factories import MACHINE, make_case, make_record
 from tests.test_cli import qbench
 
@@ -60,4 +60,11 @@ def test_cost_command(tmp_path):
     done = qbench("cost", str(tmp_path), "--grid-cases", "1878", "--warm")
     assert done.returncode == 0, done.stderr
     assert "case-process" in done.stdout and "all: 2 processes of 1 cases" in done.stdout
-    assert "warm: 1 processes" in done.stdout and "runners" in done.stdout
+    assert "warm: 1 processes" in done.stdout and "cold start shared by 2: 2 processes of 1 cases" in done.stdout
+
+
+def test_the_amortized_estimate_spreads_each_cold_start_over_the_cases_sharing_it():
+    costs = case_costs([_record(repeat=r, duration=d) for r, d in ((0, 10.0), (1, 4.0), (2, 4.0))])
+    estimate = amortized_estimate(costs, grid_cases=100, repeat=3, budget_h=2.0, cold_share=2)
+    assert estimate["mean_case_process_s"] == pytest.approx((3 * 4.0 + 6.0 / 2) / 3)
+    assert amortized_estimate(costs[:1], grid_cases=100, repeat=3, budget_h=2.0, cold_share=2) is None

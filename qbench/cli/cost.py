@@ -8,7 +8,7 @@ from pathlib import Path
 from qbench.cli import EXIT_OK, Command
 from qbench.errors import ConfigError
 from qbench.history.store import iter_records, read_run_file
-from qbench.report.cost import case_costs, grid_estimate, phase_table, render_estimate
+from qbench.report.cost import amortized_estimate, case_costs, grid_estimate, phase_table, render_estimate
 
 
 class CostCommand(Command):
@@ -23,7 +23,11 @@ class CostCommand(Command):
         parser.add_argument("--budget-h", type=float, default=2.0, help="the nightly's wall-time budget (default 2)")
         parser.add_argument("--warm", action="store_true",
                             help="also estimate from processes after a case's first (artifact cache and reuse "
-                                 "store filled, as on a runner whose cache persists between nightlies)")
+                                 "store filled, as on a runner whose cache persists between nightlies), and with "
+                                 "each case's cold start shared by --cold-share cases")
+        parser.add_argument("--cold-share", type=float, default=2.0, metavar="K",
+                            help="cases sharing one cold start in the grid (default 2: its two batch sizes share "
+                                 "the converted model, size and accuracy)")
 
     def run(self, args) -> int:
         records = []
@@ -42,6 +46,9 @@ class CostCommand(Command):
             warm = [c for c in costs if c["repeat"] > 0]
             if args.warm and warm:
                 print(render_estimate(grid_estimate(warm, args.grid_cases, args.repeat, args.budget_h), "warm"))
+                shared = amortized_estimate(costs, args.grid_cases, args.repeat, args.budget_h, args.cold_share)
+                if shared is not None:
+                    print(render_estimate(shared, f"cold start shared by {args.cold_share:g}"))
         return EXIT_OK
 
 

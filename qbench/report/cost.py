@@ -9,7 +9,7 @@ import math
 import random
 import statistics
 
-__all__ = ["case_costs", "phase_table", "grid_estimate", "render_estimate"]
+__all__ = ["case_costs", "phase_table", "grid_estimate", "amortized_estimate", "render_estimate"]
 
 # Worker phases whose seconds are booked inside another (the recipe's steps inside "build") are listed by the record
 # in details.phases_nested and left out of the sums here.
@@ -93,6 +93,35 @@ def grid_estimate(costs: list[dict], grid_cases: int, repeat: int, budget_h: flo
     low, high = _quantile(means, 0.025), _quantile(means, 0.975)
     hours = [m * grid_cases * repeat / 3600 for m in (mean, low, high)]
     return {"cases": len(cases), "processes": sum(map(len, cases)), "mean_case_process_s": mean,
+            "ci95_s": [low, high], "grid_cases": grid_cases, "repeat": repeat, "hours": hours[0],
+            "hours_ci95": hours[1:], "budget_h": budget_h,
+            "runners": math.ceil(hours[0] / budget_h), "runners_ci95": [math.ceil(h / budget_h) for h in hours[1:]]}
+
+
+def amortized_estimate(costs: list[dict], grid_cases: int, repeat: int, budget_h: float, cold_share: float, *,
+                       resamples: int = 2000, seed: int = 0) -> dict | None:
+    """The grid's wall time when a case's first process pays its cold-start work (calibration, the figures the
+    reuse store then serves) once per `cold_share` cases (the grid's batch sizes share a converted model, its size
+    and accuracy): per case, repeat × its warm mean + (its first process - its warm mean) / cold_share, scaled like
+    grid_estimate. None without cases measured in more than one process."""
+    per_case: dict[str, list[tuple[int, float]]] = {}
+    for cost in costs:
+        per_case.setdefault(cost["case_id"], []).append((cost["repeat"], cost["duration_s"]))
+    units = []
+    for runs in per_case.values():
+        first = [d for r, d in runs if r == 0]
+        warm = [d for r, d in runs if r > 0]
+        if first and warm:
+            warm_mean = statistics.fmean(warm)
+            units.append((repeat * warm_mean + (first[0] - warm_mean) / cold_share) / repeat)
+    if not units:
+        return None
+    rng = random.Random(seed)
+    means = sorted(statistics.fmean(rng.choice(units) for _ in units) for _ in range(resamples))
+    mean = statistics.fmean(units)
+    low, high = _quantile(means, 0.025), _quantile(means, 0.975)
+    hours = [m * grid_cases * repeat / 3600 for m in (mean, low, high)]
+    return {"cases": len(units), "processes": sum(len(r) for r in per_case.values()), "mean_case_process_s": mean,
             "ci95_s": [low, high], "grid_cases": grid_cases, "repeat": repeat, "hours": hours[0],
             "hours_ci95": hours[1:], "budget_h": budget_h,
             "runners": math.ceil(hours[0] / budget_h), "runners_ci95": [math.ceil(h / budget_h) for h in hours[1:]]}

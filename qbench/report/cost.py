@@ -67,6 +67,9 @@ def phase_table(costs: list[dict]) -> str:
         lines.append(f"{name:<18}{statistics.median(values):>10.3f}"
                      f"{f'{_quantile(values, .25):.3f}–{_quantile(values, .75):.3f}':>18}{mean:>9.3f}"
                      f"{mean / mean_case:>8.1%}{(f'{statistics.median(cpu):.3f}' if cpu else '-'):>11}")
+    cpu_totals = [c["cpu_total_s"] for c in costs if c["cpu_total_s"] is not None]
+    if cpu_totals:
+        lines.append(f"{'worker cpu total':<18}{'':>10}{'':>18}{'':>9}{'':>8}{statistics.median(cpu_totals):>11.3f}")
     durations = [c["duration_s"] for c in costs]
     lines.append(f"{'case-process':<18}{statistics.median(durations):>10.3f}"
                  f"{f'{_quantile(durations, .25):.3f}–{_quantile(durations, .75):.3f}':>18}{mean_case:>9.3f}"

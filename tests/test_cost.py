@@ -68,3 +68,9 @@ def test_the_amortized_estimate_spreads_each_cold_start_over_the_cases_sharing_i
     estimate = amortized_estimate(costs, grid_cases=100, repeat=3, budget_h=2.0, cold_share=2)
     assert estimate["mean_case_process_s"] == pytest.approx((3 * 4.0 + 6.0 / 2) / 3)
     assert amortized_estimate(costs[:1], grid_cases=100, repeat=3, budget_h=2.0, cold_share=2) is None
+
+
+def test_the_cpu_proxy_replaces_the_workers_wall_seconds_by_its_cpu_seconds():
+    (cost,) = case_costs([_record()], cpu=True)
+    assert cost["duration_s"] == pytest.approx(5.0 + (10.0 - 0.25 - 0.5 - 6.0) + 0.5 + 0.25)
+    assert case_costs([make_record()], cpu=True) == []

@@ -25,6 +25,9 @@ class CostCommand(Command):
                             help="also estimate from processes after a case's first (artifact cache and reuse "
                                  "store filled, as on a runner whose cache persists between nightlies), and with "
                                  "each case's cold start shared by --cold-share cases")
+        parser.add_argument("--cpu", action="store_true",
+                            help="estimate from each process's CPU seconds in the worker plus the wall seconds "
+                                 "outside it: a proxy for an unloaded runner when this machine was loaded")
         parser.add_argument("--cold-share", type=float, default=2.0, metavar="K",
                             help="cases sharing one cold start in the grid (default 2: its two batch sizes share "
                                  "the converted model, size and accuracy)")
@@ -41,6 +44,11 @@ class CostCommand(Command):
         if not costs:
             raise ConfigError(f"no measured case-process in {' '.join(args.runs)}")
         print(phase_table(costs))
+        if args.cpu:
+            costs = case_costs(records, cpu=True)
+            if not costs:
+                raise ConfigError("--cpu: no record carries details.phases_cpu_s")
+            print("estimates from CPU seconds (unloaded-runner proxy):")
         if args.grid_cases:
             print(render_estimate(grid_estimate(costs, args.grid_cases, args.repeat, args.budget_h), "all"))
             warm = [c for c in costs if c["repeat"] > 0]

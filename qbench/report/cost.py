@@ -18,10 +18,12 @@ _ORDER = ("imports", "probe", "open_model", "build", "size", "check_output", "la
           "reference_logits", "reuse_store", "other", "worker_rest", "launch", "parent")
 
 
-def case_costs(records) -> list[dict]:
+def case_costs(records, cpu: bool = False) -> list[dict]:
     """One dict per measured case-process: case_id, repeat, duration_s, phases (wall s), cpu (CPU s, worker phases
     only), reused (figure names). The phases sum to duration_s: worker_rest is the worker's time outside
-    measure_case (entry, environment probe, result file), launch the pool's overhead, parent the rest."""
+    measure_case (entry, environment probe, result file), launch the pool's overhead, parent the rest.
+    cpu=True: duration_s is the worker's CPU seconds in measure_case plus the wall seconds outside it, a proxy for
+    the case on an unloaded machine (a descheduled process burns no CPU); records without CPU seconds are left out."""
     costs = []
     for record in records:
         worker = record.worker or {}
@@ -38,10 +40,16 @@ def case_costs(records) -> list[dict]:
             phases["worker"] = inside
         phases["launch"] = worker.get("overhead_s", 0.0)
         phases["parent"] = max(0.0, record.duration_s - worker["wall_s"])
-        cpu = {k: v for k, v in (details.get("phases_cpu_s") or {}).items() if k not in _SKIP}
+        cpu_phases = {k: v for k, v in (details.get("phases_cpu_s") or {}).items() if k not in _SKIP}
+        cpu_total = (details.get("phases_cpu_s") or {}).get("total")
+        duration = record.duration_s
+        if cpu:
+            if cpu_total is None:
+                continue
+            duration = cpu_total + sum(phases[k] for k in ("worker_rest", "launch", "parent"))
         costs.append({"case_id": record.case_id, "repeat": worker.get("repeat", 0), "status": record.status,
-                      "duration_s": record.duration_s, "phases": phases, "cpu": cpu,
-                      "cpu_total_s": (details.get("phases_cpu_s") or {}).get("total"),
+                      "duration_s": duration, "phases": phases, "cpu": cpu_phases,
+                      "cpu_total_s": cpu_total,
                       "reused": sorted((details.get("reused") or {}))})
     return costs
 

@@ -60,6 +60,8 @@ def test_cost_command(tmp_path):
     done = qbench("cost", str(tmp_path), "--grid-cases", "1878", "--warm")
     assert done.returncode == 0, done.stderr
     assert "case-process" in done.stdout and "all: 2 processes of 1 cases" in done.stdout
+    warm = qbench("cost", str(tmp_path), "--table", "warm")
+    assert warm.returncode == 0 and "case-process" in warm.stdout
     assert "warm: 1 processes" in done.stdout and "cold start shared by 2: 2 processes of 1 cases" in done.stdout
 
 

@@ -25,6 +25,8 @@ class CostCommand(Command):
                             help="also estimate from processes after a case's first (artifact cache and reuse "
                                  "store filled, as on a runner whose cache persists between nightlies), and with "
                                  "each case's cold start shared by --cold-share cases")
+        parser.add_argument("--table", choices=("all", "first", "warm"), default="all",
+                            help="the phase table over every process (default), each case's first, or the others")
         parser.add_argument("--cpu", action="store_true",
                             help="estimate from each process's CPU seconds in the worker plus the wall seconds "
                                  "outside it: a proxy for an unloaded runner when this machine was loaded")
@@ -43,7 +45,8 @@ class CostCommand(Command):
         costs = case_costs(records)
         if not costs:
             raise ConfigError(f"no measured case-process in {' '.join(args.runs)}")
-        print(phase_table(costs))
+        shown = [c for c in costs if args.table == "all" or (c["repeat"] == 0) == (args.table == "first")]
+        print(phase_table(shown) if shown else f"(no {args.table} processes)")
         if args.cpu:
             costs = case_costs(records, cpu=True)
             if not costs:

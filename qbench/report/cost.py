@@ -118,11 +118,12 @@ def amortized_estimate(costs: list[dict], grid_cases: int, repeat: int, budget_h
     per_case: dict[str, list[tuple[int, float]]] = {}
     for cost in costs:
         per_case.setdefault(cost["case_id"], []).append((cost["repeat"], cost["duration_s"]))
-    units = []
+    units, processes = [], 0
     for runs in per_case.values():
         first = [d for r, d in runs if r == 0]
         warm = [d for r, d in runs if r > 0]
         if first and warm:
+            processes += len(runs)
             warm_mean = statistics.fmean(warm)
             units.append((repeat * warm_mean + (first[0] - warm_mean) / cold_share) / repeat)
     if not units:
@@ -132,7 +133,7 @@ def amortized_estimate(costs: list[dict], grid_cases: int, repeat: int, budget_h
     mean = statistics.fmean(units)
     low, high = _quantile(means, 0.025), _quantile(means, 0.975)
     hours = [m * grid_cases * repeat / 3600 for m in (mean, low, high)]
-    return {"cases": len(units), "processes": sum(len(r) for r in per_case.values()), "mean_case_process_s": mean,
+    return {"cases": len(units), "processes": processes, "mean_case_process_s": mean,
             "ci95_s": [low, high], "grid_cases": grid_cases, "repeat": repeat, "hours": hours[0],
             "hours_ci95": hours[1:], "budget_h": budget_h,
             "runners": math.ceil(hours[0] / budget_h), "runners_ci95": [math.ceil(h / budget_h) for h in hours[1:]]}

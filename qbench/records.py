@@ -138,7 +138,11 @@ class AccuracySpec:
 
 @dataclass(frozen=True)
 class MeasureSpec:
-    """How latency is sampled. Not part of a case's identity: it changes precision, not what is measured."""
+    """How latency is sampled. Not part of a case's identity: it changes precision, not what is measured.
+
+    Fixed (target_rel_ci 0): rounds until min_rounds and min_time_s. Adaptive (target_rel_ci > 0): after those
+    minimums, rounds until the 95% interval of the median is within ±target_rel_ci of it, or max_time_s, or
+    max_rounds (qbench.stats.stopping); every sample is kept and the record names the rule and why it stopped."""
 
     warmup_rounds: int = 3
     min_time_s: float = 1.0
@@ -146,9 +150,17 @@ class MeasureSpec:
     max_rounds: int = 500
     min_sample_s: float = 0.001
     timeout_s: float = 600.0
+    target_rel_ci: float = 0.0
+    max_time_s: float = 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # The adaptive fields only when set: `qbench ab` hands this dict to workers of older commits, whose
+        # MeasureSpec rejects keys it does not know.
+        data = asdict(self)
+        if not self.target_rel_ci:
+            data.pop("target_rel_ci")
+            data.pop("max_time_s")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> MeasureSpec:

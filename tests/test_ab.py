@@ -124,6 +124,10 @@ def test_the_compared_statistic_and_the_sampling_time():
     spec = parse_suite({"suite": {"name": "s"}, "matrix": [{"models": ["m:f"], "modes": ["fp32"]}]})
     assert with_sample_seconds(spec, None) is spec
     assert with_sample_seconds(spec, 0.1).measure.min_time_s == 0.1
+    from dataclasses import replace
+
+    adaptive = replace(spec, measure=replace(spec.measure, target_rel_ci=0.01, max_time_s=1.0))
+    assert "target_rel_ci" not in with_sample_seconds(adaptive, None).measure.to_dict()  # older workers accept it
     assert with_sample_seconds(spec, 0.1).measure.min_rounds == spec.measure.min_rounds
     with pytest.raises(ConfigError):
         with_sample_seconds(spec, 0.0)

@@ -60,6 +60,7 @@ COMMANDS = {
     "data": "fetch and inspect the named labelled image sets suites use (source = \"data:<name>/<split>\")",
     "cache": "list, inspect or clear the cache of quantized artifacts",
     "overhead": "measure qbench's own per-case overhead and its latency sampler against a bare loop",
+    "cost": "show where a run's time went per phase and scale it to a suite's grid and a nightly's runner count",
 }
 
 

@@ -158,12 +158,15 @@ class ABReport:
 
 
 def with_sample_seconds(spec: SuiteSpec, seconds: float | None) -> SuiteSpec:
-    """The suite with each process sampling latency for `seconds` (its [measure] min_time_s) instead."""
+    """The suite with each process sampling latency for `seconds` (its [measure] min_time_s) instead, and always
+    for a fixed time: both sides must sample alike, and workers of commits before adaptive sampling reject its
+    keys."""
+    fixed = replace(spec.measure, target_rel_ci=0.0, max_time_s=0.0)
     if seconds is None:
-        return spec
+        return replace(spec, measure=fixed) if spec.measure.target_rel_ci else spec
     if not seconds > 0:
         raise ConfigError(f"--sample-seconds must be positive, got {seconds}")
-    return replace(spec, measure=replace(spec.measure, min_time_s=seconds))
+    return replace(spec, measure=replace(fixed, min_time_s=seconds))
 
 
 def parse_latency_threshold(text: str) -> float:

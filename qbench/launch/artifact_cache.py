@@ -298,13 +298,14 @@ class ArtifactFolder:
 
     def clear(self, older_than_s: float | None = None) -> int:
         """Delete every entry (or those not used for more than older_than_s seconds) and temporary files a killed
-        writer left; returns how many entries went."""
+        writer left, and the same in the reuse store under `reuse/` (qbench.runner.reuse); returns how many entries
+        went."""
         if older_than_s is not None and older_than_s < 0:
             raise ConfigError(f"older than {older_than_s} s: expected a non-negative age")
         if not self._root.is_dir():
             return 0
         cutoff = None if older_than_s is None else time.time() - older_than_s
-        removed = 0
+        removed = ArtifactFolder(self._root / "reuse").clear(older_than_s) if self._root.name != "reuse" else 0
         for entry in self.entries():
             if cutoff is None or entry["last_used_ts"] < cutoff:
                 _unlink(self._sidecar(entry["key"]), *self._blobs(entry["key"]))

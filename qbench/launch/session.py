@@ -38,7 +38,10 @@ PEAKS_ENTRY = "qbench.runner.probes.peaks:peaks_task"
 def worker_env(threads: int, extra: dict | None = None) -> dict:
     env = dict(os.environ)
     package_root = str(Path(qbench.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    # `python -m` puts the working folder first on sys.path: a worker started inside another checkout of qbench
+    # would import that checkout's code. PYTHONSAFEPATH drops it; it comes back last, for custom models' modules.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH"), os.getcwd()) if p)
+    env["PYTHONSAFEPATH"] = "1"
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[name] = str(threads)
     env.update(extra or {})

@@ -10,7 +10,7 @@ from collections import Counter
 from qbench.history.frame import record_row
 from qbench.records import ENGINES, RunRecord, mode_rank
 
-__all__ = ["provenance_lines", "ratio_table", "quality_table", "problem_lines", "render_summary"]
+__all__ = ["provenance_lines", "ratio_table", "quality_table", "problem_lines", "reuse_line", "render_summary"]
 
 
 def provenance_lines(records: list[RunRecord]) -> list[str]:
@@ -124,10 +124,24 @@ def problem_lines(records: list[RunRecord]) -> list[str]:
     return [f"{r.status:8} {r.case_id}: {r.reason}" for r in records if r.status != "ok"]
 
 
+def reuse_line(records: list[RunRecord]) -> str | None:
+    """How many case-processes took figures from the reuse store instead of measuring them, and which; None when
+    none did."""
+    reused = [(r.details or {}).get("reused") or {} for r in records if r.status == "ok"]
+    figures = Counter(name for names in reused for name in names)
+    if not figures:
+        return None
+    return (f"reused    {sum(1 for names in reused if names)} of {len(reused)} processes took figures from the "
+            f"reuse store ({', '.join(f'{name} {count}' for name, count in sorted(figures.items()))}; "
+            f"details.reused names the keys, --no-cache measures everything)")
+
+
 def render_summary(records: list[RunRecord]) -> str:
     counts = Counter(r.status for r in records)
     parts = provenance_lines(records) + ["", ratio_table(records), "", quality_table(records), ""]
     parts.append("cases     " + ", ".join(f"{counts[s]} {s}" for s in ("ok", "skipped", "failed", "timeout")))
+    if reuse_line(records):
+        parts.append(reuse_line(records))
     problems = problem_lines(records)
     if problems:
         parts += [""] + problems

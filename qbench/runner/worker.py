@@ -66,12 +66,14 @@ def execute(task_path: str, result_path: str) -> int:
     payload.setdefault("worker", {})
     payload["worker"].update({"pid": os.getpid(), "entered_at": started, "left_at": time.time()})
     if "environment" not in payload:
+        environment_started = time.perf_counter()
         try:
             from qbench.runner.environment import collect_environment
 
             payload["environment"] = collect_environment()
         except Exception as exc:  # noqa: BLE001
             payload["environment"] = {"error": f"{type(exc).__name__}: {exc}"}
+        payload["worker"]["environment_s"] = time.perf_counter() - environment_started
     write_json_atomic(result_path, payload, indent=None)
     return 0
 
@@ -177,64 +179,96 @@ def _kernels_like_the_profile(case, kernels: dict) -> dict:
                                                     f"{kernels.get('int8_conv')}, which the ISA caps cannot hide"}}
 
 
+def _accuracy(model, case, spec, source, reuse, evaluate_case) -> dict | None:
+    """metrics.accuracy: an fp32 case alone; an int8 case against its fp32 parent, rebuilt in this process. With the
+    reuse store, the parent's logits are computed once per model, and the whole figure once per model, mode, engine
+    and qconfig on one evaluation set (the case's batch does not change it)."""
+    if case.mode == "fp32":
+        return reuse.figure("accuracy", lambda: evaluate_case(model, None, spec, source, engine=case.engine),
+                            eval_set=reuse.eval_set_identity(spec), accuracy_batch=spec.batch_size)
+    if case.mode == "fp32_bf16" or not reuse.enabled:
+        reference = source.float_model()
+        if case.mode == "fp32_bf16":  # this process computes fp32 in bf16: judge it against exact fp32 math
+            from qbench.runner.registry.engines import with_fp32_math
+
+            reference = with_fp32_math(reference)
+        return evaluate_case(model, reference, spec, source, engine=case.engine)
+    return reuse.figure("accuracy", lambda: evaluate_case(
+        model, None, spec, source, engine=case.engine,
+        reference_logits=lambda eval_set: reuse.reference_logits(eval_set, spec.batch_size)),
+        eval_set=reuse.eval_set_identity(spec), accuracy_batch=spec.batch_size)
+
+
 def measure_case(task: dict) -> dict:
     """The real measurement: build the case's model under its mode and engine, then size, latency, memory,
-    bytes moved and accuracy."""
-    import torch
+    bytes moved and accuracy. Every phase's wall time lands in details.phases_s (qbench.runner.phases)."""
+    from qbench.runner.phases import PhaseTimer
 
-    from qbench.runner.probes.accuracy import evaluate_case
-    from qbench.runner.probes.kernels import probe_kernels
-    from qbench.runner.probes.latency import measure_latency
-    from qbench.runner.probes.memory import PhasePeaks
-    from qbench.runner.probes.size import measure_size
-    from qbench.runner.probes.traffic import count_traffic
-    from qbench.records import AccuracySpec, Case, MeasureSpec
-    from qbench.runner.registry.data import example_input
-    from qbench.runner.registry.models import open_model
+    timer = PhaseTimer()
+    with timer("imports"):
+        import torch
+
+        from qbench.runner.probes.accuracy import evaluate_case
+        from qbench.runner.probes.kernels import probe_kernels
+        from qbench.runner.probes.latency import measure_latency
+        from qbench.runner.probes.memory import PhasePeaks
+        from qbench.runner.probes.size import measure_size
+        from qbench.runner.probes.traffic import count_traffic
+        from qbench.records import AccuracySpec, Case, MeasureSpec
+        from qbench.runner.registry.data import example_input
+        from qbench.runner.registry.models import open_model
+        from qbench.runner.reuse import open_reuse
 
     case = Case.from_dict(task["case"])
     spec = MeasureSpec.from_dict(task["measure"])
     accuracy_spec = AccuracySpec.from_dict(task.get("accuracy") or {})
-    if case.mode == "fp32_bf16":  # before the probe, so that it records the fp32 convolution bf16 fast math runs
-        from qbench.runner.registry.engines import allow_bf16_fastmath
+    with timer("probe"):
+        if case.mode == "fp32_bf16":  # before the probe, so that it records the fp32 convolution bf16 fast math runs
+            from qbench.runner.registry.engines import allow_bf16_fastmath
 
-        allow_bf16_fastmath()
-    kernels = probe_kernels(case.engine)  # first: oneDNN names its ISA only at its first use in a process
-    kernels = _kernels_like_the_profile(case, kernels)
-    verify_runner(case.runner, kernels, case.engine if case.mode in ENGINE_PACKED_MODES else None)
+            allow_bf16_fastmath()
+        kernels = probe_kernels(case.engine)  # first: oneDNN names its ISA only at its first use in a process
+        kernels = _kernels_like_the_profile(case, kernels)
+        verify_runner(case.runner, kernels, case.engine if case.mode in ENGINE_PACKED_MODES else None)
     torch.manual_seed(case.seed)
     peaks = PhasePeaks()
-    source = open_model(case.model, case.weights, seed=case.seed)
-    example = example_input(case.batch_size, source.input_size, case.seed)
-    prepared, calibration_identity, cache_info = _build(case, source, example, task)
+    with timer("open_model"):
+        source = open_model(case.model, case.weights, seed=case.seed)
+        example = example_input(case.batch_size, source.input_size, case.seed)
+    with timer("build"):
+        prepared, calibration_identity, cache_info = _build(case, source, example, task)
     model = prepared.model
     peaks.end_phase("build")
-    size = measure_size(model)
+    reuse = open_reuse(case, source, task, timer)
+    with timer("size"):
+        size = reuse.figure("size", lambda: measure_size(model))
     with torch.inference_mode():
-        output = model(example)
-        if not torch.isfinite(output).all():
-            raise RuntimeError("the model's output holds NaN or Inf values")
-        latency = measure_latency(lambda: model(example), spec)
+        with timer("check_output"):
+            output = model(example)
+            if not torch.isfinite(output).all():
+                raise RuntimeError("the model's output holds NaN or Inf values")
+        with timer("latency"):
+            latency = measure_latency(lambda: model(example), spec)
     peaks.end_phase("run")
     metrics = {"latency": latency, "size": size, "memory": peaks.as_metric()}
-    with torch.inference_mode():
+    with torch.inference_mode(), timer("traffic"):
         # A compiled model (pt2e) runs its own kernels under a dispatch mode: count its uncompiled graph instead.
-        metrics["bandwidth"] = count_traffic(getattr(model, "_orig_mod", model), example)
+        metrics["bandwidth"] = reuse.figure("bandwidth", lambda: count_traffic(getattr(model, "_orig_mod", model),
+                                                                                 example), batch_size=case.batch_size)
     if accuracy_spec.images > 0:
-        reference = None if case.mode == "fp32" else source.float_model()
-        if case.mode == "fp32_bf16":
-            from qbench.runner.registry.engines import with_fp32_math
-
-            reference = with_fp32_math(reference)
-        metrics["accuracy"] = evaluate_case(model, reference, accuracy_spec, source, engine=case.engine)
+        with timer("accuracy"):
+            metrics["accuracy"] = _accuracy(model, case, accuracy_spec, source, reuse, evaluate_case)
         if metrics["accuracy"] is not None and accuracy_spec.max_drop:  # the suite's gate limit travels with it
             metrics["accuracy"]["max_drop"] = accuracy_spec.max_drop
+    phases_s, phases_cpu_s, phases_nested = timer.record(prepared.phases)
     return {
         "status": "ok",
         "metrics": metrics,
         "details": {
             "qconfig": prepared.qconfig,
-            "phases_s": prepared.phases,
+            "phases_s": phases_s,
+            "phases_cpu_s": phases_cpu_s,
+            "phases_nested": phases_nested,
             "notes": prepared.notes,
             "calibration": calibration_identity,
             "cache": cache_info,
@@ -243,6 +277,7 @@ def measure_case(task: dict) -> dict:
             "peaks": task.get("peaks"),
             "input_shape": list(example.shape),
             "output_shape": list(output.shape),
+            **reuse.details(),
         },
     }
 

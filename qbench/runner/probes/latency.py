@@ -1,5 +1,7 @@
-"""Latency sampling: warm-up, loop calibration to a minimum sample time, then rounds until a minimum total time.
-Every sample is kept (seconds per inference); summaries are derived on read. The clock is a seam for tests."""
+"""Latency sampling: warm-up, loop calibration to a minimum sample time, then rounds until a minimum total time, or,
+adaptively (MeasureSpec.target_rel_ci > 0), until the median's 95% interval is tight enough (qbench.stats.stopping)
+within [min_time_s, max_time_s]. Every sample is kept (seconds per inference); summaries are derived on read. The
+record names the stopping rule and why sampling stopped. The clock is a seam for tests."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from qbench.records import MeasureSpec
+from qbench.stats.stopping import relative_halfwidth
 
 __all__ = ["measure_latency"]
 
@@ -18,6 +21,8 @@ def measure_latency(fn: Callable[[], object], spec: MeasureSpec,
         fn()
     loops = _calibrate_loops(fn, spec.min_sample_s, clock)
     samples: list[float] = []
+    adaptive = spec.target_rel_ci > 0
+    halfwidth, stopped_by = None, "max_rounds"
     began = clock()
     while len(samples) < spec.max_rounds:
         start = clock()
@@ -25,10 +30,26 @@ def measure_latency(fn: Callable[[], object], spec: MeasureSpec,
             fn()
         end = clock()
         samples.append((end - start) / loops)
-        if len(samples) >= spec.min_rounds and end - began >= spec.min_time_s:
+        if len(samples) < spec.min_rounds or end - began < spec.min_time_s:
+            continue
+        if not adaptive:
+            stopped_by = "min_time"
             break
-    return {"unit": "s", "samples": samples, "loops": loops, "warmup_rounds": spec.warmup_rounds,
-            "total_s": clock() - began}
+        halfwidth = relative_halfwidth(samples)
+        if halfwidth is not None and halfwidth <= spec.target_rel_ci:
+            stopped_by = "target"
+            break
+        if spec.max_time_s and end - began >= spec.max_time_s:
+            stopped_by = "max_time"
+            break
+    result = {"unit": "s", "samples": samples, "loops": loops, "warmup_rounds": spec.warmup_rounds,
+              "total_s": clock() - began}
+    if adaptive:
+        result["stopping"] = {"rule": "median_ci95", "target_rel_halfwidth": spec.target_rel_ci,
+                              "min_time_s": spec.min_time_s, "max_time_s": spec.max_time_s,
+                              "min_rounds": spec.min_rounds, "max_rounds": spec.max_rounds,
+                              "rel_halfwidth": halfwidth, "stopped_by": stopped_by}
+    return result
 
 
 def _calibrate_loops(fn: Callable[[], object], min_sample_s: float, clock: Callable[[], float]) -> int:

@@ -24,17 +24,16 @@ path never holds anything but the published file. The provenance of weights load
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import re
 import urllib.error
-from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import torch
 
+from qbench.data.download import locked
 from qbench.data.network import WEIGHTS_MANIFEST_VARIABLE, mirrored, offline
 from qbench.errors import ConfigError, WeightsHashMismatch, WeightsNotFound
 
@@ -43,7 +42,6 @@ __all__ = ["MANIFEST_FORMAT", "STAND_IN_FOLDER", "file_name", "hash_prefix", "re
 
 MANIFEST_FORMAT = "qbench-weights-manifest/1"
 STAND_IN_FOLDER = "qbench-stand-ins"
-LOCK_FOLDER = ".qbench-locks"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -90,18 +88,6 @@ def _stand_in(name: str) -> dict | None:
     return {"sha256": entry["sha256"], "manifest": os.path.abspath(path), "manifest_sha256": digest}
 
 
-@contextmanager
-def _locked(folder: str, name: str):
-    locks = os.path.join(folder, LOCK_FOLDER)
-    os.makedirs(locks, exist_ok=True)
-    with open(os.path.join(locks, name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _target(weights) -> tuple[str, str | None, dict]:
     """(cache path, the hash the download must match, verification provenance)."""
     name = file_name(weights)
@@ -135,7 +121,7 @@ def ensure_cached(weights, *, progress: bool = True) -> tuple[str, dict]:
     url = mirrored(weights.url)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    with _locked(folder, os.path.basename(path)):
+    with locked(folder, os.path.basename(path)):
         if os.path.isfile(path):  # another worker finished it while this one waited
             return path, {**verification, "downloaded": False}
         try:

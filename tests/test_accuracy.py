@@ -16,7 +16,7 @@ from qbench.runner.registry.modes import apply_mode
 from qbench.runner.registry.weights import default_weights
 from qbench.runner.registry.torchvision_compat import import_torchvision
 from tests.learned import CLASS_INDICES, MODEL, WNIDS, learned  # noqa: F401  (learned is a fixture)
-from tests.tiny_models import convnet
+from tests.torch_factories import _TinySource, tiny_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -52,17 +52,6 @@ def test_sqnr_db():
 
 
 # ---------------------------------------------------------------------------------------------- evaluate_case, tiny
-
-class _TinySource:
-    """A ModelSource stand-in for a custom 32 px model with random weights."""
-
-    name, input_size, weights_kind = "tiny", 32, "random"
-
-
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    return convnet().eval()
-
 
 def test_no_images_means_no_accuracy():
     assert evaluate_case(tiny_model(), None, AccuracySpec(images=0), _TinySource(), engine=None) is None

@@ -8,7 +8,7 @@ import pytest
 from qbench.history.store import RunWriter
 from qbench.report.cost import amortized_estimate, case_costs, grid_estimate, phase_table
 from tests.factories import MACHINE, make_case, make_record
-from tests.test_cli import qbench
+from tests.factories import qbench
 
 
 def _record(model="resnet18", repeat=0, duration=10.0, build=3.0, reused=None):

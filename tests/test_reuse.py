@@ -12,8 +12,8 @@ from qbench.records import AccuracySpec, Case
 from qbench.runner.artifacts import ArtifactCache
 from qbench.runner.probes.accuracy import evaluate_case
 from qbench.runner.reuse import Reuse
-from tests.test_accuracy import _TinySource, tiny_model
-from tests.test_cli import TINY_SUITE, qbench
+from tests.factories import qbench, tiny_suite_text
+from tests.torch_factories import _TinySource, tiny_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 VERSIONS = {"torch": "2.13.0", "torchvision": "0.28.0", "torchao": "0.18.0"}
@@ -92,8 +92,7 @@ def test_reference_logits_come_from_the_store_and_give_the_same_accuracy(tmp_pat
     assert other.source.built == 1
 
 
-SUITE = TINY_SUITE.replace('modes = ["fp32", "dynamic", "static_eager", "static_fx"]',
-                           'modes = ["fp32", "static_fx"]').replace('engines = ["x86", "qnnpack"]', 'engines = ["x86"]')
+SUITE = tiny_suite_text(modes=("fp32", "static_fx"), engines=("x86",))
 SUITE += """
 [accuracy]
 images = 8

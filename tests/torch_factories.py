@@ -8,6 +8,7 @@ from torch import nn
 
 from qbench.errors import NotApplicable
 from qbench.runner.registry.engines import use_engine
+from tests.tiny_models import convnet
 
 SIDE = 16
 
@@ -142,3 +143,14 @@ def _centred_cosine(a, b):
 def _run(model, x):
     with torch.no_grad():
         return model(x)
+
+
+class _TinySource:
+    """A ModelSource stand-in for a custom 32 px model with random weights."""
+
+    name, input_size, weights_kind = "tiny", 32, "random"
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return convnet().eval()

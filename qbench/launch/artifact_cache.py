@@ -60,6 +60,7 @@ CACHEABLE_MODES = ("static_eager", "static_fx", "qat")
 # Why the other modes are not cached.
 NOT_CACHEABLE = {
     "fp32": "nothing is calibrated or trained",
+    "fp32_bf16": "nothing is calibrated or trained",
     "dynamic": "quantize_dynamic observes no data; rebuilding costs no more than loading",
     "prequantized": "torchvision's quantize=True weights are already a file",
     "pt2e": "convert_pt2e bakes activation scales and zero points into the graph as literal arguments, not "

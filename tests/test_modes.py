@@ -53,7 +53,7 @@ def test_registering_a_mode_twice_is_refused():
 
 
 def test_unknown_mode_is_a_registry_error_listing_the_modes():
-    with pytest.raises(RegistryError, match="'int4'; allowed: fp32, dynamic, static_eager, static_fx, prequantized"):
+    with pytest.raises(RegistryError, match="'int4'; allowed: fp32, fp32_bf16, dynamic, static_eager, static_fx, prequantized"):
         _apply("int4", engine="x86")
 
 

@@ -219,6 +219,7 @@ def test_prequantized_builds_for_an_engine_that_packs_where_the_weights_backend_
     from qbench.runner.registry import engines, models
 
     x = torch.rand(2, 3, 224, 224)
+    monkeypatch.setattr(torch.backends.quantized, "engine", torch.backends.quantized.engine)  # restored afterwards
     source = open_model("shufflenet_v2_x0_5")
     reference = source.prequantized_model("qnnpack")  # built for fbgemm, repacked for qnnpack (x86 can do both)
     released = reference.state_dict()

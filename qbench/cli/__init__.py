@@ -91,7 +91,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = sys.argv[1:] if argv is None else [*argv]  # not list(): the `list` command module shadows it here
     args = build_parser(argv).parse_args(argv)
     try:
         return args.handler.run(args)

@@ -29,7 +29,7 @@ def measure_cases(cases: list[Case], measure: MeasureSpec = MeasureSpec(), *, ru
     with Session(spec, python=python, extra_env=extra_env, cache=cache) as session:
         if catalog is None:
             custom = sorted({c.model for c in cases if ":" in c.model})
-            catalog = session.catalog(custom, threads=min(c.threads for c in cases))
+            catalog = session.catalog(custom, threads=min(c.threads for c in cases), modes={c.mode for c in cases})
         planned = [PlannedCase(c, skip_reason(c, catalog.models.get(c.model, {}), catalog)) for c in cases]
         with open_run(spec.identity(), machine, results, planned_cases=len(planned), repeat=repeat) as run:
             session.run(planned, catalog=catalog, writer=run, context=run.context, repeat=repeat)

@@ -109,3 +109,15 @@ def test_qat_schedule_and_accuracy_tables_are_checked():
     with pytest.raises(ConfigError, match=r"\[accuracy\].*'imagez'"):
         parse_suite({**base, "accuracy": {"imagez": 5}})
     assert parse_suite({**base, "accuracy": {"images": 0}}).accuracy.images == 0
+
+
+def test_a_mode_the_catalog_says_cannot_be_built_under_an_engine_is_planned_as_skipped_with_its_reason():
+    """`qbench list` must say what the worker will do: pt2e under an engine without a torchao quantizer is skipped
+    in the plan with the worker's own reason, and the same mode under another engine still runs."""
+    catalog = Catalog(models=CATALOG.models, engines=CATALOG.engines, environment={},
+                      modes={"pt2e": {"x86": None, "fbgemm": "no pt2e quantizer lowers to FBGEMM"}})
+    planned = {p.case.case_id: p.skip_reason for p in expand(
+        suite({"models": ["resnet18"], "modes": ["static_fx", "pt2e"], "engines": ["x86", "fbgemm"]}), catalog)}
+    assert planned["resnet18/pt2e/fbgemm/b1/t1/random"] == "no pt2e quantizer lowers to FBGEMM"
+    assert planned["resnet18/pt2e/x86/b1/t1/random"] is None
+    assert planned["resnet18/static_fx/fbgemm/b1/t1/random"] is None

@@ -206,3 +206,19 @@ def test_on_aarch64_onednn_takes_torchaos_arm_inductor_quantizer(monkeypatch):
     assert description["quantizer"] == "ArmInductorQuantizer"
     assert description["activation"]["dtype"] == "torch.int8"  # signed activations, unlike x86's uint8
     assert description["weight"]["qscheme"] == "torch.per_tensor_symmetric"
+
+
+def test_the_catalog_asks_pt2e_for_a_quantizer_under_each_working_engine_and_keeps_the_workers_reason():
+    from qbench.runner.catalog import probe_modes
+
+    found = probe_modes(["fp32", "pt2e"], ["x86", "fbgemm", "qnnpack"])
+    assert set(found) == {"pt2e"}
+    assert found["pt2e"]["x86"] is None
+    assert found["pt2e"]["fbgemm"].startswith("no pt2e quantizer lowers to FBGEMM")
+    try:  # qnnpack's XNNPACKQuantizer is there only with executorch
+        pt2e.pt2e_quantizer("qnnpack")
+    except NotApplicable as exc:
+        assert found["pt2e"]["qnnpack"] == str(exc)
+    else:
+        assert found["pt2e"]["qnnpack"] is None
+    assert probe_modes(["fp32", "static_fx"], ["x86"]) == {}

@@ -122,10 +122,12 @@ class Session:
             self._peaks[key] = found
         return self._peaks[key]
 
-    def catalog(self, custom_models: list[str], threads: int | None = None) -> Catalog:
+    def catalog(self, custom_models: list[str], threads: int | None = None, modes=None) -> Catalog:
+        """What this machine offers; `modes` (default: the suite's) are asked whether they can be built per engine."""
         threads = threads or min((t for m in self.spec.matrices for t in m.threads), default=1)
+        modes = sorted(set(modes) if modes is not None else {mode for m in self.spec.matrices for mode in m.modes})
         outcome = self.run_task({"entry": "qbench.runner.catalog:probe", "engines": list(ENGINES),
-                                 "custom_models": custom_models}, threads, CATALOG_TIMEOUT_S)
+                                 "custom_models": custom_models, "modes": modes}, threads, CATALOG_TIMEOUT_S)
         result = outcome.result or {}
         if result.get("status") != "ok":
             detail = result.get("reason") or outcome.pool_error or describe_exit(outcome.exit_code)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from qbench.errors import ConfigError
 from qbench.suite.qconfig_names import qconfig_skip_reason
@@ -23,15 +23,19 @@ NEEDS_QUANTIZABLE = ("static_eager", "prequantized")
 @dataclass(frozen=True)
 class Catalog:
     """models: name -> {"quantizable": bool, "input_size": int, "tags": [..]}; engines: name -> None if a tiny
-    quantized op ran under it, else the reason it did not; environment: versions seen by the probing worker."""
+    quantized op ran under it, else the reason it did not; environment: versions seen by the probing worker;
+    modes: mode -> engine -> None if that mode has what it needs under the engine here, else the reason (pt2e: a
+    torchao quantizer for the engine), asked only for the modes a suite names."""
 
     models: dict
     engines: dict
     environment: dict
+    modes: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> Catalog:
-        return cls(models=data["models"], engines=data["engines"], environment=data.get("environment", {}))
+        return cls(models=data["models"], engines=data["engines"], environment=data.get("environment", {}),
+                   modes=data.get("modes", {}))
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,9 @@ def skip_reason(case: Case, info: dict, catalog: Catalog) -> str | None:
         reason = catalog.engines.get(case.engine, "engine was not probed")
         if reason:
             return f"engine {case.engine} does not work here: {reason}"
+        reason = catalog.modes.get(case.mode, {}).get(case.engine)
+        if reason:
+            return reason
     if case.mode in NEEDS_QUANTIZABLE and not info.get("quantizable"):
         return f"{case.model} has no quantizable variant in torchvision.models.quantization"
     return None

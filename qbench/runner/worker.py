@@ -14,12 +14,16 @@ import resource
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from qbench.history.files import write_json_atomic
 
 __all__ = ["execute", "measure_case", "verify_runner"]
 
 TAIL_LINES = 30
+# qbench's own frames kept in a failure's error_tail even when the library's frames below them fill TAIL_LINES.
+OWN_FRAMES = 6
+_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
 # Modes whose recipe observes activations on calibration batches.
 NEEDS_CALIBRATION = ("static_eager", "static_fx", "qat", "pt2e")
 # Modes whose kernels are chosen by the packed weights of torch.backends.quantized.engine (pt2e compiles its own).
@@ -44,12 +48,26 @@ def _limit_resources(task: dict) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def error_tail(exc: BaseException) -> str:
+    """The last TAIL_LINES lines of the traceback, after the innermost qbench frames that are not among them (a
+    failure deep in torch or inductor would otherwise hide which step of qbench's recipe called it)."""
+    tail = "".join(traceback.format_exception(exc)).splitlines()[-TAIL_LINES:]
+    shown = "\n".join(tail)
+    own = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename.startswith(_PACKAGE_DIR)]
+    hidden = [frame for frame in own[-OWN_FRAMES:]
+              if f'File "{frame.filename}", line {frame.lineno}, in {frame.name}' not in shown]
+    if not hidden:
+        return shown
+    frames = [f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}' for frame in hidden]
+    return "\n".join(["qbench frames (innermost last):", *frames, "...", *tail])
+
+
 def _failure(exc: BaseException) -> dict:
     first = (str(exc).strip().splitlines() or [""])[0][:300]
-    tail = "".join(traceback.format_exception(exc)).splitlines()[-TAIL_LINES:]
+    tail = error_tail(exc)
     oom = isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "bad_alloc" in str(exc)
     reason = f"out of memory: {type(exc).__name__}: {first}" if oom else f"{type(exc).__name__}: {first}"
-    return {"status": "failed", "reason": reason, "error_tail": "\n".join(tail)}
+    return {"status": "failed", "reason": reason, "error_tail": tail}
 
 
 def execute(task_path: str, result_path: str) -> int:

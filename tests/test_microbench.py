@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from qbench.suite.profiles import EXPECTED_INT8_CONV, unavailable_reason
 from qbench.runner.kernel_shapes import (DEFAULT_SHAPES, ConvShape, LinearShape, extract_shapes, load_shapes, model_shapes,
                                   shape_from_dict)
 from qbench.launch.machine import collect_machine
@@ -155,16 +156,24 @@ def test_bad_gate_arguments_are_one_line_errors(tmp_path):
 
 
 def test_avx2_runner_is_recorded_and_really_capped(tmp_path, machine):
+    """Under avx2 the kernels run capped, and the x86 engine on the library a real AVX2 host's x86 engine runs
+    (FBGEMM), substituted and said so where this host's CPUID makes torch pick oneDNN, as in a case's worker."""
     options = MicrobenchOptions(engines=("x86",), runners=("avx2",), keyword=LINEAR, storage=tmp_path, **FAST)
     (record,) = run_microbench(options, machine=machine).records
     assert record.case.runner == "avx2" and record.case_id.endswith("@avx2")
-    if "avx2" in machine["isa"]:
+    skip = unavailable_reason("avx2", machine)
+    if skip is None:
         assert record.status == "ok", record.reason
-        assert record.details["kernels"]["cpu_capability"] == "AVX2"
-        assert "AVX2" in record.details["kernels"]["onednn_isa"]
+        kernels = record.details["kernels"]
+        assert kernels["cpu_capability"] == "AVX2"
+        assert "AVX2" in kernels["onednn_isa"]
         assert record.environment["variables"]["ATEN_CPU_CAPABILITY"] == "avx2"
+        assert kernels["int8_conv"] == EXPECTED_INT8_CONV["avx2"]["x86"]
+        if "avx512_vnni" in machine["isa"] or "amx_int8" in machine["isa"]:  # torch alone would pick oneDNN here
+            assert kernels["engine_substitution"]["kernels_of"] == "fbgemm", kernels
+            assert kernels["engine_substitution"]["instead_of"].startswith("onednn:"), kernels
     else:
-        assert record.status == "skipped" and "runner avx2 needs" in record.reason
+        assert record.status == "skipped" and record.reason == skip
 
 
 def test_a_cap_that_did_not_take_effect_fails_every_benchmark(tmp_path, machine):

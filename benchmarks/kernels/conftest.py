@@ -60,6 +60,8 @@ class KernelState:
         self.cap_error: str | None = None
         self.engine_reasons: dict[str, str | None] = {}
         self.int8_conv: dict[str, str] = {}
+        self.substitutions: dict[str, dict] = {}   # engine -> what a real host of the runner profile runs instead
+        self.engine_errors: dict[str, str] = {}    # engine -> why this profile cannot reproduce its real path here
         self.items: dict[str, dict] = {}
         if self.slowdown < 1:
             raise pytest.UsageError(f"--kernel-slowdown must be at least 1, got {self.slowdown}")
@@ -76,16 +78,27 @@ class KernelState:
             self.cap_error = str(exc)
 
     def engine_reason(self, engine: str) -> str | None:
-        """None when the engine works here (and which library runs its int8 conv is recorded), else why not."""
+        """None when the engine works here (and which library runs its int8 conv is recorded, on the kernels a real
+        host of the runner profile runs, as in a worker), else why not."""
         if engine not in self.engine_reasons:
-            from qbench.runner.probes.kernels import probe_kernels
+            from qbench.runner.probes.kernels import kernels_like_the_profile, probe_kernels
             from qbench.runner.registry.engines import probe_engine
+            from qbench.runner.worker import verify_runner
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 reason = probe_engine(engine)
                 if reason is None:
-                    self.int8_conv[engine] = probe_kernels(engine)["int8_conv"]
+                    # oneDNN names its ISA once per process: the first probe's (self.probe) stands
+                    probed = {**(self.kernels or {}), "int8_conv": probe_kernels(engine)["int8_conv"]}
+                    kernels = kernels_like_the_profile(self.runner, engine, probed)
+                    self.int8_conv[engine] = kernels["int8_conv"]
+                    if "engine_substitution" in kernels:
+                        self.substitutions[engine] = kernels["engine_substitution"]
+                    try:
+                        verify_runner(self.runner, kernels, engine)
+                    except RuntimeError as exc:
+                        self.engine_errors[engine] = str(exc)
             self.engine_reasons[engine] = reason
         return self.engine_reasons[engine]
 
@@ -95,7 +108,8 @@ class KernelState:
 
         return {"machine": collect_machine(), "runner": self.runner, "slowdown": self.slowdown, "kernels": self.kernels,
                 "cap_error": self.cap_error, "skip_all": self.skip_all, "engines": self.engine_reasons,
-                "int8_conv": self.int8_conv, "environment": collect_environment()}
+                "int8_conv": self.int8_conv, "engine_substitutions": self.substitutions,
+                "engine_errors": self.engine_errors, "environment": collect_environment()}
 
 
 def pytest_configure(config):
@@ -180,6 +194,8 @@ def kernel(request, benchmark, engine):
     reason = state.engine_reason(engine)
     if reason:
         pytest.skip(f"engine {engine} does not work here: {reason}")
+    if engine in state.engine_errors:
+        pytest.fail(state.engine_errors[engine], pytrace=False)
 
     def run(fn, shape, **info):
         repeat = range(state.slowdown)
@@ -191,13 +207,16 @@ def kernel(request, benchmark, engine):
         benchmark.extra_info.update({"op": request.node.originalname.removeprefix("test_"), "engine": engine,
                                      "runner": state.runner, "shape": shape.to_dict(), "shape_id": shape.shape_id,
                                      "batch_size": shape.batch_size, "threads": torch.get_num_threads(),
-                                     "slowdown": state.slowdown, "int8_conv": state.int8_conv.get(engine), **info})
+                                     "slowdown": state.slowdown, "int8_conv": state.int8_conv.get(engine),
+                                     "engine_substitution": state.substitutions.get(engine), **info})
         with torch.inference_mode():
             fn()  # fail before timing if the kernel cannot run at this shape
             benchmark(timed)
 
+    from qbench.runner.registry.engines import kernels_engine
+
     previous = torch.backends.quantized.engine
-    torch.backends.quantized.engine = engine
+    torch.backends.quantized.engine = kernels_engine(engine)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch 2.13 warns on every quantized tensor it creates
         try:

@@ -35,6 +35,8 @@ def _details(bench: dict, summary: dict) -> dict:
     info = bench["extra_info"]
     kernels = dict(summary.get("kernels") or {})
     kernels["int8_conv"] = info.get("int8_conv")
+    if info.get("engine_substitution"):
+        kernels["engine_substitution"] = info["engine_substitution"]
     return {"kernel": {"op": info["op"], "shape": info["shape"], "shape_id": info["shape_id"],
                        "weight": info.get("weight"), "macs": info.get("macs"), "slowdown": info.get("slowdown", 1)},
             "kernels": kernels, "benchmark": {"fullname": bench["fullname"], "options": bench.get("options", {})},

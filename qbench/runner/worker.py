@@ -178,23 +178,12 @@ def _open_cache(case, source, calibration_identity, task: dict):
 
 
 def _kernels_like_the_profile(case, kernels: dict) -> dict:
-    """Under a runner profile whose real hosts run another library for this engine's int8 convolutions than this
-    host picks from CPUID (x86 under avx2 on a VNNI host: oneDNN here, FBGEMM there), run the engine on that
-    library's kernels and say so in the record."""
-    from qbench.runner.probes.kernels import probe_kernels
-    from qbench.runner.registry.engines import run_engine_on
-    from qbench.suite.profiles import EXPECTED_INT8_CONV
+    """The engine-packed modes' kernels as a real host of the case's runner profile runs them (see there)."""
+    from qbench.runner.probes.kernels import kernels_like_the_profile
 
-    expected = EXPECTED_INT8_CONV.get(case.runner, {}).get(case.engine)
-    if case.mode not in ENGINE_PACKED_MODES or not expected or kernels.get("int8_conv") == expected:
+    if case.mode not in ENGINE_PACKED_MODES:
         return kernels
-    run_engine_on(case.engine, expected)
-    found = probe_kernels(expected)  # oneDNN names its ISA once per process: keep the first probe's
-    return {**kernels, "int8_conv": found.get("int8_conv"), "engine_substitution": {"engine": case.engine, "kernels_of": expected,
-                                             "instead_of": kernels.get("int8_conv"),
-                                             "why": f"a real {case.runner} host's {case.engine} engine runs "
-                                                    f"{expected}; this host's CPUID makes torch pick "
-                                                    f"{kernels.get('int8_conv')}, which the ISA caps cannot hide"}}
+    return kernels_like_the_profile(case.runner, case.engine, kernels)
 
 
 def _accuracy(model, case, spec, source, reuse, evaluate_case) -> dict | None:

@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 
-__all__ = ["probe_kernels"]
+__all__ = ["probe_kernels", "kernels_like_the_profile"]
 
 
 def _capture_stdout(fn) -> str:
@@ -76,3 +76,22 @@ def probe_kernels(engine: str | None) -> dict:
         fallback = {"qnnpack": "qnnpack", "onednn": "onednn:unnamed"}.get(engine, "fbgemm")
         result["int8_conv"] = f"onednn:{convolutions['int8']}" if "int8" in convolutions else fallback
     return result
+
+
+def kernels_like_the_profile(runner: str, engine: str, kernels: dict) -> dict:
+    """Under a runner profile whose real hosts run another library for this engine's int8 convolutions than this
+    host picks from CPUID (x86 under avx2 on a VNNI host: oneDNN here, FBGEMM there), run the engine on that
+    library's kernels for the rest of this process and say so (`engine_substitution`); else `kernels` as they are."""
+    from qbench.runner.registry.engines import run_engine_on
+    from qbench.suite.profiles import EXPECTED_INT8_CONV
+
+    expected = EXPECTED_INT8_CONV.get(runner, {}).get(engine)
+    if not expected or kernels.get("int8_conv") == expected:
+        return kernels
+    run_engine_on(engine, expected)
+    found = probe_kernels(expected)  # oneDNN names its ISA once per process: keep the first probe's
+    return {**kernels, "int8_conv": found.get("int8_conv"),
+            "engine_substitution": {"engine": engine, "kernels_of": expected, "instead_of": kernels.get("int8_conv"),
+                                    "why": f"a real {runner} host's {engine} engine runs {expected}; this host's "
+                                           f"CPUID makes torch pick {kernels.get('int8_conv')}, which the ISA caps "
+                                           "cannot hide"}}

@@ -18,7 +18,7 @@ import torch
 from qbench.errors import NotApplicable, RegistryError
 from qbench.records import ENGINES
 
-__all__ = ["ENGINES", "check_engine_name", "probe_engine", "probe_engines", "use_engine", "run_engine_on",
+__all__ = ["ENGINES", "check_engine_name", "probe_engine", "probe_engines", "use_engine", "run_engine_on", "kernels_engine",
            "allow_bf16_fastmath", "with_fp32_math"]
 
 # engine name → the engine whose kernels use_engine really selects, in this process (see run_engine_on).
@@ -33,6 +33,11 @@ def run_engine_on(name: str, kernels_engine: str) -> None:
     _KERNELS_OF[name] = kernels_engine
 
 
+def kernels_engine(name: str) -> str:
+    """The engine whose kernels `name` selects in this process: `name` itself unless run_engine_on changed it."""
+    return _KERNELS_OF.get(name, name)
+
+
 def check_engine_name(name: str) -> None:
     """Raise RegistryError unless `name` is one of ENGINES."""
     if name not in ENGINES:
@@ -43,7 +48,7 @@ def check_engine_name(name: str) -> None:
 def use_engine(name: str) -> Iterator[None]:
     """Run the block with torch.backends.quantized.engine set to `name`, then restore the previous engine."""
     check_engine_name(name)
-    name = _KERNELS_OF.get(name, name)
+    name = kernels_engine(name)
     if name not in torch.backends.quantized.supported_engines:
         raise NotApplicable(f"engine {name} is not in torch.backends.quantized.supported_engines")
     previous = torch.backends.quantized.engine

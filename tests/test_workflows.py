@@ -200,6 +200,12 @@ def test_nightly_runs_x86_native_and_avx2_and_arm_shards_then_merges_publishes_a
     merge = workflow["jobs"]["merge"]
     assert merge["needs"] == "shard" and merge["permissions"] == {"contents": "write"}
     assert merge["env"]["QBENCH_PUSH"] == "1" and workflow["env"]["QBENCH_HISTORY_BRANCH"] == "results"
+    assert merge["env"]["QBENCH_HISTORY_COMMITS"] == "append"
+    # Shards check out one commit (not every branch, the history branch included); the merge job needs the commits.
+    assert next(s for _, s in steps({"jobs": {"shard": shard}}) if "checkout" in s.get("uses", ""))["with"] == {
+        "fetch-depth": 1}
+    assert next(s for _, s in steps({"jobs": {"merge": merge}}) if "checkout" in s.get("uses", ""))["with"] == {
+        "fetch-depth": 0}
     assert set(merge["outputs"]) == {"regression", "published"}
     pages = workflow["jobs"]["pages"]
     assert [s["uses"] for s in pages["steps"]] == ["actions/deploy-pages@v4"]
@@ -306,6 +312,9 @@ def test_a_nightly_shard_and_the_merge_job_run_end_to_end_with_the_history_branc
     assert (out / "report" / "report.md").is_file() and (out / "dashboard" / "index.html").is_file()
     assert "history " in (out / "history.txt").read_text()
     assert "compacted 4 runs" in (out / "compact.txt").read_text()  # the three restored and tonight's
+    exported = list((out / "oss-benchmark-v3").glob("*.json"))  # tonight's run only
+    assert [p.name for p in exported] == [new_run.name.replace(".jsonl", ".json")]
+    assert {r["model"]["name"] for r in json.loads(exported[0].read_text())} == {"tests.tiny_models:convnet"}
     pushed = git(tmp_path, "--git-dir", str(remote), "rev-parse", "results")
     assert git(tmp_path, "--git-dir", str(remote), "rev-parse", "results^") == seeded
     files = git(tmp_path, "--git-dir", str(remote), "ls-tree", "-r", "--name-only", pushed).splitlines()

@@ -69,6 +69,7 @@ def test_every_field_of_identity_and_provenance_is_in_the_export():
     (path,) = [p for p in run_files(REAL) if "39fadfe2" in p.name]
     run = read_run_file(path)
     records, counts = run_to_records(run)
+    records = list(records)
     by_record = {}
     for item in records:
         by_record.setdefault(item["benchmark"]["extra_info"]["record_id"], []).append(item)

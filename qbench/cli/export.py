@@ -58,10 +58,14 @@ class ExportCommand(Command):
         for run in runs:
             records, counts = run_to_records(run, args.benchmark_name)
             statuses.update(counts)
-            written += len(records)
             target = out / f"{_stem(run.path)}.json"
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(records, allow_nan=False) + "\n")
+            with open(tmp, "w", encoding="utf-8") as handle:  # a JSON list, written one record at a time
+                handle.write("[")
+                for number, record in enumerate(records):
+                    handle.write(("," if number else "") + json.dumps(record, allow_nan=False))
+                    written += 1
+                handle.write("]\n")
             os.replace(tmp, target)
         left = ", ".join(f"{statuses[s]} {s}" for s in ("skipped", "failed", "timeout") if statuses[s])
         print(f"exported {len(runs)} run{'' if len(runs) == 1 else 's'} into {out}: {written} metric records from "

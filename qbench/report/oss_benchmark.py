@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 
 from qbench.metrics import METRICS
 from qbench.records import RunRecord
@@ -159,10 +160,9 @@ def record_to_records(record: RunRecord, header: dict | None = None, complete: b
     return found
 
 
-def run_to_records(run, name: str = BENCHMARK_NAME) -> tuple[list[dict], Counter]:
-    """The v3 records of a run (a qbench.history.store.RunFile), and its records counted by status."""
+def run_to_records(run, name: str = BENCHMARK_NAME) -> tuple[Iterator[dict], Counter]:
+    """The v3 records of a run (a qbench.history.store.RunFile), made one qbench record at a time (a run of the full
+    grid makes about 44,000), and the run's records counted by status."""
     counts = Counter(record.status for record in run.records)
-    found = []
-    for record in run.records:
-        found.extend(record_to_records(record, run.header, run.complete, dict(counts), name))
-    return found, counts
+    made = (record_to_records(record, run.header, run.complete, dict(counts), name) for record in run.records)
+    return (item for items in made for item in items), counts

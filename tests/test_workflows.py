@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from qbench.history.columnar import compact
 from qbench.history.store import read_run_file, run_files
 from tests.factories import regressed_tonight, shard_folders, tiny_suite_text
 
@@ -199,6 +200,12 @@ def test_nightly_runs_x86_native_and_avx2_and_arm_shards_then_merges_publishes_a
     merge = workflow["jobs"]["merge"]
     assert merge["needs"] == "shard" and merge["permissions"] == {"contents": "write"}
     assert merge["env"]["QBENCH_PUSH"] == "1" and workflow["env"]["QBENCH_HISTORY_BRANCH"] == "results"
+    assert merge["env"]["QBENCH_HISTORY_COMMITS"] == "append"
+    # Shards check out one commit (not every branch, the history branch included); the merge job needs the commits.
+    assert next(s for _, s in steps({"jobs": {"shard": shard}}) if "checkout" in s.get("uses", ""))["with"] == {
+        "fetch-depth": 1}
+    assert next(s for _, s in steps({"jobs": {"merge": merge}}) if "checkout" in s.get("uses", ""))["with"] == {
+        "fetch-depth": 0}
     assert set(merge["outputs"]) == {"regression", "published"}
     pages = workflow["jobs"]["pages"]
     assert [s["uses"] for s in pages["steps"]] == ["actions/deploy-pages@v4"]
@@ -304,11 +311,86 @@ def test_a_nightly_shard_and_the_merge_job_run_end_to_end_with_the_history_branc
     assert "1 run file copied" in (out / "merge.txt").read_text()
     assert (out / "report" / "report.md").is_file() and (out / "dashboard" / "index.html").is_file()
     assert "history " in (out / "history.txt").read_text()
+    assert "compacted 4 runs" in (out / "compact.txt").read_text()  # the three restored and tonight's
+    exported = list((out / "oss-benchmark-v3").glob("*.json"))  # tonight's run only
+    assert [p.name for p in exported] == [new_run.name.replace(".jsonl", ".json")]
+    assert {r["model"]["name"] for r in json.loads(exported[0].read_text())} == {"tests.tiny_models:convnet"}
     pushed = git(tmp_path, "--git-dir", str(remote), "rev-parse", "results")
     assert git(tmp_path, "--git-dir", str(remote), "rev-parse", "results^") == seeded
     files = git(tmp_path, "--git-dir", str(remote), "ls-tree", "-r", "--name-only", pushed).splitlines()
-    assert str(new_run.relative_to(artifact)) in files
-    assert {str(p.relative_to(past)) for p in run_files(past)} <= set(files)
+    stems = {p.name[:-len(".jsonl")] for p in [*run_files(past), new_run]}
+    assert {Path(f).stem for f in files if "/store/v1/month=" in f and f.endswith(".parquet")} == stems
+    assert not [f for f in files if "/runs/" in f]  # the branch holds the store, no JSON lines
+    # The night's commit only adds files, and removes only the JSON lines it compacted.
+    changes = git(tmp_path, "--git-dir", str(remote), "diff-tree", "-r", "--no-renames", "--name-status", seeded,
+                  pushed).splitlines()
+    assert {line.split("\t")[0] for line in changes} == {"A", "D"}
+    assert {Path(line.split("\t")[1]).name for line in changes if line.startswith("D")} == {
+        p.name for p in run_files(past)}
+
+
+# QBENCH_PYTHON for the tests below: after `qbench compact`, one stored run is rewritten (same rows, other bytes) as a
+# store that rewrites its files would (REWRITE=1); history, report and publish are skipped (these tests are about the
+# push).
+REWRITING_STORE = """#!/usr/bin/env bash
+case " $* " in
+    *" history "*|*" report "*|*" publish "*) exit 0 ;;
+esac
+"$REAL" "$@" || exit $?
+if [[ " $* " == *" compact "* && "$REWRITE" == 1 ]]; then
+    stored=$(find "$RESULTS" -path '*/store/v1/*' -name '*.parquet' | sort | head -n 1)
+    "$REAL" -c 'import sys, pyarrow.parquet as pq; pq.write_table(pq.read_table(sys.argv[1]), sys.argv[1], compression="gzip")' "$stored"
+fi
+"""
+
+
+def compacted_history_branch(tmp_path: Path) -> tuple[Path, str, Path]:
+    """A bare remote whose `results` branch holds one compacted run, tonight's artifact (one more run), and the
+    wrapper python."""
+    past, tonight = shard_folders(tmp_path, count=2, nights=1)
+    compact(past)
+    remote = tmp_path / "remote.git"
+    seeded = seed_history_branch(remote, past, tmp_path / "seed")
+    shutil.copytree(tonight, tmp_path / "artifacts" / "results-x86-native-1")
+    wrapper = tmp_path / "python"
+    wrapper.write_text(REWRITING_STORE)
+    wrapper.chmod(0o755)
+    return remote, seeded, wrapper
+
+
+def merge_night(repo: Path, tmp_path: Path, remote: Path, wrapper: Path, name: str, **values):
+    return run_script(repo, "nightly-merge", ARTIFACTS=tmp_path / "artifacts", RESULTS=tmp_path / name,
+                      OUT=tmp_path / f"out-{name}", QBENCH_HISTORY_REMOTE=remote, QBENCH_PUSH=1,
+                      QBENCH_PYTHON=wrapper, REAL=sys.executable, **values)
+
+
+def test_the_merge_job_refuses_to_push_a_change_to_a_stored_run(repo, tmp_path):
+    remote, seeded, wrapper = compacted_history_branch(tmp_path)
+    done = merge_night(repo, tmp_path, remote, wrapper, "merged", REWRITE=1)
+    assert done.returncode == 3, done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("qbench: error: the history branch is append-only, and this push would change or remove "
+                           "1 stored run file(s) (first: ") and "/store/v1/month=" in last
+    assert git(tmp_path, "--git-dir", str(remote), "rev-parse", "results") == seeded
+    done = merge_night(repo, tmp_path, remote, wrapper, "unchanged")  # the same night, stored runs left alone
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert git(tmp_path, "--git-dir", str(remote), "rev-parse", "results^") == seeded
+
+
+def test_the_merge_job_keeps_the_branch_as_one_commit_with_single(repo, tmp_path):
+    remote, seeded, wrapper = compacted_history_branch(tmp_path)
+    done = merge_night(repo, tmp_path, remote, wrapper, "merged", REWRITE=1, QBENCH_HISTORY_COMMITS="single")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(single)" in done.stdout
+    pushed = git(tmp_path, "--git-dir", str(remote), "rev-parse", "results")
+    assert git(tmp_path, "--git-dir", str(remote), "rev-list", "--count", "results") == "1"  # no parent
+    files = git(tmp_path, "--git-dir", str(remote), "ls-tree", "-r", "--name-only", pushed).splitlines()
+    assert len([f for f in files if f.endswith(".parquet")]) == 2 and not [f for f in files if "/runs/" in f]
+    done = merge_night(repo, tmp_path, remote, wrapper, "bad", QBENCH_HISTORY_COMMITS="sometimes")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == ("qbench: error: QBENCH_HISTORY_COMMITS must be append or "
+                                                    "single, got sometimes")
+    assert git(tmp_path, "--git-dir", str(remote), "rev-parse", "results") == pushed
 
 
 def test_the_merge_job_fails_and_files_the_regression_of_any_shard(repo, tmp_path):

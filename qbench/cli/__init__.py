@@ -45,6 +45,7 @@ COMMANDS = {
     "run": "measure a suite and append the run to the history in --results",
     "report": "write a markdown and HTML report of a run, with plots and history's regressions",
     "publish": "export qbench history to asv's format and publish asv's dashboard so that it works without internet",
+    "export": "export runs as PyTorch OSS benchmark database records (schema v3) for HUD's dashboards",
     "compare": "compare two runs, commits or results folders case by case and metric by metric; exit 1 on regression",
     "history": "find steps in history and list regressions (exit 1 when one starts in the latest run)",
     "claims": "judge PyTorch's INT8 claims (size, bandwidth, speed, accuracy) per case of a run",

@@ -5,10 +5,16 @@ Written with asv's own classes, so asv reads it back like its own results:
   <results_dir>/<machine_id>/<sha8>-<env>.json     one file per commit and environment (asv.results.Results, version 2)
   <results_dir>/benchmarks.json                    entries `<suite>.history.track_<metric>` (asv.benchmarks.Benchmarks)
 
-asv's x axis is the commit: every record measured at one qbench commit, on one machine, with one environment (python,
-torch, torchvision, torchao and the kernel-steering variables) pools its samples into one point. The benchmark's
-parameters are the case's axes (model, mode/engine, batch, threads, weights). Runs at a commit the repository does
-not know or the dashboard does not show, and runs of uncommitted code (unless asked), are left out and said so.
+asv's x axis is the commit. Two views of one history:
+  commits    (the default) every record measured at one qbench commit, on one machine, with one environment (python,
+             torch, torchvision, torchao and the kernel-steering variables) pools its samples into one point of
+             qbench's repository; the versions are graph parameters, so each environment is its own series.
+  nightlies  (timeline=) one commit of a generated repository per (qbench commit, environment, night), in time
+             order (qbench.report.asv_timeline); the versions label the point instead of splitting the series, so
+             a torch regression between two nightlies at one qbench commit is a step in one line.
+The benchmark's parameters are the case's axes (model, mode/engine, batch, threads, weights). Runs at a commit the
+repository does not know or the dashboard does not show, and runs of uncommitted code (unless asked), are left out
+and said so, in both views.
 
 asv is imported only where files are written: benchmarks/ import this module inside asv's virtualenvs, which hold
 asv_runner but not asv.
@@ -28,9 +34,10 @@ from qbench.errors import ConfigError, StoreError
 from qbench.metrics import METRICS, Metric
 from qbench.records import ENGINES, MODES, RunRecord, mode_rank
 from qbench.history.store import RunFile, read_run_file, run_files
+from qbench.report.asv_timeline import Nightly, build_timeline
 
-__all__ = ["CASE_PARAMS", "EXPORT_VERSION", "ExportReport", "asv_unit", "metric_samples", "metric_value",
-           "benchmark_name", "export_history"]
+__all__ = ["CASE_PARAMS", "EXPORT_VERSION", "ExportReport", "ShownHistory", "asv_unit", "metric_samples",
+           "metric_value", "benchmark_name", "read_history", "export_history", "export_shown"]
 
 # Bump when the meaning of exported values changes: asv ignores results whose version differs from benchmarks.json.
 EXPORT_VERSION = "qbench-history-1"
@@ -76,40 +83,76 @@ class ExportReport:
     benchmarks: list[str] = field(default_factory=list)
     runs: int = 0
     commits: int = 0
+    nightlies: list[Nightly] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     errors: list[StoreError] = field(default_factory=list)
 
 
+@dataclass
+class ShownHistory:
+    """The runs the dashboard can show, read once for both views, and what was left out and why."""
+    runs: list[RunFile]
+    git: object
+    skipped: list[str] = field(default_factory=list)
+    errors: list[StoreError] = field(default_factory=list)
+
+
+def read_history(history: Path | str, repo: Path | str, *, branches: list[str] | None = None,
+                 include_dirty: bool = False) -> ShownHistory:
+    """The runs under `history` that can be placed: `repo` is the git repository whose commits the runs name,
+    `branches` the ones the dashboard shows (asv publish draws no point for a commit on none of them; None: any
+    commit of the repository)."""
+    git = _repository(Path(repo))
+    shown = ShownHistory(runs=[], git=git)
+    runs = _readable_runs(Path(history), shown)
+    known = git.get_revisions({r.header.get("qbench", {}).get("commit") for r in runs} - {None})
+    on_branches = None if branches is None else _branch_commits(git, branches, Path(repo))
+    for run in runs:
+        reason = _skip_reason(run, known, on_branches, branches, include_dirty)
+        if reason:
+            shown.skipped.append(f"{run.path}: {reason}")
+        else:
+            shown.runs.append(run)
+    return shown
+
+
 def export_history(history: Path | str, results_dir: Path | str, repo: Path | str, *,
-                   branches: list[str] | None = None, include_dirty: bool = False) -> ExportReport:
-    """Write every exportable record under `history` into asv's results tree `results_dir`; `repo` is the git
-    repository whose commits the runs name, `branches` the ones the dashboard shows (asv publish draws no point for
-    a commit on none of them; None: any commit of the repository). Files already there (asv's own results) are
-    kept; exported files are rewritten from history, so exporting twice gives the same tree."""
+                   branches: list[str] | None = None, include_dirty: bool = False,
+                   timeline: Path | str | None = None) -> ExportReport:
+    """read_history, then export_shown."""
+    return export_shown(read_history(history, repo, branches=branches, include_dirty=include_dirty), results_dir,
+                        timeline=timeline)
+
+
+def export_shown(shown: ShownHistory, results_dir: Path | str, *, timeline: Path | str | None = None) -> ExportReport:
+    """Write the shown runs into asv's results tree `results_dir`. Files already there (asv's own results) are
+    kept; exported files are rewritten from history, so exporting twice gives the same tree.
+
+    timeline: where to generate the nightly timeline repository (qbench.report.asv_timeline); the results are then
+    placed on its commits, one per nightly, instead of on qbench's, and the torch, torchvision and torchao versions
+    leave the graphs' parameters (they label the nightly instead), so that the nightlies form one line."""
     from asv.benchmarks import Benchmarks
     from asv.config import Config
     from asv.results import get_filename
 
-    report = ExportReport()
-    git = _repository(Path(repo))
-    runs = _readable_runs(Path(history), report)
-    known = git.get_revisions({r.header.get("qbench", {}).get("commit") for r in runs} - {None})
-    shown = None if branches is None else _branch_commits(git, branches, Path(repo))
-    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
-    for run in runs:
-        reason = _skip_reason(run, known, shown, branches, include_dirty)
-        if reason:
-            report.skipped.append(f"{run.path}: {reason}")
-            continue
-        report.runs += 1
-        for record in run.records:
-            groups[_group_key(record)].append(record)
+    report = ExportReport(runs=len(shown.runs), skipped=list(shown.skipped), errors=list(shown.errors))
+    if timeline is None:
+        groups = _groups(shown.runs, lambda run, record: (record.qbench.get("commit"), _environment_key(record)))
+        points = {point: (point[0], shown.git.get_date(point[0])) for _, point in groups}
+    else:
+        groups = _groups(shown.runs, lambda run, record: (record.qbench.get("commit"), _environment_key(record),
+                                                          run.header["started_at"][:10]))
+        report.nightlies = _nightlies(shown.runs, groups)
+        build_timeline(Path(timeline), report.nightlies)
+        points = {n.key: (n.hash, n.timestamp * 1000) for n in report.nightlies}
     conf = Config()
     conf.results_dir = str(Path(results_dir))
     entries = _existing_benchmarks(conf)
     machines = _machines(groups)
-    for (machine_id, commit, _), records in sorted(groups.items(), key=lambda item: item[0][:2]):
-        results = _results_for(records, git.get_date(commit), machines[machine_id], entries)
+    for (machine_id, point), records in sorted(groups.items(), key=lambda item: (item[0][0], *points[item[0][1]])):
+        commit, date_ms = points[point]
+        results = _results_for(records, commit, date_ms, machines[machine_id], entries,
+                               versions_in_params=timeline is None)
         results.save(conf.results_dir)
         report.results_files.append(Path(conf.results_dir) / get_filename(machine_id, commit, results.env_name))
     for machine_id, machine in machines.items():
@@ -117,8 +160,36 @@ def export_history(history: Path | str, results_dir: Path | str, repo: Path | st
     Benchmarks(conf, list(entries.values())).save()
     report.machines = sorted(machines)
     report.benchmarks = sorted(name for name, entry in entries.items() if entry.get("version") == EXPORT_VERSION)
-    report.commits = len({key[1] for key in groups})
+    report.commits = len({point[0] for _, point in groups})
     return report
+
+
+def _groups(runs: list[RunFile], point_of) -> dict[tuple, list[RunRecord]]:
+    """(machine id, point) -> the records asv pools into that point; point_of(run, record) names the point."""
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        for record in run.records:
+            groups[record.machine.get("machine_id"), point_of(run, record)].append(record)
+    return groups
+
+
+def _nightlies(runs: list[RunFile], groups: dict[tuple, list[RunRecord]]) -> list[Nightly]:
+    """One Nightly per (qbench commit, environment, night), in the order they started."""
+    started = {}
+    for run in runs:
+        for record in run.records:
+            started.setdefault(record.run_id, run.header["started_at"])
+    found: dict[tuple, Nightly] = {}
+    for (machine_id, point), records in groups.items():
+        first = records[0]
+        nightly = found.setdefault(point, Nightly(
+            commit=point[0], night=point[2], environment=dict(first.environment),
+            variables=_steering_variables(first), started_at=min(started[r.run_id] for r in records)))
+        nightly.key = point
+        nightly.machines.add(machine_id)
+        nightly.runs.update(r.run_id for r in records)
+        nightly.started_at = min(nightly.started_at, *(started[r.run_id] for r in records))
+    return sorted(found.values(), key=lambda n: (n.started_at, n.commit, n.label))
 
 
 def _repository(path: Path):
@@ -148,7 +219,7 @@ def _branch_commits(git, branches: list[str | None], repo: Path) -> set[str]:
     return commits
 
 
-def _readable_runs(history: Path, report: ExportReport) -> list[RunFile]:
+def _readable_runs(history: Path, report: ShownHistory) -> list[RunFile]:
     runs = []
     for path in run_files(history):
         try:
@@ -177,11 +248,15 @@ def _skip_reason(run: RunFile, known: dict, shown: set | None, branches: list[st
     return None
 
 
-def _group_key(record: RunRecord) -> tuple:
+def _steering_variables(record: RunRecord) -> dict:
     variables = record.environment.get("variables") or {}
-    env_vars = tuple(sorted((k, v) for k, v in variables.items() if k not in NON_ENVIRONMENT_VARIABLES))
+    return {k: v for k, v in variables.items() if k not in NON_ENVIRONMENT_VARIABLES}
+
+
+def _environment_key(record: RunRecord) -> tuple:
+    """What makes two records' software differ: python, the torch builds and the kernel-steering variables."""
     environment = tuple((name, record.environment.get(name)) for name in ("python", *REQUIREMENTS))
-    return record.machine.get("machine_id"), record.qbench.get("commit"), environment + env_vars
+    return environment + tuple(sorted(_steering_variables(record).items()))
 
 
 def _asv_machine(machine: dict) -> dict:
@@ -194,11 +269,10 @@ def _asv_machine(machine: dict) -> dict:
 def _machines(groups: dict[tuple, list[RunRecord]]) -> dict[str, dict]:
     """The latest fingerprint of each machine id, so that all of a machine's points share one set of graph labels."""
     latest: dict[str, RunRecord] = {}
-    for records in groups.values():
-        for record in records:
-            machine_id = record.machine.get("machine_id")
-            if machine_id not in latest or record.started_at > latest[machine_id].started_at:
-                latest[machine_id] = record
+    for (machine_id, _), records in groups.items():
+        newest = max(records, key=lambda r: r.started_at)
+        if machine_id not in latest or newest.started_at > latest[machine_id].started_at:
+            latest[machine_id] = newest
     return {machine_id: _asv_machine(record.machine) for machine_id, record in latest.items()}
 
 
@@ -213,18 +287,19 @@ def _save_machine(results_dir: Path, machine_id: str, fields: dict) -> None:
     machine.save(str(results_dir))
 
 
-def _results_for(records: list[RunRecord], date_ms: int, machine: dict, entries: dict):
+def _results_for(records: list[RunRecord], commit: str, date_ms: int, machine: dict, entries: dict, *,
+                 versions_in_params: bool):
     from asv.environment import get_env_name
     from asv.results import Results
 
     first = min(records, key=lambda r: r.started_at)
     env = first.environment
     requirements = {name: env[name] for name in REQUIREMENTS if env.get(name)}
-    env_vars = {k: v for k, v in (env.get("variables") or {}).items() if k not in NON_ENVIRONMENT_VARIABLES}
+    env_vars = _steering_variables(first)
     python = env.get("python") or ""
-    params = {**machine, "python": python, **requirements}
+    params = {**machine, "python": python, **(requirements if versions_in_params else {})}
     env_name = get_env_name("qbench", python, requirements, {("run", k): v for k, v in env_vars.items()})
-    results = Results(params, requirements, first.qbench.get("commit"), date_ms, python, env_name, env_vars)
+    results = Results(params, requirements, commit, date_ms, python, env_name, env_vars)
     by_suite: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
         by_suite[record.suite.get("name") or "unnamed"].append(record)

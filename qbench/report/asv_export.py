@@ -140,11 +140,12 @@ def export_shown(shown: ShownHistory, results_dir: Path | str, *, timeline: Path
         groups = _groups(shown.runs, lambda run, record: (record.qbench.get("commit"), _environment_key(record)))
         points = {point: (point[0], shown.git.get_date(point[0])) for _, point in groups}
     else:
-        groups = _groups(shown.runs, lambda run, record: (record.qbench.get("commit"), _environment_key(record),
-                                                          run.header["started_at"][:10]))
+        groups = _groups(shown.runs, lambda run, record: (record.qbench.get("commit"), _builds(record),
+                                                          run.header["started_at"][:10], _series_key(record)))
         report.nightlies = _nightlies(shown.runs, groups)
         build_timeline(Path(timeline), report.nightlies)
-        points = {n.key: (n.hash, n.timestamp * 1000) for n in report.nightlies}
+        placed = {n.key: (n.hash, n.timestamp * 1000) for n in report.nightlies}
+        points = {point: placed[point[:3]] for _, point in groups}
     conf = Config()
     conf.results_dir = str(Path(results_dir))
     entries = _existing_benchmarks(conf)
@@ -174,21 +175,17 @@ def _groups(runs: list[RunFile], point_of) -> dict[tuple, list[RunRecord]]:
 
 
 def _nightlies(runs: list[RunFile], groups: dict[tuple, list[RunRecord]]) -> list[Nightly]:
-    """One Nightly per (qbench commit, environment, night), in the order they started."""
-    started = {}
-    for run in runs:
-        for record in run.records:
-            started.setdefault(record.run_id, run.header["started_at"])
+    """One Nightly per (qbench commit, torch builds, night), in the order they started. Python and the
+    kernel-steering variables are series of a nightly (asv parameters), not nightlies of their own."""
+    started = {run.header.get("run_id"): run.header["started_at"] for run in runs}
     found: dict[tuple, Nightly] = {}
     for (machine_id, point), records in groups.items():
-        first = records[0]
-        nightly = found.setdefault(point, Nightly(
-            commit=point[0], night=point[2], environment=dict(first.environment),
-            variables=_steering_variables(first), started_at=min(started[r.run_id] for r in records)))
-        nightly.key = point
+        when = min(started.get(r.run_id, r.started_at) for r in records)
+        nightly = found.setdefault(point[:3], Nightly(commit=point[0], builds=dict(point[1]), night=point[2],
+                                                      started_at=when, key=point[:3]))
         nightly.machines.add(machine_id)
         nightly.runs.update(r.run_id for r in records)
-        nightly.started_at = min(nightly.started_at, *(started[r.run_id] for r in records))
+        nightly.started_at = min(nightly.started_at, when)
     return sorted(found.values(), key=lambda n: (n.started_at, n.commit, n.label))
 
 
@@ -253,10 +250,17 @@ def _steering_variables(record: RunRecord) -> dict:
     return {k: v for k, v in variables.items() if k not in NON_ENVIRONMENT_VARIABLES}
 
 
+def _builds(record: RunRecord) -> tuple:
+    return tuple((name, record.environment.get(name)) for name in REQUIREMENTS)
+
+
+def _series_key(record: RunRecord) -> tuple:
+    return (("python", record.environment.get("python")),) + tuple(sorted(_steering_variables(record).items()))
+
+
 def _environment_key(record: RunRecord) -> tuple:
     """What makes two records' software differ: python, the torch builds and the kernel-steering variables."""
-    environment = tuple((name, record.environment.get(name)) for name in ("python", *REQUIREMENTS))
-    return environment + tuple(sorted(_steering_variables(record).items()))
+    return _builds(record) + _series_key(record)
 
 
 def _asv_machine(machine: dict) -> dict:

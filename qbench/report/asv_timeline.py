@@ -12,7 +12,8 @@ qbench itself changed.
 
 asv shows a commit by its hash (hover: "value @ hash") and opens `show_commit_url` + hash on a click; `nightly.html`,
 written next to the dashboard, is that page: one row per nightly, its hash as anchor, naming date, qbench commit,
-python, torch, torchvision, torchao, kernel-steering variables, machines and runs.
+torch, torchvision, torchao, machines and runs (python and the kernel-steering variables are series, chosen in
+asv's side panel).
 """
 
 from __future__ import annotations
@@ -36,16 +37,16 @@ VERSIONS = ("torch", "torchvision", "torchao")
 
 @dataclass
 class Nightly:
-    """One point of the timeline: what one qbench commit measured with one environment in one night (UTC day)."""
+    """One point of the timeline: what one qbench commit measured with one set of torch builds in one night (UTC
+    day), on any machine, with any python and kernel-steering variables (those are series of the point)."""
     commit: str
+    builds: dict
     night: str
-    environment: dict
-    variables: dict
     started_at: str
+    key: tuple = ()
     machines: set[str] = field(default_factory=set)
     runs: set[str] = field(default_factory=set)
     hash: str | None = None
-    key: tuple = ()
 
     @property
     def timestamp(self) -> int:
@@ -53,17 +54,15 @@ class Nightly:
 
     @property
     def versions(self) -> str:
-        return ", ".join(f"{name} {self.environment.get(name)}" for name in VERSIONS if self.environment.get(name))
+        return ", ".join(f"{name} {self.builds.get(name)}" for name in VERSIONS if self.builds.get(name))
 
     @property
     def label(self) -> str:
         return f"{self.night} {self.versions or 'no torch version recorded'} at qbench {self.commit[:8]}"
 
     def message(self) -> str:
-        variables = "".join(f"\n{k}={v}" for k, v in sorted(self.variables.items()))
-        return (f"nightly {self.label}\n\nqbench {self.commit}\npython {self.environment.get('python')}\n"
-                f"{self.versions}\nstarted {self.started_at}\nmachines {', '.join(sorted(self.machines))}\n"
-                f"runs {', '.join(sorted(self.runs))}{variables}\n")
+        return (f"nightly {self.label}\n\nqbench {self.commit}\n{self.versions}\nstarted {self.started_at}\n"
+                f"machines {', '.join(sorted(self.machines))}\nruns {', '.join(sorted(self.runs))}\n")
 
 
 def build_timeline(path: Path, nightlies: list[Nightly]) -> None:
@@ -106,14 +105,12 @@ def write_nightly_page(html_dir: Path, nightlies: list[Nightly], hash_length: in
     """nightly.html (the page a click on a point opens) and nightlies.json (the same, for programs)."""
     rows = []
     for nightly in reversed(nightlies):
-        cells = [nightly.hash[:hash_length], nightly.night, nightly.commit[:8], nightly.environment.get("python"),
-                 *(nightly.environment.get(name) for name in VERSIONS),
-                 " ".join(f"{k}={v}" for k, v in sorted(nightly.variables.items())),
-                 ", ".join(sorted(nightly.machines)), len(nightly.runs)]
+        cells = [nightly.hash[:hash_length], nightly.night, nightly.commit[:8],
+                 *(nightly.builds.get(name) for name in VERSIONS), ", ".join(sorted(nightly.machines)),
+                 len(nightly.runs)]
         rows.append(f'<tr id="{nightly.hash}">' + "".join(f"<td>{html.escape(str(c or ''))}</td>" for c in cells)
                     + "</tr>")
-    head = "".join(f"<th>{name}</th>" for name in ("point", "night", "qbench", "python", *VERSIONS, "variables",
-                                                   "machines", "runs"))
+    head = "".join(f"<th>{name}</th>" for name in ("point", "night", "qbench", *VERSIONS, "machines", "runs"))
     page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>qbench nightlies</title><style>"
             f"body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}tr:target{{background:#ffd}}"
             f"</style></head><body><h1>qbench nightlies</h1><p>Each point of the <a href=\"index.html\">nightly "
@@ -121,8 +118,7 @@ def write_nightly_page(html_dir: Path, nightlies: list[Nightly], hash_length: in
             f"{''.join(rows)}</table></body></html>\n")
     (html_dir / NIGHTLY_PAGE).write_text(page)
     listing = [{"hash": n.hash, "label": n.label, "night": n.night, "started_at": n.started_at,
-                "qbench_commit": n.commit, "python": n.environment.get("python"),
-                **{name: n.environment.get(name) for name in VERSIONS}, "variables": n.variables,
+                "qbench_commit": n.commit, **{name: n.builds.get(name) for name in VERSIONS},
                 "machines": sorted(n.machines), "runs": sorted(n.runs)} for n in nightlies]
     (html_dir / "nightlies.json").write_text(json.dumps(listing, indent=1) + "\n")
     return html_dir / NIGHTLY_PAGE

@@ -44,6 +44,29 @@ window.onload = probe;
 </script></body></html>"""
 
 
+# Waits like PROBE, then moves the mouse onto point %d of series %d and writes the text of asv's tooltip and of
+# every element whose id is listed, once shown. The page stays as it is, for a screenshot of the hover.
+HOVER = """<!doctype html><html><body style="margin:0">
+<iframe id="dash" src="index.html#%s" style="width:1400px;height:860px;border:0"></iframe><pre id="result">pending</pre>
+<script>
+function hover() {
+  var w = document.getElementById("dash").contentWindow, out = document.getElementById("result");
+  var $ = w.jQuery, plot = $ && $("#main-graph").data("plot");
+  if (!plot || !plot.getData().length) { setTimeout(hover, 250); return; }
+  var series = plot.getData()[%d], point = series.data[%d];
+  var at = plot.pointOffset({x: point[0], y: point[1]}), origin = $("#main-graph").offset();
+  $("#main-graph canvas.flot-overlay").trigger($.Event("mousemove", {pageX: origin.left + at.left,
+                                                                      pageY: origin.top + at.top}));
+  setTimeout(function () {
+    var shown = {tooltip: $(".tooltip-inner").text()};
+    $.each(%s, function (i, id) { shown[id] = $("#" + id).is(":visible") ? $("#" + id).text() : null; });
+    out.textContent = JSON.stringify(shown);
+  }, 300);
+}
+window.onload = hover;
+</script></body></html>"""
+
+
 def ensure_chromium() -> Path:
     if not CHROMIUM.exists():
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -88,6 +111,18 @@ def probed(chromium, workdir: Path, origin: str, html: Path, graph: str) -> tupl
     result = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S).group(1)
     assert not result.startswith("pending"), result
     return json.loads(result.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")), requests
+
+
+def hovered(chromium, workdir: Path, origin: str, html: Path, graph: str, series: int, point: int, ids: list[str],
+            screenshot: Path | None = None) -> dict:
+    """What the dashboard shows with the mouse on a point of `graph` (HOVER); a screenshot of that when asked."""
+    (html / "qbench-hover.html").write_text(HOVER % (graph, series, point, json.dumps(ids)))
+    dom, _ = browse(chromium, workdir, "--dump-dom", f"{origin}/qbench-hover.html")
+    if screenshot is not None:
+        browse(chromium, workdir, f"--screenshot={screenshot}", f"{origin}/qbench-hover.html")
+    result = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S).group(1)
+    assert not result.startswith("pending"), result
+    return json.loads(result.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
 
 
 def started_requests(netlog: Path) -> list[tuple[str, str]]:

@@ -120,6 +120,9 @@ def test_chromium_draws_thirty_separate_points_at_one_commit(chromium, published
         nightly_page, _ = browse(chromium, tmp_path, "--dump-dom",
                                  f"{origin}/nightlies/nightly.html#{listing[REGRESSED_FROM]['hash']}")
         commits_view, _ = browser.probed(chromium, tmp_path, origin, html, GRAPH)
+        hover_shot = shot.with_name(shot.stem + "-hover.png")
+        hover = browser.hovered(chromium, tmp_path, f"{origin}/nightlies", html / "nightlies", GRAPH, 1,
+                                REGRESSED_FROM, ["qbench-nightly-label"], screenshot=hover_shot)
     assert drawn["canvases"] == 1 and len(drawn["series"]) == 2
     for series in drawn["series"]:
         assert series["commits"] == [n["hash"] for n in listing]
@@ -130,3 +133,7 @@ def test_chromium_draws_thirty_separate_points_at_one_commit(chromium, published
     assert listing[REGRESSED_FROM]["torch"] in nightly_page
     assert [url for url, who in requests if who.startswith("http") and not url.startswith(origin)] == []
     assert len(commits_view["series"]) == 2 * NIGHTS and all(s["commits"] == [sha] for s in commits_view["series"])
+    regressed = listing[REGRESSED_FROM]
+    assert hover["qbench-nightly-label"] == regressed["label"] and regressed["torch"] in regressed["label"]
+    assert hover["tooltip"].endswith(f"@ {regressed['hash'][:8]}")
+    assert png_size(hover_shot) == (1400, 900)

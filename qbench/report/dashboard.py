@@ -27,6 +27,7 @@ __all__ = ["VENDOR_DIR", "VIEWS", "NIGHTLY_DIR", "PublishReport", "load_asv_conf
            "vendor_dashboard"]
 
 VENDOR_DIR = Path(__file__).resolve().parent / "vendor"
+NIGHTLY_LABELS = Path(__file__).resolve().parent / "nightly_labels.js"
 PUBLISH_TIMEOUT_S = 3600.0
 VIEWS = ("commits", "nightlies")
 NIGHTLY_DIR = "nightlies"
@@ -97,6 +98,7 @@ def publish_dashboard(history: Path | str, config: Path | str, html: Path | str 
                 _run_asv_publish(_staged_config(conf, root, staging / "nightlies.json", results, target, settings))
                 report.vendored = vendor_dashboard(target)
                 write_nightly_page(target, report.nightlies.nightlies, conf.hash_length)
+                _add_script(target, NIGHTLY_LABELS)
                 report.nightlies_html = target
             elif "commits" not in views:
                 raise ConfigError(_nothing_to_publish(history, None, report.nightlies))
@@ -137,6 +139,16 @@ def _run_asv_publish(config: Path) -> None:
     if done.returncode != 0:
         lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
         raise InfraError(f"asv publish failed (exit {done.returncode}): {lines[-1]}")
+
+
+def _add_script(html: Path, script: Path) -> None:
+    """Copy `script` next to index.html and load it after asv's own scripts."""
+    shutil.copy2(script, html / script.name)
+    index = html / "index.html"
+    page = index.read_text()
+    if "</head>" not in page:
+        raise InfraError(f"{index}: no </head> to load {script.name} before; not the asv page qbench knows")
+    index.write_text(page.replace("</head>", f'<script src="{script.name}"></script>\n  </head>', 1))
 
 
 def _manifest() -> dict:

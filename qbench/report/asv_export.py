@@ -32,8 +32,9 @@ from pathlib import Path
 
 from qbench.errors import ConfigError, StoreError
 from qbench.metrics import METRICS, Metric
-from qbench.records import ENGINES, MODES, RunRecord, mode_rank
+from qbench.records import ENGINES, MODES, mode_rank
 from qbench.history.store import RunFile, read_run_file, run_files
+from qbench.report.asv_pool import REQUIREMENTS, CasePool, Pool, metric_samples, steering_variables
 from qbench.report.asv_timeline import Nightly, build_timeline
 
 __all__ = ["CASE_PARAMS", "EXPORT_VERSION", "ExportReport", "ShownHistory", "asv_unit", "metric_samples",
@@ -42,25 +43,12 @@ __all__ = ["CASE_PARAMS", "EXPORT_VERSION", "ExportReport", "ShownHistory", "asv
 # Bump when the meaning of exported values changes: asv ignores results whose version differs from benchmarks.json.
 EXPORT_VERSION = "qbench-history-1"
 CASE_PARAMS = ("model", "mode/engine", "batch", "threads", "weights")
-# Set per case (threads) or irrelevant to speed (TORCH_HOME): not part of the asv environment.
-NON_ENVIRONMENT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_HOME")
-REQUIREMENTS = ("torch", "torchvision", "torchao")
 ASV_UNITS = {"s": "seconds"}
 
 
 def asv_unit(metric: Metric) -> str:
     """asv scales the axes of "seconds" and "bytes"; any other unit is shown as it is."""
     return ASV_UNITS.get(metric.unit, metric.unit)
-
-
-def metric_samples(record: RunRecord, metric: Metric) -> list[float]:
-    """The raw values one ok record holds for a metric (qbench.metrics reads them): its samples, else its value."""
-    if record.status != "ok":
-        return []
-    found = metric.extract(record)
-    if found is None:
-        return []
-    return list(found.samples) or [found.value]
 
 
 def metric_value(samples: list[float]) -> float | None:
@@ -90,29 +78,47 @@ class ExportReport:
 
 @dataclass
 class ShownHistory:
-    """The runs the dashboard can show, read once for both views, and what was left out and why."""
-    runs: list[RunFile]
+    """What the dashboard can show, read once for both views: the pools (qbench.report.asv_pool) of the runs shown,
+    the latest fingerprint of each machine, and what was left out and why."""
     git: object
+    pools: dict[tuple, Pool] = field(default_factory=dict)
+    machines: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    runs: int = 0
     skipped: list[str] = field(default_factory=list)
     errors: list[StoreError] = field(default_factory=list)
 
 
 def read_history(history: Path | str, repo: Path | str, *, branches: list[str] | None = None,
                  include_dirty: bool = False) -> ShownHistory:
-    """The runs under `history` that can be placed: `repo` is the git repository whose commits the runs name,
-    `branches` the ones the dashboard shows (asv publish draws no point for a commit on none of them; None: any
-    commit of the repository)."""
+    """Stream the runs under `history` into pools, one run at a time, leaving out those that cannot be placed:
+    `repo` is the git repository whose commits the runs name, `branches` the ones the dashboard shows (asv publish
+    draws no point for a commit on none of them; None: any commit of the repository)."""
     git = _repository(Path(repo))
-    shown = ShownHistory(runs=[], git=git)
-    runs = _readable_runs(Path(history), shown)
-    known = git.get_revisions({r.header.get("qbench", {}).get("commit") for r in runs} - {None})
+    shown = ShownHistory(git=git)
     on_branches = None if branches is None else _branch_commits(git, branches, Path(repo))
-    for run in runs:
+    known: dict[str, bool] = {}
+    for path in run_files(Path(history)):
+        try:
+            run = read_run_file(path)
+        except StoreError as exc:
+            shown.errors.append(exc)
+            continue
+        shown.errors.extend(run.rejected)
+        commit = (run.header.get("qbench") or {}).get("commit")
+        if commit and commit not in known:
+            known[commit] = bool(git.get_revisions({commit}))
         reason = _skip_reason(run, known, on_branches, branches, include_dirty)
         if reason:
             shown.skipped.append(f"{run.path}: {reason}")
-        else:
-            shown.runs.append(run)
+            continue
+        shown.runs += 1
+        started, night = run.header["started_at"], run.header["started_at"][:10]
+        for record in run.records:
+            key = Pool.key(record, night)
+            shown.pools.setdefault(key, Pool.empty(key, started)).add(record, started)
+            machine_id = key[0]
+            if machine_id not in shown.machines or record.started_at > shown.machines[machine_id][0]:
+                shown.machines[machine_id] = (record.started_at, record.machine)
     return shown
 
 
@@ -135,57 +141,51 @@ def export_shown(shown: ShownHistory, results_dir: Path | str, *, timeline: Path
     from asv.config import Config
     from asv.results import get_filename
 
-    report = ExportReport(runs=len(shown.runs), skipped=list(shown.skipped), errors=list(shown.errors))
+    report = ExportReport(runs=shown.runs, skipped=list(shown.skipped), errors=list(shown.errors))
+    points: dict[tuple, list[Pool]] = defaultdict(list)
     if timeline is None:
-        groups = _groups(shown.runs, lambda run, record: (record.qbench.get("commit"), _environment_key(record)))
-        points = {point: (point[0], shown.git.get_date(point[0])) for _, point in groups}
+        for key, pool in shown.pools.items():
+            points[key[:4]].append(pool)  # a commit's nights are one point
+        dates = {commit: shown.git.get_date(commit) for commit in {key[1] for key in points}}
+        placed = {key: (key[1], dates[key[1]]) for key in points}
     else:
-        groups = _groups(shown.runs, lambda run, record: (record.qbench.get("commit"), _builds(record),
-                                                          run.header["started_at"][:10], _series_key(record)))
-        report.nightlies = _nightlies(shown.runs, groups)
+        for key, pool in shown.pools.items():
+            points[key].append(pool)
+        report.nightlies = _nightlies(shown.pools)
         build_timeline(Path(timeline), report.nightlies)
-        placed = {n.key: (n.hash, n.timestamp * 1000) for n in report.nightlies}
-        points = {point: placed[point[:3]] for _, point in groups}
+        by_nightly = {n.key: (n.hash, n.timestamp * 1000) for n in report.nightlies}
+        placed = {key: by_nightly[key[1], key[2], key[4]] for key in points}
     conf = Config()
     conf.results_dir = str(Path(results_dir))
     entries = _existing_benchmarks(conf)
-    machines = _machines(groups)
-    for (machine_id, point), records in sorted(groups.items(), key=lambda item: (item[0][0], *points[item[0][1]])):
-        commit, date_ms = points[point]
-        results = _results_for(records, commit, date_ms, machines[machine_id], entries,
-                               versions_in_params=timeline is None)
+    machines = {machine_id: _asv_machine(machine) for machine_id, (_, machine) in shown.machines.items()}
+    for key in sorted(points, key=lambda key: (key[0], placed[key][1], placed[key][0])):
+        commit, date_ms = placed[key]
+        pools = points[key]
+        pool = pools[0] if len(pools) == 1 else Pool.merged(pools)
+        results = _results_for(pool, commit, date_ms, machines[key[0]], entries, versions_in_params=timeline is None)
         results.save(conf.results_dir)
-        report.results_files.append(Path(conf.results_dir) / get_filename(machine_id, commit, results.env_name))
+        report.results_files.append(Path(conf.results_dir) / get_filename(key[0], commit, results.env_name))
     for machine_id, machine in machines.items():
         _save_machine(Path(results_dir), machine_id, machine)
     Benchmarks(conf, list(entries.values())).save()
     report.machines = sorted(machines)
     report.benchmarks = sorted(name for name, entry in entries.items() if entry.get("version") == EXPORT_VERSION)
-    report.commits = len({point[0] for _, point in groups})
+    report.commits = len({key[1] for key in points})
     return report
 
 
-def _groups(runs: list[RunFile], point_of) -> dict[tuple, list[RunRecord]]:
-    """(machine id, point) -> the records asv pools into that point; point_of(run, record) names the point."""
-    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
-    for run in runs:
-        for record in run.records:
-            groups[record.machine.get("machine_id"), point_of(run, record)].append(record)
-    return groups
-
-
-def _nightlies(runs: list[RunFile], groups: dict[tuple, list[RunRecord]]) -> list[Nightly]:
+def _nightlies(pools: dict[tuple, Pool]) -> list[Nightly]:
     """One Nightly per (qbench commit, torch builds, night), in the order they started. Python and the
     kernel-steering variables are series of a nightly (asv parameters), not nightlies of their own."""
-    started = {run.header.get("run_id"): run.header["started_at"] for run in runs}
     found: dict[tuple, Nightly] = {}
-    for (machine_id, point), records in groups.items():
-        when = min(started.get(r.run_id, r.started_at) for r in records)
-        nightly = found.setdefault(point[:3], Nightly(commit=point[0], builds=dict(point[1]), night=point[2],
-                                                      started_at=when, key=point[:3]))
-        nightly.machines.add(machine_id)
-        nightly.runs.update(r.run_id for r in records)
-        nightly.started_at = min(nightly.started_at, when)
+    for pool in pools.values():
+        key = (pool.commit, pool.builds, pool.night)
+        nightly = found.setdefault(key, Nightly(commit=pool.commit, builds=dict(pool.builds), night=pool.night,
+                                                started_at=pool.started_at, key=key))
+        nightly.machines.add(pool.machine_id)
+        nightly.runs.update(pool.runs)
+        nightly.started_at = min(nightly.started_at, pool.started_at)
     return sorted(found.values(), key=lambda n: (n.started_at, n.commit, n.label))
 
 
@@ -216,25 +216,13 @@ def _branch_commits(git, branches: list[str | None], repo: Path) -> set[str]:
     return commits
 
 
-def _readable_runs(history: Path, report: ShownHistory) -> list[RunFile]:
-    runs = []
-    for path in run_files(history):
-        try:
-            runs.append(read_run_file(path))
-        except StoreError as exc:
-            report.errors.append(exc)
-        else:
-            report.errors.extend(runs[-1].rejected)
-    return runs
-
-
-def _skip_reason(run: RunFile, known: dict, shown: set | None, branches: list[str] | None,
+def _skip_reason(run: RunFile, known: dict[str, bool], shown: set | None, branches: list[str] | None,
                  include_dirty: bool) -> str | None:
     provenance = run.header.get("qbench") or {}
     commit = provenance.get("commit")
     if not commit:
         return "qbench ran outside a git checkout, so the run names no commit"
-    if commit not in known:
+    if not known.get(commit):
         return f"commit {commit[:8]} is not in the repository"
     if shown is not None and commit not in shown:
         return f"commit {commit[:8]} is on no branch the dashboard shows ({', '.join(map(str, branches))})"
@@ -245,39 +233,11 @@ def _skip_reason(run: RunFile, known: dict, shown: set | None, branches: list[st
     return None
 
 
-def _steering_variables(record: RunRecord) -> dict:
-    variables = record.environment.get("variables") or {}
-    return {k: v for k, v in variables.items() if k not in NON_ENVIRONMENT_VARIABLES}
-
-
-def _builds(record: RunRecord) -> tuple:
-    return tuple((name, record.environment.get(name)) for name in REQUIREMENTS)
-
-
-def _series_key(record: RunRecord) -> tuple:
-    return (("python", record.environment.get("python")),) + tuple(sorted(_steering_variables(record).items()))
-
-
-def _environment_key(record: RunRecord) -> tuple:
-    """What makes two records' software differ: python, the torch builds and the kernel-steering variables."""
-    return _builds(record) + _series_key(record)
-
-
 def _asv_machine(machine: dict) -> dict:
     """The six fields asv knows a machine by (asv.machine.Machine.fields)."""
     return {"machine": machine.get("machine_id"), "os": machine.get("os") or "", "arch": machine.get("arch") or "",
             "cpu": machine.get("cpu_model") or "", "num_cpu": str(machine.get("logical_cpus") or ""),
             "ram": f"{machine.get('memory_gib')}GiB" if machine.get("memory_gib") else ""}
-
-
-def _machines(groups: dict[tuple, list[RunRecord]]) -> dict[str, dict]:
-    """The latest fingerprint of each machine id, so that all of a machine's points share one set of graph labels."""
-    latest: dict[str, RunRecord] = {}
-    for (machine_id, _), records in groups.items():
-        newest = max(records, key=lambda r: r.started_at)
-        if machine_id not in latest or newest.started_at > latest[machine_id].started_at:
-            latest[machine_id] = newest
-    return {machine_id: _asv_machine(record.machine) for machine_id, record in latest.items()}
 
 
 def _save_machine(results_dir: Path, machine_id: str, fields: dict) -> None:
@@ -291,41 +251,25 @@ def _save_machine(results_dir: Path, machine_id: str, fields: dict) -> None:
     machine.save(str(results_dir))
 
 
-def _results_for(records: list[RunRecord], commit: str, date_ms: int, machine: dict, entries: dict, *,
-                 versions_in_params: bool):
+def _results_for(pool: Pool, commit: str, date_ms: int, machine: dict, entries: dict, *, versions_in_params: bool):
     from asv.environment import get_env_name
     from asv.results import Results
 
-    first = min(records, key=lambda r: r.started_at)
-    env = first.environment
+    env = pool.environment
     requirements = {name: env[name] for name in REQUIREMENTS if env.get(name)}
-    env_vars = _steering_variables(first)
+    env_vars = steering_variables(env)
     python = env.get("python") or ""
     params = {**machine, "python": python, **(requirements if versions_in_params else {})}
     env_name = get_env_name("qbench", python, requirements, {("run", k): v for k, v in env_vars.items()})
     results = Results(params, requirements, commit, date_ms, python, env_name, env_vars)
-    by_suite: dict[str, list[RunRecord]] = defaultdict(list)
-    for record in records:
-        by_suite[record.suite.get("name") or "unnamed"].append(record)
-    for suite, suite_records in sorted(by_suite.items()):
-        axes = _axes(suite_records)
+    started = datetime.datetime.fromisoformat(pool.first_started_at.replace("Z", "+00:00"))
+    for suite, cases in sorted(pool.suites.items()):
+        axes = [_sorted_axis(set(values)) for values in zip(*cases)]
         for metric in METRICS.values():
             entry = _benchmark_entry(suite, metric, axes, entries)
-            results.add_result(entry, _benchmark_result(suite_records, metric, axes), started_at=_when(first),
-                               duration=sum(r.duration_s for r in suite_records), record_samples=True)
+            results.add_result(entry, _benchmark_result(cases, metric, axes), started_at=started,
+                               duration=pool.durations[suite], record_samples=True)
     return results
-
-
-def _case_values(record: RunRecord) -> tuple[str, ...]:
-    """The case's place on the benchmark's axes, as asv's repr() strings. Mode and engine share one axis, so that the
-    parameter grid has no holes where fp32 (no engine) meets an engine."""
-    case = record.case
-    variant = case.mode if case.engine is None else f"{case.mode}/{case.engine}"
-    return tuple(repr(v) for v in (case.model, variant, case.batch_size, case.threads, case.weights_kind))
-
-
-def _axes(records: list[RunRecord]) -> list[list[str]]:
-    return [_sorted_axis(set(values)) for values in zip(*(_case_values(r) for r in records))]
 
 
 def _sorted_axis(values: set[str]) -> list[str]:
@@ -358,28 +302,21 @@ def _benchmark_entry(suite: str, metric: Metric, axes: list[list[str]], entries:
     return {**entry, "params": axes}
 
 
-def _benchmark_result(records: list[RunRecord], metric: Metric, axes: list[list[str]]):
+def _benchmark_result(cases: dict[tuple, CasePool], metric: Metric, axes: list[list[str]]):
     """asv's BenchmarkResult over the product of the axes: a point where an ok record exists, NaN (asv: skipped) where
     the case was skipped or not run, None (asv: failed) where it failed or timed out."""
     from asv.runner import BenchmarkResult
 
-    by_case: dict[tuple, list[RunRecord]] = defaultdict(list)
-    for record in records:
-        by_case[_case_values(record)].append(record)
     values, samples, numbers = [], [], []
     for combination in itertools.product(*axes):
-        found = by_case.get(combination, [])
-        pooled = [s for r in found for s in metric_samples(r, metric)]
+        case = cases.get(combination)
+        pooled = list(case.values.get(metric.name, ())) if case is not None else []
         with_stats = len(pooled) > 1 and metric.noisy
-        failed = any(r.status in ("failed", "timeout") for r in found)
+        failed = case is not None and case.failed
         values.append(metric_value(pooled) if pooled else (None if failed else math.nan))
         samples.append(pooled if with_stats else None)
         numbers.append(1 if with_stats else None)
     return BenchmarkResult(result=values, samples=samples, number=numbers, errcode=0, stderr="", profile=None)
-
-
-def _when(record: RunRecord) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
 
 
 def _existing_benchmarks(conf) -> dict:

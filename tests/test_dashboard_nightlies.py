@@ -137,3 +137,20 @@ def test_chromium_draws_thirty_separate_points_at_one_commit(chromium, published
     assert hover["qbench-nightly-label"] == regressed["label"] and regressed["torch"] in regressed["label"]
     assert hover["tooltip"].endswith(f"@ {regressed['hash'][:8]}")
     assert png_size(hover_shot) == (1400, 900)
+
+
+def test_the_commits_view_alone_publishes_no_timeline(published, tmp_path):
+    html, _, _ = published
+    done = qbench(html.parent.parent, "publish", "--view", "commits", "--html", str(tmp_path / "commits"))
+    assert done.returncode == 0, done.stderr
+    assert "timeline" not in done.stdout and "exported  30 runs at 1 commit" in done.stdout
+    assert (tmp_path / "commits" / "index.json").is_file() and not (tmp_path / "commits" / "nightlies").exists()
+
+
+def test_a_nightlies_view_with_nothing_to_show_is_bad_input(published, tmp_path):
+    html, _, _ = published
+    done = qbench(html.parent.parent, "publish", "--view", "nightlies", "--results", str(tmp_path / "none"),
+                  "--html", str(tmp_path / "out"))
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("qbench: error: nothing to publish: no qbench runs in ")

@@ -152,7 +152,8 @@ def export_shown(shown: ShownHistory, results_dir: Path | str, *, timeline: Path
         for key, pool in shown.pools.items():
             points[key].append(pool)
         report.nightlies = _nightlies(shown.pools)
-        build_timeline(Path(timeline), report.nightlies)
+        if report.nightlies:
+            build_timeline(Path(timeline), report.nightlies)
         by_nightly = {n.key: (n.hash, n.timestamp * 1000) for n in report.nightlies}
         placed = {key: by_nightly[key[1], key[2], key[4]] for key in points}
     conf = Config()

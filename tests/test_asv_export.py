@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 from asv.benchmarks import Benchmarks
@@ -270,3 +271,29 @@ def test_timeline_hashes_are_the_same_when_exported_again_and_stay_put_when_a_ni
     later = export_history(history, tmp_path / "asv3", repo.path, timeline=tmp_path / "t3").nightlies
     assert [n.hash for n in first] == [n.hash for n in again] == [n.hash for n in later[:2]]
     assert len(later) == 3 and later[2].hash not in {n.hash for n in first}
+
+
+def test_asv_publish_with_get_steps_resolved_once_writes_what_asv_writes(tmp_path, repo):
+    """qbench.report.asv_main's fix to asv 0.6's quadratic Benchmark list changes no published byte."""
+    history, out, timeline = tmp_path / "history", tmp_path / "asv", tmp_path / "timeline"
+    for night in range(6):
+        slower = 1.5 if night >= 3 else 1.0
+        write_run(history, [case_record(samples=(0.010 * slower, 0.011 * slower), environment={
+            **ENVIRONMENT, "torch": f"2.14.0.dev2026110{night + 1}"}), case_record(mode="fp32", engine=None)],
+                  commit=repo.commits[0], started_at=f"2026-11-0{night + 1}T02:00:00.000000Z", stamp=True)
+    export_history(history, out, repo.path, timeline=timeline)
+    trees = []
+    for module in ("asv", "qbench.report.asv_main"):
+        html = tmp_path / f"html-{module}"
+        config = tmp_path / f"{module}.json"
+        config.write_text(json.dumps({"version": 1, "project": "t", "repo": str(timeline), "branches": ["nightlies"],
+                                      "results_dir": str(out), "html_dir": str(html), "dvcs": "git"}))
+        done = subprocess.run([sys.executable, "-m", module, "publish", "--config", str(config)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        trees.append({p.relative_to(html): p.read_bytes() for p in html.rglob("*") if p.is_file()
+                      and p.name != "info.json"})
+    assert trees[0] == trees[1]
+    assert any(path.parts[0] == "graphs" and path.parts[-1] == "summary.json" for path in trees[0])
+    regressions = json.loads(trees[0][Path("regressions.json")])["regressions"]
+    assert [r[0] for r in regressions] == ["t.history.track_latency('resnet18', 'static_fx/x86', 1, 1, 'random')"]

@@ -7,6 +7,7 @@ graph, for the nightlies view, the commits view and asv's benchmark grid (the la
 
     .venv/bin/qbench list --suite nightly --json > build/dashboard-scale/nightly-cases.jsonl
     .venv/bin/python benchmarks/dashboard/measure_publish.py --nights 30
+    .venv/bin/python benchmarks/dashboard/measure_publish.py --nights 90 --generate 30
 
 Page load times come from Chromium's own log timestamps (wall clock) of two console lines the probe page writes:
 before it opens the dashboard in an iframe and when flot has drawn the graph; the page is served by
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +38,6 @@ from tests.browser import browse, ensure_chromium, served  # noqa: E402
 from tests.factories import commit, git  # noqa: E402
 
 TEMPLATES = ROOT / "tests" / "fixtures" / "records"
-GRAPH = "nightly.history.track_latency"
 PROBE = """<!doctype html><html><body><pre id="result">pending</pre><script>
 console.log("qbench-probe start");
 var frame = document.createElement("iframe");
@@ -56,22 +57,49 @@ GRID_DRAWN = '$(".benchmark-plot canvas.flot-base").length'
 LOG_TIME = re.compile(r"^\[\d+:\d+:\d{4}/(\d{2})(\d{2})(\d{2})\.(\d{6}):INFO:CONSOLE[^\]]*\] \"qbench-probe (\w+)")
 
 
-def build_history(out: Path, nights: int, plan: Path) -> tuple[Path, float]:
-    """The scratch repository and its history, generated once and kept (out/project/.done)."""
+def build_history(out: Path, nights: int, plan: Path, generated: int) -> tuple[Path, float]:
+    """The scratch repository and its history, generated once and kept (out/project/.done): `generated` nights by
+    qbench.history.synthetic, the rest copies of those with their own dates, torch builds and run ids."""
     project = out / "project"
     if (project / ".done").exists():
         return project, 0.0
     shutil.rmtree(project, ignore_errors=True)
-    project.mkdir(parents=True)
-    shutil.copy2(ROOT / "asv.conf.json", project / "asv.conf.json")
-    (project / ".gitignore").write_text("results/\nbuild/\n.done\n")
-    git(project, "init", "-q", "-b", "main")
-    synthetic.COMMIT = commit(project, "the one qbench commit of the synthetic nightlies")
+    earlier = out.parent / f"nights-{generated}" / "project"
     start = time.perf_counter()
-    synthetic.generate(project / "results", synthetic.load_plan(plan), synthetic.load_templates(TEMPLATES), nights,
-                       repeat=3)
+    if generated < nights and (earlier / ".done").exists():  # reuse the generated nights of an earlier measurement
+        out.mkdir(parents=True, exist_ok=True)
+        git(out, "clone", "-q", str(earlier), str(project))
+        shutil.copytree(earlier / "results", project / "results")
+        paths = sorted((project / "results").glob("*/runs/*/*.jsonl"))
+    else:
+        project.mkdir(parents=True)
+        shutil.copy2(ROOT / "asv.conf.json", project / "asv.conf.json")
+        (project / ".gitignore").write_text("results/\nbuild/\n.done\n")
+        git(project, "init", "-q", "-b", "main")
+        synthetic.COMMIT = commit(project, "the one qbench commit of the synthetic nightlies")
+        paths = synthetic.generate(project / "results", synthetic.load_plan(plan),
+                                   synthetic.load_templates(TEMPLATES), min(nights, generated), repeat=3)
+    for night in range(len(paths), nights):
+        clone_night(paths[night % len(paths)], night)
     (project / ".done").touch()
     return project, time.perf_counter() - start
+
+
+def clone_night(template: Path, night: int) -> Path:
+    """A copy of a generated night's run file as night `night`: its dates (hence its torch build) and run id
+    replaced in the text, so the store and the export see a night of its own."""
+    source_day = datetime.datetime.strptime(template.name[:8], "%Y%m%d")
+    day = synthetic.FIRST_NIGHT + datetime.timedelta(days=night)
+    header = json.loads(template.open().readline())
+    run_id = uuid.uuid4().hex
+    text = template.read_text().replace(header["run_id"], run_id)
+    text = text.replace(f"{source_day:%Y-%m-%d}", f"{day:%Y-%m-%d}").replace(f"{source_day:%Y%m%d}", f"{day:%Y%m%d}")
+    folder = template.parents[1] / f"{day:%Y-%m}"
+    folder.mkdir(exist_ok=True)
+    target = folder / (template.name.replace(template.name[:8], f"{day:%Y%m%d}", 1)
+                       .replace(header["run_id"][:8], run_id[:8]))
+    target.write_text(text)
+    return target
 
 
 def folder_size(folder: Path) -> tuple[int, int]:
@@ -102,11 +130,14 @@ def main() -> int:
     parser.add_argument("--nights", type=int, required=True)
     parser.add_argument("--out", default=str(ROOT / "build" / "dashboard-scale"))
     parser.add_argument("--plan", default=None, help="qbench list --suite nightly --json output")
+    parser.add_argument("--generate", type=int, default=None,
+                        help="nights generated by qbench.history.synthetic (default all); later nights are copies "
+                             "of them with their own dates, builds and run ids (same values, same sizes)")
     parser.add_argument("--loads", type=int, default=3, help="page loads per page (the minimum is reported)")
     args = parser.parse_args()
     out = Path(args.out) / f"nights-{args.nights}"
     plan = Path(args.plan) if args.plan else Path(args.out) / "nightly-cases.jsonl"
-    project, generated_s = build_history(out, args.nights, plan)
+    project, generated_s = build_history(out, args.nights, plan, args.generate or args.nights)
     history_bytes, history_files = folder_size(project / "results")
     print(f"history   {args.nights} nightlies, {history_files} files, {history_bytes / 2**20:.0f} MiB of JSON lines "
           f"(generated in {generated_s:.0f} s)")
@@ -130,8 +161,11 @@ def main() -> int:
     workdir = out / "chromium"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir()
-    pages = [("nightlies view, latency graph", html / "nightlies", f"index.html#{GRAPH}", GRAPH_DRAWN),
-             ("commits view, latency graph", html, f"index.html#{GRAPH}", GRAPH_DRAWN),
+    # the records' suite names the benchmark (the synthetic history keeps its templates' suite name)
+    graph = next(name for name in json.loads((html / "nightlies" / "index.json").read_text())["benchmarks"]
+                 if name.endswith(".history.track_latency"))
+    pages = [("nightlies view, latency graph", html / "nightlies", f"index.html#{graph}", GRAPH_DRAWN),
+             ("commits view, latency graph", html, f"index.html#{graph}", GRAPH_DRAWN),
              ("nightlies view, benchmark grid", html / "nightlies", "index.html", GRID_DRAWN)]
     with served(html) as origin:
         for name, folder, page, drawn in pages:

@@ -131,7 +131,7 @@ def _check_html_target(html: Path, protected: list[Path]) -> None:
 
 
 def _run_asv_publish(config: Path) -> None:
-    command = [sys.executable, "-m", "asv", "publish", "--config", str(config)]
+    command = [sys.executable, "-m", "qbench.report.asv_main", "publish", "--config", str(config)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=PUBLISH_TIMEOUT_S)
     except subprocess.TimeoutExpired:

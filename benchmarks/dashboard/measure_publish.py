@@ -141,6 +141,7 @@ def main() -> int:
     history_bytes, history_files = folder_size(project / "results")
     print(f"history   {args.nights} nightlies, {history_files} files, {history_bytes / 2**20:.0f} MiB of JSON lines "
           f"(generated in {generated_s:.0f} s)")
+    shutil.rmtree(project / "build", ignore_errors=True)  # an interrupted publish leaves a folder publish refuses
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "qbench", "publish"], cwd=project, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})

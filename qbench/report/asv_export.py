@@ -14,7 +14,8 @@ asv's x axis is the commit. Two views of one history:
              a torch regression between two nightlies at one qbench commit is a step in one line.
 The benchmark's parameters are the case's axes (model, mode/engine, batch, threads, weights). Runs at a commit the
 repository does not know or the dashboard does not show, and runs of uncommitted code (unless asked), are left out
-and said so, in both views.
+and said so, in both views. History is read once, one run at a time, into pools of values (qbench.report.asv_pool),
+so memory grows with the number of values asv will plot, not with the records read.
 
 asv is imported only where files are written: benchmarks/ import this module inside asv's virtualenvs, which hold
 asv_runner but not asv.

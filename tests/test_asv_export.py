@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 from asv.benchmarks import Benchmarks
@@ -211,3 +212,88 @@ def test_runs_at_commits_on_no_shown_branch_are_left_out(tmp_path, repo):
     assert export_history(history, out, repo.path, branches=["main", "side"]).runs == 2
     with pytest.raises(ConfigError, match="branch 'trunk' of the asv config's `branches` is not in"):
         export_history(history, out, repo.path, branches=["trunk"])
+
+
+def timeline_view(out, timeline):
+    """The nightly timeline as asv reads it: commits of the generated repository, oldest first, and results."""
+    hashes = git(timeline, "rev-list", "--reverse", "nightlies").split()
+    return hashes, list(iter_results(str(out)))
+
+
+def test_timeline_places_each_night_and_build_on_its_own_commit_in_time_order(tmp_path, repo):
+    history, out, timeline = tmp_path / "history", tmp_path / "asv", tmp_path / "timeline"
+    a, b = repo.commits
+    builds = [(a, "2026-11-01", "2.14.0.dev20261101+cpu"), (a, "2026-11-02", "2.14.0.dev20261102+cpu"),
+              (a, "2026-11-03", "2.14.0.dev20261102+cpu"), (b, "2026-11-04", "2.14.0.dev20261102+cpu")]
+    for sha, night, torch in reversed(builds):
+        for hour in ("02", "05"):  # two shards of one nightly pool into one point
+            write_run(history, [case_record(environment={**ENVIRONMENT, "torch": torch})], commit=sha,
+                      started_at=f"{night}T{hour}:00:00.000000Z", stamp=True)
+    report = export_history(history, out, repo.path, timeline=timeline)
+    hashes, loaded = timeline_view(out, timeline)
+    assert [n.hash for n in report.nightlies] == hashes and len(hashes) == 4
+    assert [(n.commit, n.night, n.builds["torch"], len(n.runs)) for n in report.nightlies] == [
+        (sha, night, torch, 2) for sha, night, torch in builds]
+    assert sorted((r.commit_hash, r.date) for r in loaded) == sorted(
+        (n.hash, n.timestamp * 1000) for n in report.nightlies)
+    assert all("torch" not in r.params and "2.14.0.dev" in r.env_name for r in loaded)
+    assert "torch 2.14.0.dev20261101+cpu" in git(timeline, "log", "-1", "--format=%B", hashes[0])
+    assert sorted(git(timeline, "tag", "-l").split()) == sorted([f"qbench-{a[:8]}", f"qbench-{b[:8]}"])
+    assert git(timeline, "rev-list", "-n", "1", f"qbench-{b[:8]}") == hashes[3]
+
+
+def test_timeline_machines_and_steering_variables_share_a_nightly_as_separate_series(tmp_path, repo):
+    history, out, timeline = tmp_path / "history", tmp_path / "asv", tmp_path / "timeline"
+    other = {**MACHINE, "machine_id": "aarch64-test-4c-8g-012345", "arch": "aarch64"}
+    capped = {**ENVIRONMENT, "variables": {"ATEN_CPU_CAPABILITY": "avx2"}}
+    for machine, environment in ((MACHINE, ENVIRONMENT), (MACHINE, capped), (other, ENVIRONMENT)):
+        write_run(history, [case_record(environment=environment, machine=machine)], commit=repo.commits[0],
+                  machine=machine, stamp=True)
+    report = export_history(history, out, repo.path, timeline=timeline)
+    (nightly,) = report.nightlies
+    assert nightly.machines == {MACHINE["machine_id"], other["machine_id"]} and len(nightly.runs) == 3
+    _, loaded = timeline_view(out, timeline)
+    assert [r.commit_hash for r in loaded] == [nightly.hash] * 3
+    assert sorted((r.params["machine"], str(r.env_vars)) for r in loaded) == sorted([
+        (MACHINE["machine_id"], "{}"), (MACHINE["machine_id"], "{'ATEN_CPU_CAPABILITY': 'avx2'}"),
+        (other["machine_id"], "{}")])
+
+
+def test_timeline_hashes_are_the_same_when_exported_again_and_stay_put_when_a_night_is_added(tmp_path, repo):
+    history = tmp_path / "history"
+    for night in (1, 2):
+        write_run(history, [case_record(environment={**ENVIRONMENT, "torch": f"2.14.0.dev2026110{night}"})],
+                  commit=repo.commits[0], started_at=f"2026-11-0{night}T02:00:00.000000Z", stamp=True)
+    first = export_history(history, tmp_path / "asv1", repo.path, timeline=tmp_path / "t1").nightlies
+    again = export_history(history, tmp_path / "asv2", repo.path, timeline=tmp_path / "t2").nightlies
+    write_run(history, [case_record(environment={**ENVIRONMENT, "torch": "2.14.0.dev20261103"})],
+              commit=repo.commits[0], started_at="2026-11-03T02:00:00.000000Z", stamp=True)
+    later = export_history(history, tmp_path / "asv3", repo.path, timeline=tmp_path / "t3").nightlies
+    assert [n.hash for n in first] == [n.hash for n in again] == [n.hash for n in later[:2]]
+    assert len(later) == 3 and later[2].hash not in {n.hash for n in first}
+
+
+def test_asv_publish_with_get_steps_resolved_once_writes_what_asv_writes(tmp_path, repo):
+    """qbench.report.asv_main's fix to asv 0.6's quadratic Benchmark list changes no published byte."""
+    history, out, timeline = tmp_path / "history", tmp_path / "asv", tmp_path / "timeline"
+    for night in range(6):
+        slower = 1.5 if night >= 3 else 1.0
+        write_run(history, [case_record(samples=(0.010 * slower, 0.011 * slower), environment={
+            **ENVIRONMENT, "torch": f"2.14.0.dev2026110{night + 1}"}), case_record(mode="fp32", engine=None)],
+                  commit=repo.commits[0], started_at=f"2026-11-0{night + 1}T02:00:00.000000Z", stamp=True)
+    export_history(history, out, repo.path, timeline=timeline)
+    trees = []
+    for module in ("asv", "qbench.report.asv_main"):
+        html = tmp_path / f"html-{module}"
+        config = tmp_path / f"{module}.json"
+        config.write_text(json.dumps({"version": 1, "project": "t", "repo": str(timeline), "branches": ["nightlies"],
+                                      "results_dir": str(out), "html_dir": str(html), "dvcs": "git"}))
+        done = subprocess.run([sys.executable, "-m", module, "publish", "--config", str(config)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        trees.append({p.relative_to(html): p.read_bytes() for p in html.rglob("*") if p.is_file()
+                      and p.name != "info.json"})
+    assert trees[0] == trees[1]
+    assert any(path.parts[0] == "graphs" and path.parts[-1] == "summary.json" for path in trees[0])
+    regressions = json.loads(trees[0][Path("regressions.json")])["regressions"]
+    assert [r[0] for r in regressions] == ["t.history.track_latency('resnet18', 'static_fx/x86', 1, 1, 'random')"]

@@ -5,7 +5,6 @@ import hashlib
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -15,53 +14,20 @@ import pytest
 
 from qbench.report.dashboard import VENDOR_DIR, vendor_dashboard
 from qbench.errors import InfraError
+from tests import browser
+from tests.browser import browse, png_size
 from tests.factories import case_record, commit, copy_project, git, tiny_suite_text, write_run
 
-CHROMIUM = Path("/usr/bin/chromium")
 ASV_INDEX = Path(asv.__file__).parent / "www" / "index.html"
 SUITE = tiny_suite_text("dash", engines=["x86"], modes=["fp32", "dynamic", "static_fx"], min_rounds=5,
                         timeout_s=None)
 GRAPH = "dash.history.track_latency"
-# Polls the dashboard in an iframe (same origin) until flot has drawn the main graph, then writes what it drew.
-PROBE = """<!doctype html><html><body>
-<iframe id="dash" src="index.html#%s" style="width:1400px;height:900px"></iframe><pre id="result">pending</pre>
-<script>
-function probe() {
-  var w = document.getElementById("dash").contentWindow, out = document.getElementById("result");
-  var $ = w.jQuery, plot = $ && $("#main-graph").data("plot");
-  if (!plot || !plot.getData().length) {
-    out.textContent = "pending: " + (w.document.body ? w.document.body.innerText.slice(0, 300) : "");
-    setTimeout(probe, 250);
-    return;
-  }
-  var hashes = w.$.asv.main_json.revision_to_hash;
-  out.textContent = JSON.stringify({
-    canvases: $("#main-graph canvas.flot-base").length,
-    series: plot.getData().map(function (s) {
-      return {label: s.label, commits: s.data.filter(function (p) { return p[1] !== null; })
-                                            .map(function (p) { return hashes[p[0]]; })};
-    })
-  });
-}
-window.onload = probe;
-</script></body></html>"""
 
 
 def qbench(project, *args):
     env = {**os.environ, "PYTHONPATH": str(project)}
     return subprocess.run([sys.executable, "-m", "qbench", *args], cwd=project, env=env, capture_output=True,
                           text=True, timeout=600)
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """Debian's chromium, installed with apt-get when missing (the test machines run as root)."""
-    if not CHROMIUM.exists():
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return CHROMIUM
 
 
 @pytest.fixture(scope="module")
@@ -85,62 +51,18 @@ def published(tmp_path_factory):
 
 @pytest.fixture
 def served(published):
-    """The published folder behind `python -m http.server --bind 127.0.0.1` on a free port; yields its origin."""
-    server = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory",
-                               str(published[1])], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        port = re.search(r"port (\d+)", server.stdout.readline()).group(1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def browse(chromium, workdir: Path, *args) -> tuple[str, list[tuple[str, str]]]:
-    """Run headless Chromium with every host but 127.0.0.1 unresolvable (an air-gapped machine) and return its
-    stdout and the (url, initiator) of every request it started, from its NetLog: requests a page makes carry the
-    page's origin as initiator; Chromium's own background services (update checks, accounts) carry none."""
-    netlog = workdir / f"netlog-{len(list(workdir.glob('netlog-*')))}.json"
-    command = [str(chromium), "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               f"--user-data-dir={workdir / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-               f"--log-net-log={netlog}",
-               "--window-size=1400,900", "--virtual-time-budget=20000", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, started_requests(netlog)
-
-
-def started_requests(netlog: Path) -> list[tuple[str, str]]:
-    text = netlog.read_text()
-    try:
-        log = json.loads(text)
-    except json.JSONDecodeError:
-        log = json.loads(text.rstrip().rstrip(",") + "]}")
-    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
-    return [(e["params"]["url"], e["params"].get("initiator", "")) for e in log["events"]
-            if e["type"] == start and e.get("params", {}).get("url")]
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", data[16:24])
+    with browser.served(published[1]) as origin:
+        yield origin
 
 
 @pytest.mark.slow
 def test_graph_of_a_qbench_metric_renders_offline_with_a_point_per_run(chromium, published, served, tmp_path):
     project, html, commits, stdout = published
     assert "exported  2 runs at 2 commits on 1 machine" in stdout
-    (html / "qbench-probe.html").write_text(PROBE % GRAPH)
-
-    dom, probed = browse(chromium, tmp_path, "--dump-dom", f"{served}/qbench-probe.html")
+    drawn, probed = browser.probed(chromium, tmp_path, served, html, GRAPH)
     shot = tmp_path / "graph.png"
     _, shown = browse(chromium, tmp_path, f"--screenshot={shot}", f"{served}/index.html#{GRAPH}")
 
-    result = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S).group(1)
-    assert not result.startswith("pending"), result
-    drawn = json.loads(result.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
     assert drawn["canvases"] == 1
     assert len(drawn["series"]) == 3
     assert all(sorted(s["commits"]) == sorted(commits) for s in drawn["series"]), drawn

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
-from qbench.report.dashboard import publish_dashboard
+from qbench.report.dashboard import VIEWS, publish_dashboard
 
 __all__ = ["PublishCommand", "COMMAND"]
 
@@ -23,19 +23,36 @@ class PublishCommand(Command):
                             help="asv config naming the repository and asv's own results (default: asv.conf.json)")
         parser.add_argument("--include-dirty", action="store_true",
                             help="also export runs of uncommitted changes, as points of the commit they started from")
+        parser.add_argument("--view", choices=[*VIEWS, "both"], default="both",
+                            help="commits: one point per qbench commit and environment, in --html; nightlies: one "
+                                 "point per nightly in time order, labelled with its torch builds, in "
+                                 "<html>/nightlies (in --html when it is the only view); default both")
 
     def run(self, args) -> int:
-        report = publish_dashboard(args.results, args.config, args.html, include_dirty=args.include_dirty)
-        export = report.export
-        print(f"exported  {_count(export.runs, 'run')} at {_count(export.commits, 'commit')} on "
-              f"{_count(len(export.machines), 'machine')} into {_count(len(export.results_files), 'asv results file')}"
-              f" ({', '.join(export.benchmarks) or 'no benchmarks'})")
+        views = VIEWS if args.view == "both" else (args.view,)
+        report = publish_dashboard(args.results, args.config, args.html, include_dirty=args.include_dirty,
+                                   views=views)
+        export = report.export or report.nightlies
+        if report.export is not None:
+            benchmarks = ", ".join(export.benchmarks) or "no benchmarks"
+            print(f"exported  {_count(export.runs, 'run')} at {_count(export.commits, 'commit')} on "
+                  f"{_count(len(export.machines), 'machine')} into "
+                  f"{_count(len(export.results_files), 'asv results file')} ({benchmarks})")
+        if report.nightlies is not None:
+            nightlies = report.nightlies.nightlies
+            span = f", {nightlies[0].night} to {nightlies[-1].night}" if nightlies else ""
+            print(f"timeline  {_count(len(nightlies), 'nightly')}{span} at "
+                  f"{_count(report.nightlies.commits, 'qbench commit')}: one point each, in time order")
         for line in export.skipped:
             print(f"skipped   {line}")
-        if report.asv_results is not None:
+        if report.asv_results is not None and report.export is not None:
             print(f"asv runs  {_shown(report.asv_results)}")
         print(f"vendored  {', '.join(report.vendored)}")
-        print(f"dashboard {_shown(report.html)}")
+        if report.export is not None:
+            print(f"dashboard {_shown(report.html)}  (x axis: qbench commits)")
+        if report.nightlies_html is not None:
+            print(f"nightlies {_shown(report.nightlies_html)}  (x axis: nightlies; a click on a point opens its row "
+                  f"of nightly.html)")
         print(f"serve it  python -m http.server 8080 --bind 127.0.0.1 --directory {_shown(report.html)}\n"
               f"          then open http://127.0.0.1:8080/ (it needs HTTP; file:// does not work)")
         for error in export.errors:
@@ -44,7 +61,9 @@ class PublishCommand(Command):
 
 
 def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun[:-1]}ies" if noun.endswith("y") else f"{n} {noun}s"
 
 
 def _shown(path: Path) -> str:

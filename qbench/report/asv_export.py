@@ -5,10 +5,17 @@ Written with asv's own classes, so asv reads it back like its own results:
   <results_dir>/<machine_id>/<sha8>-<env>.json     one file per commit and environment (asv.results.Results, version 2)
   <results_dir>/benchmarks.json                    entries `<suite>.history.track_<metric>` (asv.benchmarks.Benchmarks)
 
-asv's x axis is the commit: every record measured at one qbench commit, on one machine, with one environment (python,
-torch, torchvision, torchao and the kernel-steering variables) pools its samples into one point. The benchmark's
-parameters are the case's axes (model, mode/engine, batch, threads, weights). Runs at a commit the repository does
-not know or the dashboard does not show, and runs of uncommitted code (unless asked), are left out and said so.
+asv's x axis is the commit. Two views of one history:
+  commits    (the default) every record measured at one qbench commit, on one machine, with one environment (python,
+             torch, torchvision, torchao and the kernel-steering variables) pools its samples into one point of
+             qbench's repository; the versions are graph parameters, so each environment is its own series.
+  nightlies  (timeline=) one commit of a generated repository per (qbench commit, environment, night), in time
+             order (qbench.report.asv_timeline); the versions label the point instead of splitting the series, so
+             a torch regression between two nightlies at one qbench commit is a step in one line.
+The benchmark's parameters are the case's axes (model, mode/engine, batch, threads, weights). Runs at a commit the
+repository does not know or the dashboard does not show, and runs of uncommitted code (unless asked), are left out
+and said so, in both views. History is read once, one run at a time, into pools of values (qbench.report.asv_pool),
+so memory grows with the number of values asv will plot, not with the records read.
 
 asv is imported only where files are written: benchmarks/ import this module inside asv's virtualenvs, which hold
 asv_runner but not asv.
@@ -26,34 +33,23 @@ from pathlib import Path
 
 from qbench.errors import ConfigError, StoreError
 from qbench.metrics import METRICS, Metric
-from qbench.records import ENGINES, MODES, RunRecord, mode_rank
+from qbench.records import ENGINES, MODES, mode_rank
 from qbench.history.store import RunFile, read_run_file, run_files
+from qbench.report.asv_pool import REQUIREMENTS, CasePool, Pool, metric_samples, steering_variables
+from qbench.report.asv_timeline import Nightly, build_timeline
 
-__all__ = ["CASE_PARAMS", "EXPORT_VERSION", "ExportReport", "asv_unit", "metric_samples", "metric_value",
-           "benchmark_name", "export_history"]
+__all__ = ["CASE_PARAMS", "EXPORT_VERSION", "ExportReport", "ShownHistory", "asv_unit", "metric_samples",
+           "metric_value", "benchmark_name", "read_history", "export_history", "export_shown"]
 
 # Bump when the meaning of exported values changes: asv ignores results whose version differs from benchmarks.json.
 EXPORT_VERSION = "qbench-history-1"
 CASE_PARAMS = ("model", "mode/engine", "batch", "threads", "weights")
-# Set per case (threads) or irrelevant to speed (TORCH_HOME): not part of the asv environment.
-NON_ENVIRONMENT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_HOME")
-REQUIREMENTS = ("torch", "torchvision", "torchao")
 ASV_UNITS = {"s": "seconds"}
 
 
 def asv_unit(metric: Metric) -> str:
     """asv scales the axes of "seconds" and "bytes"; any other unit is shown as it is."""
     return ASV_UNITS.get(metric.unit, metric.unit)
-
-
-def metric_samples(record: RunRecord, metric: Metric) -> list[float]:
-    """The raw values one ok record holds for a metric (qbench.metrics reads them): its samples, else its value."""
-    if record.status != "ok":
-        return []
-    found = metric.extract(record)
-    if found is None:
-        return []
-    return list(found.samples) or [found.value]
 
 
 def metric_value(samples: list[float]) -> float | None:
@@ -76,49 +72,123 @@ class ExportReport:
     benchmarks: list[str] = field(default_factory=list)
     runs: int = 0
     commits: int = 0
+    nightlies: list[Nightly] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     errors: list[StoreError] = field(default_factory=list)
 
 
+@dataclass
+class ShownHistory:
+    """What the dashboard can show, read once for both views: the pools (qbench.report.asv_pool) of the runs shown,
+    the latest fingerprint of each machine, and what was left out and why."""
+    git: object
+    pools: dict[tuple, Pool] = field(default_factory=dict)
+    machines: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    runs: int = 0
+    skipped: list[str] = field(default_factory=list)
+    errors: list[StoreError] = field(default_factory=list)
+
+
+def read_history(history: Path | str, repo: Path | str, *, branches: list[str] | None = None,
+                 include_dirty: bool = False) -> ShownHistory:
+    """Stream the runs under `history` into pools, one run at a time, leaving out those that cannot be placed:
+    `repo` is the git repository whose commits the runs name, `branches` the ones the dashboard shows (asv publish
+    draws no point for a commit on none of them; None: any commit of the repository)."""
+    git = _repository(Path(repo))
+    shown = ShownHistory(git=git)
+    on_branches = None if branches is None else _branch_commits(git, branches, Path(repo))
+    known: dict[str, bool] = {}
+    for path in run_files(Path(history)):
+        try:
+            run = read_run_file(path)
+        except StoreError as exc:
+            shown.errors.append(exc)
+            continue
+        shown.errors.extend(run.rejected)
+        commit = (run.header.get("qbench") or {}).get("commit")
+        if commit and commit not in known:
+            known[commit] = bool(git.get_revisions({commit}))
+        reason = _skip_reason(run, known, on_branches, branches, include_dirty)
+        if reason:
+            shown.skipped.append(f"{run.path}: {reason}")
+            continue
+        shown.runs += 1
+        started, night = run.header["started_at"], run.header["started_at"][:10]
+        for record in run.records:
+            key = Pool.key(record, night)
+            shown.pools.setdefault(key, Pool.empty(key, started)).add(record, started)
+            machine_id = key[0]
+            if machine_id not in shown.machines or record.started_at > shown.machines[machine_id][0]:
+                shown.machines[machine_id] = (record.started_at, record.machine)
+    return shown
+
+
 def export_history(history: Path | str, results_dir: Path | str, repo: Path | str, *,
-                   branches: list[str] | None = None, include_dirty: bool = False) -> ExportReport:
-    """Write every exportable record under `history` into asv's results tree `results_dir`; `repo` is the git
-    repository whose commits the runs name, `branches` the ones the dashboard shows (asv publish draws no point for
-    a commit on none of them; None: any commit of the repository). Files already there (asv's own results) are
-    kept; exported files are rewritten from history, so exporting twice gives the same tree."""
+                   branches: list[str] | None = None, include_dirty: bool = False,
+                   timeline: Path | str | None = None) -> ExportReport:
+    """read_history, then export_shown."""
+    return export_shown(read_history(history, repo, branches=branches, include_dirty=include_dirty), results_dir,
+                        timeline=timeline)
+
+
+def export_shown(shown: ShownHistory, results_dir: Path | str, *, timeline: Path | str | None = None) -> ExportReport:
+    """Write the shown runs into asv's results tree `results_dir`. Files already there (asv's own results) are
+    kept; exported files are rewritten from history, so exporting twice gives the same tree.
+
+    timeline: where to generate the nightly timeline repository (qbench.report.asv_timeline); the results are then
+    placed on its commits, one per nightly, instead of on qbench's, and the torch, torchvision and torchao versions
+    leave the graphs' parameters (they label the nightly instead), so that the nightlies form one line."""
     from asv.benchmarks import Benchmarks
     from asv.config import Config
     from asv.results import get_filename
 
-    report = ExportReport()
-    git = _repository(Path(repo))
-    runs = _readable_runs(Path(history), report)
-    known = git.get_revisions({r.header.get("qbench", {}).get("commit") for r in runs} - {None})
-    shown = None if branches is None else _branch_commits(git, branches, Path(repo))
-    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
-    for run in runs:
-        reason = _skip_reason(run, known, shown, branches, include_dirty)
-        if reason:
-            report.skipped.append(f"{run.path}: {reason}")
-            continue
-        report.runs += 1
-        for record in run.records:
-            groups[_group_key(record)].append(record)
+    report = ExportReport(runs=shown.runs, skipped=list(shown.skipped), errors=list(shown.errors))
+    points: dict[tuple, list[Pool]] = defaultdict(list)
+    if timeline is None:
+        for key, pool in shown.pools.items():
+            points[key[:4]].append(pool)  # a commit's nights are one point
+        dates = {commit: shown.git.get_date(commit) for commit in {key[1] for key in points}}
+        placed = {key: (key[1], dates[key[1]]) for key in points}
+    else:
+        for key, pool in shown.pools.items():
+            points[key].append(pool)
+        report.nightlies = _nightlies(shown.pools)
+        if report.nightlies:
+            build_timeline(Path(timeline), report.nightlies)
+        by_nightly = {n.key: (n.hash, n.timestamp * 1000) for n in report.nightlies}
+        placed = {key: by_nightly[key[1], key[2], key[4]] for key in points}
     conf = Config()
     conf.results_dir = str(Path(results_dir))
     entries = _existing_benchmarks(conf)
-    machines = _machines(groups)
-    for (machine_id, commit, _), records in sorted(groups.items(), key=lambda item: item[0][:2]):
-        results = _results_for(records, git.get_date(commit), machines[machine_id], entries)
+    machines = {machine_id: _asv_machine(machine) for machine_id, (_, machine) in shown.machines.items()}
+    for key in sorted(points, key=lambda key: (key[0], placed[key][1], placed[key][0])):
+        commit, date_ms = placed[key]
+        pools = points[key]
+        pool = pools[0] if len(pools) == 1 else Pool.merged(pools)
+        results = _results_for(pool, commit, date_ms, machines[key[0]], entries, versions_in_params=timeline is None)
         results.save(conf.results_dir)
-        report.results_files.append(Path(conf.results_dir) / get_filename(machine_id, commit, results.env_name))
+        report.results_files.append(Path(conf.results_dir) / get_filename(key[0], commit, results.env_name))
     for machine_id, machine in machines.items():
         _save_machine(Path(results_dir), machine_id, machine)
     Benchmarks(conf, list(entries.values())).save()
     report.machines = sorted(machines)
     report.benchmarks = sorted(name for name, entry in entries.items() if entry.get("version") == EXPORT_VERSION)
-    report.commits = len({key[1] for key in groups})
+    report.commits = len({key[1] for key in points})
     return report
+
+
+def _nightlies(pools: dict[tuple, Pool]) -> list[Nightly]:
+    """One Nightly per (qbench commit, torch builds, night), in the order they started. Python and the
+    kernel-steering variables are series of a nightly (asv parameters), not nightlies of their own."""
+    found: dict[tuple, Nightly] = {}
+    for pool in pools.values():
+        key = (pool.commit, pool.builds, pool.night)
+        nightly = found.setdefault(key, Nightly(commit=pool.commit, builds=dict(pool.builds), night=pool.night,
+                                                started_at=pool.started_at, key=key))
+        nightly.machines.add(pool.machine_id)
+        nightly.runs.update(pool.runs)
+        nightly.started_at = min(nightly.started_at, pool.started_at)
+    return sorted(found.values(), key=lambda n: (n.started_at, n.commit, n.label))
 
 
 def _repository(path: Path):
@@ -148,25 +218,13 @@ def _branch_commits(git, branches: list[str | None], repo: Path) -> set[str]:
     return commits
 
 
-def _readable_runs(history: Path, report: ExportReport) -> list[RunFile]:
-    runs = []
-    for path in run_files(history):
-        try:
-            runs.append(read_run_file(path))
-        except StoreError as exc:
-            report.errors.append(exc)
-        else:
-            report.errors.extend(runs[-1].rejected)
-    return runs
-
-
-def _skip_reason(run: RunFile, known: dict, shown: set | None, branches: list[str] | None,
+def _skip_reason(run: RunFile, known: dict[str, bool], shown: set | None, branches: list[str] | None,
                  include_dirty: bool) -> str | None:
     provenance = run.header.get("qbench") or {}
     commit = provenance.get("commit")
     if not commit:
         return "qbench ran outside a git checkout, so the run names no commit"
-    if commit not in known:
+    if not known.get(commit):
         return f"commit {commit[:8]} is not in the repository"
     if shown is not None and commit not in shown:
         return f"commit {commit[:8]} is on no branch the dashboard shows ({', '.join(map(str, branches))})"
@@ -177,29 +235,11 @@ def _skip_reason(run: RunFile, known: dict, shown: set | None, branches: list[st
     return None
 
 
-def _group_key(record: RunRecord) -> tuple:
-    variables = record.environment.get("variables") or {}
-    env_vars = tuple(sorted((k, v) for k, v in variables.items() if k not in NON_ENVIRONMENT_VARIABLES))
-    environment = tuple((name, record.environment.get(name)) for name in ("python", *REQUIREMENTS))
-    return record.machine.get("machine_id"), record.qbench.get("commit"), environment + env_vars
-
-
 def _asv_machine(machine: dict) -> dict:
     """The six fields asv knows a machine by (asv.machine.Machine.fields)."""
     return {"machine": machine.get("machine_id"), "os": machine.get("os") or "", "arch": machine.get("arch") or "",
             "cpu": machine.get("cpu_model") or "", "num_cpu": str(machine.get("logical_cpus") or ""),
             "ram": f"{machine.get('memory_gib')}GiB" if machine.get("memory_gib") else ""}
-
-
-def _machines(groups: dict[tuple, list[RunRecord]]) -> dict[str, dict]:
-    """The latest fingerprint of each machine id, so that all of a machine's points share one set of graph labels."""
-    latest: dict[str, RunRecord] = {}
-    for records in groups.values():
-        for record in records:
-            machine_id = record.machine.get("machine_id")
-            if machine_id not in latest or record.started_at > latest[machine_id].started_at:
-                latest[machine_id] = record
-    return {machine_id: _asv_machine(record.machine) for machine_id, record in latest.items()}
 
 
 def _save_machine(results_dir: Path, machine_id: str, fields: dict) -> None:
@@ -213,40 +253,25 @@ def _save_machine(results_dir: Path, machine_id: str, fields: dict) -> None:
     machine.save(str(results_dir))
 
 
-def _results_for(records: list[RunRecord], date_ms: int, machine: dict, entries: dict):
+def _results_for(pool: Pool, commit: str, date_ms: int, machine: dict, entries: dict, *, versions_in_params: bool):
     from asv.environment import get_env_name
     from asv.results import Results
 
-    first = min(records, key=lambda r: r.started_at)
-    env = first.environment
+    env = pool.environment
     requirements = {name: env[name] for name in REQUIREMENTS if env.get(name)}
-    env_vars = {k: v for k, v in (env.get("variables") or {}).items() if k not in NON_ENVIRONMENT_VARIABLES}
+    env_vars = steering_variables(env)
     python = env.get("python") or ""
-    params = {**machine, "python": python, **requirements}
+    params = {**machine, "python": python, **(requirements if versions_in_params else {})}
     env_name = get_env_name("qbench", python, requirements, {("run", k): v for k, v in env_vars.items()})
-    results = Results(params, requirements, first.qbench.get("commit"), date_ms, python, env_name, env_vars)
-    by_suite: dict[str, list[RunRecord]] = defaultdict(list)
-    for record in records:
-        by_suite[record.suite.get("name") or "unnamed"].append(record)
-    for suite, suite_records in sorted(by_suite.items()):
-        axes = _axes(suite_records)
+    results = Results(params, requirements, commit, date_ms, python, env_name, env_vars)
+    started = datetime.datetime.fromisoformat(pool.first_started_at.replace("Z", "+00:00"))
+    for suite, cases in sorted(pool.suites.items()):
+        axes = [_sorted_axis(set(values)) for values in zip(*cases)]
         for metric in METRICS.values():
             entry = _benchmark_entry(suite, metric, axes, entries)
-            results.add_result(entry, _benchmark_result(suite_records, metric, axes), started_at=_when(first),
-                               duration=sum(r.duration_s for r in suite_records), record_samples=True)
+            results.add_result(entry, _benchmark_result(cases, metric, axes), started_at=started,
+                               duration=pool.durations[suite], record_samples=True)
     return results
-
-
-def _case_values(record: RunRecord) -> tuple[str, ...]:
-    """The case's place on the benchmark's axes, as asv's repr() strings. Mode and engine share one axis, so that the
-    parameter grid has no holes where fp32 (no engine) meets an engine."""
-    case = record.case
-    variant = case.mode if case.engine is None else f"{case.mode}/{case.engine}"
-    return tuple(repr(v) for v in (case.model, variant, case.batch_size, case.threads, case.weights_kind))
-
-
-def _axes(records: list[RunRecord]) -> list[list[str]]:
-    return [_sorted_axis(set(values)) for values in zip(*(_case_values(r) for r in records))]
 
 
 def _sorted_axis(values: set[str]) -> list[str]:
@@ -279,28 +304,21 @@ def _benchmark_entry(suite: str, metric: Metric, axes: list[list[str]], entries:
     return {**entry, "params": axes}
 
 
-def _benchmark_result(records: list[RunRecord], metric: Metric, axes: list[list[str]]):
+def _benchmark_result(cases: dict[tuple, CasePool], metric: Metric, axes: list[list[str]]):
     """asv's BenchmarkResult over the product of the axes: a point where an ok record exists, NaN (asv: skipped) where
     the case was skipped or not run, None (asv: failed) where it failed or timed out."""
     from asv.runner import BenchmarkResult
 
-    by_case: dict[tuple, list[RunRecord]] = defaultdict(list)
-    for record in records:
-        by_case[_case_values(record)].append(record)
     values, samples, numbers = [], [], []
     for combination in itertools.product(*axes):
-        found = by_case.get(combination, [])
-        pooled = [s for r in found for s in metric_samples(r, metric)]
+        case = cases.get(combination)
+        pooled = list(case.values.get(metric.name, ())) if case is not None else []
         with_stats = len(pooled) > 1 and metric.noisy
-        failed = any(r.status in ("failed", "timeout") for r in found)
+        failed = case is not None and case.failed
         values.append(metric_value(pooled) if pooled else (None if failed else math.nan))
         samples.append(pooled if with_stats else None)
         numbers.append(1 if with_stats else None)
     return BenchmarkResult(result=values, samples=samples, number=numbers, errcode=0, stderr="", profile=None)
-
-
-def _when(record: RunRecord) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
 
 
 def _existing_benchmarks(conf) -> dict:

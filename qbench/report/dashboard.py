@@ -1,6 +1,8 @@
-"""Publish asv's HTML dashboard for qbench, working without internet: asv's own results plus exported `qbench run`
-history go through `asv publish`, then the scripts and styles its index.html loads from CDNs are swapped for the
-pinned copies in qbench/report/vendor (MANIFEST.json: package, version, license, sha256 and the URL each replaces).
+"""Publish asv's HTML dashboards for qbench, working without internet: asv's own results plus exported `qbench run`
+history at qbench's commits (<html>/), and the nightly timeline, one point per nightly (<html>/nightlies/, whose
+navbar's project name links back; a click on a point opens nightly.html at that nightly's row), each go through
+`asv publish`; then the scripts and styles its index.html loads from CDNs are swapped for the pinned copies in
+qbench/report/vendor (MANIFEST.json: package, version, license, sha256 and the URL each replaces).
 
 The page must be served over HTTP (it fetches its JSON); `file://` does not work, vendored or not.
 """
@@ -17,13 +19,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from qbench.report.asv_export import ExportReport, export_history
+from qbench.report.asv_export import ExportReport, export_shown, read_history
+from qbench.report.asv_timeline import BRANCH, NIGHTLY_PAGE, write_nightly_page
 from qbench.errors import ConfigError, InfraError
 
-__all__ = ["VENDOR_DIR", "PublishReport", "load_asv_config", "publish_dashboard", "vendor_dashboard"]
+__all__ = ["VENDOR_DIR", "VIEWS", "NIGHTLY_DIR", "PublishReport", "load_asv_config", "publish_dashboard",
+           "vendor_dashboard"]
 
 VENDOR_DIR = Path(__file__).resolve().parent / "vendor"
-PUBLISH_TIMEOUT_S = 600.0
+NIGHTLY_LABELS = Path(__file__).resolve().parent / "nightly_labels.js"
+PUBLISH_TIMEOUT_S = 3600.0
+VIEWS = ("commits", "nightlies")
+NIGHTLY_DIR = "nightlies"
 _LOADING_TAG = re.compile(r"<(?:script|link)\b[^>]*>", re.IGNORECASE)
 _EXTERNAL_URL = re.compile(r'\b(src|href)="(https?://[^"]+)"')
 _CDN_ONLY_ATTRIBUTES = re.compile(r'\s+(?:integrity|crossorigin|referrerpolicy)="[^"]*"')
@@ -32,9 +39,11 @@ _CDN_ONLY_ATTRIBUTES = re.compile(r'\s+(?:integrity|crossorigin|referrerpolicy)=
 @dataclass
 class PublishReport:
     html: Path
-    export: ExportReport
+    export: ExportReport | None
     asv_results: Path | None
     vendored: list[str]
+    nightlies: ExportReport | None = None
+    nightlies_html: Path | None = None
 
 
 def load_asv_config(path: Path | str):
@@ -52,9 +61,11 @@ def load_asv_config(path: Path | str):
 
 
 def publish_dashboard(history: Path | str, config: Path | str, html: Path | str | None = None, *,
-                      include_dirty: bool = False) -> PublishReport:
-    """Export `history` next to a copy of the asv results that `config` names, run `asv publish` on them into
-    `html` (default: the config's html_dir) and vendor the page. asv's own results folder is only read."""
+                      include_dirty: bool = False, views: tuple[str, ...] = VIEWS) -> PublishReport:
+    """Publish the views asked for (qbench.report.asv_export): `commits`, qbench history at qbench's commits beside a
+    copy of the asv results that `config` names, into `html` (default: the config's html_dir); `nightlies`, the
+    nightly timeline, into <html>/nightlies (into `html` itself when it is the only view). Each is `asv publish`ed
+    and vendored. asv's own results folder is only read; history is read once for both."""
     conf = load_asv_config(config)
     config = Path(config).resolve()
     root = config.parent
@@ -62,30 +73,52 @@ def publish_dashboard(history: Path | str, config: Path | str, html: Path | str 
     asv_results = (root / conf.results_dir).resolve()
     history = Path(history).resolve()
     _check_html_target(html, protected=[history, asv_results, root])
+    shown = read_history(history, root / conf.repo, branches=list(conf.branches), include_dirty=include_dirty)
+    report = PublishReport(html=html, export=None, asv_results=asv_results if asv_results.is_dir() else None,
+                           vendored=[])
     with tempfile.TemporaryDirectory(prefix="qbench-publish-") as staging:
-        results = Path(staging) / "results"
-        if asv_results.is_dir():
-            shutil.copytree(asv_results, results)
-        export = export_history(history, results, root / conf.repo, branches=list(conf.branches),
-                                include_dirty=include_dirty)
-        if not export.results_files and not (asv_results / "benchmarks.json").is_file():
-            raise ConfigError(_nothing_to_publish(history, asv_results, export))
-        staged_config = Path(staging) / "asv.conf.json"
-        settings = {**vars(conf), "version": conf.api_version, "repo": str((root / conf.repo).resolve()),
-                    "results_dir": str(results), "html_dir": str(html),
-                    "benchmark_dir": str(root / conf.benchmark_dir), "env_dir": str(root / conf.env_dir)}
-        staged_config.write_text(json.dumps(settings, indent=2))
-        _run_asv_publish(staged_config)
-    vendored = vendor_dashboard(html)
-    return PublishReport(html=html, export=export, asv_results=asv_results if asv_results.is_dir() else None,
-                         vendored=vendored)
+        staging = Path(staging)
+        if "commits" in views:
+            results = staging / "commits"
+            if asv_results.is_dir():
+                shutil.copytree(asv_results, results)
+            report.export = export_shown(shown, results)
+            if not report.export.results_files and not (asv_results / "benchmarks.json").is_file():
+                raise ConfigError(_nothing_to_publish(history, asv_results, report.export))
+            _run_asv_publish(_staged_config(conf, root, staging / "commits.json", results, html))
+            report.vendored = vendor_dashboard(html)
+        if "nightlies" in views:
+            target = html / NIGHTLY_DIR if "commits" in views else html
+            results = staging / "nightlies"
+            report.nightlies = export_shown(shown, results, timeline=staging / "timeline")
+            if report.nightlies.nightlies:
+                settings = {"project": f"{conf.project} nightlies", "repo": str(staging / "timeline"),
+                            "branches": [BRANCH], "show_commit_url": NIGHTLY_PAGE + "#",
+                            "project_url": "../" if "commits" in views else conf.project_url}
+                _run_asv_publish(_staged_config(conf, root, staging / "nightlies.json", results, target, settings))
+                report.vendored = vendor_dashboard(target)
+                write_nightly_page(target, report.nightlies.nightlies, conf.hash_length)
+                _add_script(target, NIGHTLY_LABELS)
+                report.nightlies_html = target
+            elif "commits" not in views:
+                raise ConfigError(_nothing_to_publish(history, None, report.nightlies))
+    return report
 
 
-def _nothing_to_publish(history: Path, asv_results: Path, export: ExportReport) -> str:
+def _staged_config(conf, root: Path, path: Path, results: Path, html: Path, overrides: dict | None = None) -> Path:
+    settings = {**vars(conf), "version": conf.api_version, "repo": str((root / conf.repo).resolve()),
+                "results_dir": str(results), "html_dir": str(html),
+                "benchmark_dir": str(root / conf.benchmark_dir), "env_dir": str(root / conf.env_dir),
+                **(overrides or {})}
+    path.write_text(json.dumps(settings, indent=2))
+    return path
+
+
+def _nothing_to_publish(history: Path, asv_results: Path | None, export: ExportReport) -> str:
     runs = f"no qbench runs in {history}"
     if export.skipped:
         runs = f"none of the {len(export.skipped)} qbench runs in {history} can be shown (e.g. {export.skipped[0]})"
-    return f"nothing to publish: {runs}, and no asv results in {asv_results}"
+    return f"nothing to publish: {runs}" + (f", and no asv results in {asv_results}" if asv_results else "")
 
 
 def _check_html_target(html: Path, protected: list[Path]) -> None:
@@ -98,7 +131,7 @@ def _check_html_target(html: Path, protected: list[Path]) -> None:
 
 
 def _run_asv_publish(config: Path) -> None:
-    command = [sys.executable, "-m", "asv", "publish", "--config", str(config)]
+    command = [sys.executable, "-m", "qbench.report.asv_main", "publish", "--config", str(config)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=PUBLISH_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -106,6 +139,16 @@ def _run_asv_publish(config: Path) -> None:
     if done.returncode != 0:
         lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
         raise InfraError(f"asv publish failed (exit {done.returncode}): {lines[-1]}")
+
+
+def _add_script(html: Path, script: Path) -> None:
+    """Copy `script` next to index.html and load it after asv's own scripts."""
+    shutil.copy2(script, html / script.name)
+    index = html / "index.html"
+    page = index.read_text()
+    if "</head>" not in page:
+        raise InfraError(f"{index}: no </head> to load {script.name} before; not the asv page qbench knows")
+    index.write_text(page.replace("</head>", f'<script src="{script.name}"></script>\n  </head>', 1))
 
 
 def _manifest() -> dict:

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 
 from qbench.errors import ConfigError
 from qbench.metrics import METRICS, Metric, get_metric
+from qbench.stats.significance import Noise
 
-__all__ = ["Threshold", "ThresholdPolicy", "DEFAULT_THRESHOLDS", "parse_threshold", "parse_thresholds",
-           "parse_threshold_table", "GRAMMAR"]
+__all__ = ["Threshold", "ThresholdPolicy", "DEFAULT_THRESHOLDS", "DEFAULT_NOISE", "parse_threshold",
+           "parse_thresholds", "parse_threshold_table", "noise_from_fraction", "GRAMMAR"]
 
 GRAMMAR = "metric:N% (relative) or metric:N (absolute, in the metric's display unit)"
 _NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
@@ -88,6 +89,16 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "top5": Threshold("top5", 0.005, False, "default"),
     "agreement": Threshold("agreement", 0.01, False, "default"),
     "sqnr": Threshold("sqnr", 1.0, False, "default"),
+}
+
+
+# Assumed noise of compare's test (qbench.stats.significance), log standard deviations: `process` is used only
+# when both sides have a single process, `run` always. See the module docstring for where the figures come from.
+DEFAULT_NOISE: dict[str, Noise] = {
+    "latency": Noise(0.12, 0.02, "default"),
+    "throughput": Noise(0.12, 0.02, "default"),
+    "bandwidth": Noise(0.12, 0.02, "default"),
+    "memory": Noise(0.008, 0.002, "default"),
 }
 
 
@@ -152,24 +163,39 @@ class ThresholdPolicy:
 
     command_line: used as is. suites: thresholds per suite key (the candidate record's suite sha256, else its
     name). noise: measured relative noise, machine_id (or "*" for any machine) → case_id → metric → fraction.
+    assumed: the noise compare's test assumes per metric where it cannot measure it (DEFAULT_NOISE).
     """
 
     command_line: tuple[Threshold, ...] = ()
     suites: Mapping[str, tuple[Threshold, ...]] = field(default_factory=dict)
     noise: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
     defaults: Mapping[str, Threshold] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    assumed: Mapping[str, Noise] = field(default_factory=lambda: dict(DEFAULT_NOISE))
 
     def threshold_for(self, metric: str, base: float, *, case_id: str, machine_id: str | None = None,
-                      suite: str | None = None) -> Threshold:
+                      suite: str | None = None, raise_to_noise: bool = True) -> Threshold:
+        """The threshold of one case and metric; `raise_to_noise=False` leaves noise.json out (compare, whose test
+        takes the noise into its variance instead, so that it is not counted twice)."""
         given = _find(self.command_line, metric)
         if given is not None:
             return given
         configured = _find(self.suites.get(suite, ()), metric) if suite is not None else None
         configured = configured or self.defaults.get(metric) or Threshold(metric, 0.0, True, "no default")
+        if not raise_to_noise:
+            return configured
         fraction = self.noise_fraction(metric, case_id=case_id, machine_id=machine_id)
         if fraction is not None and fraction > configured.allowed_fraction(base):
             return Threshold(metric, fraction, True, "noise.json")
         return configured
+
+    def noise_for(self, metric: str, *, case_id: str, machine_id: str | None = None) -> Noise:
+        """The noise compare's test assumes for one case and metric: the process part from noise.json when the case
+        has a figure there (noise_from_fraction), else the metric's default; the run part always the default."""
+        default = self.assumed.get(metric) or DEFAULT_NOISE.get(metric) or DEFAULT_NOISE["latency"]
+        fraction = self.noise_fraction(metric, case_id=case_id, machine_id=machine_id)
+        if fraction is None:
+            return default
+        return Noise(noise_from_fraction(fraction), default.run, "noise.json")
 
     def noise_fraction(self, metric: str, *, case_id: str, machine_id: str | None) -> float | None:
         for key in (machine_id, "*"):
@@ -177,6 +203,13 @@ class ThresholdPolicy:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
         return None
+
+
+def noise_from_fraction(fraction: float) -> float:
+    """noise.json's figure (the 95th percentile of max/min - 1 between two processes) as the standard deviation of
+    one process's log value: for two values with log SD σ each, |log a - log b| is half-normal with scale σ·√2, so
+    its 95th percentile is 1.96·√2·σ."""
+    return math.log1p(max(fraction, 0.0)) / (1.959964 * math.sqrt(2.0))
 
 
 def _find(thresholds: Iterable[Threshold], metric: str) -> Threshold | None:

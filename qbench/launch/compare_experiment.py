@@ -1,0 +1,181 @@
+"""The sensitivity of `qbench compare` on real A/A runs: how often it calls noise a change, and how often it catches a
+known slowdown, per case, on the run files of one results folder.
+
+    python -m qbench.launch.compare_experiment --results DIR [--suite quick] [--processes K] [--slowdowns 1,2,3,5]
+
+A/A. Every run of the suite in DIR (same machine, complete) is an unchanged-code measurement; every pair of runs
+(i < j) is compared with compare's real rule (qbench.compare.pairwise.compare, latency, under the results
+folder's policy: defaults and noise.json) and each case whose verdict is `regressed` or `improved` is a false
+alarm. Pairs sharing a run are not independent (a run measured in a slow minute is slow in all its pairs), so the
+rate is also given over disjoint pairs only ((0,1), (2,3), ...), whose comparisons share no measurement; its
+Clopper–Pearson interval is the one to quote (cases of one pair still share their minutes).
+--processes K keeps the first K processes of each case in each run (worker.repeat < K): runs made with --repeat 3
+give single-process runs (K=1) measured in the same minutes.
+
+Power. The candidate's latency samples of each pair are multiplied by 1 + s for each slowdown s, and a case is
+caught when compare calls it `regressed`. Multiplying is the model of a slowdown that makes every inference s
+slower in proportion (a kernel that got slower), with the machine's noise kept as it was measured; it is fair to a
+test on log values by construction, and it cannot show a slowdown that also changes the noise (more memory traffic
+meeting a busy neighbour) or an additive one (a fixed cost per call, relatively larger on small models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from qbench.compare.pairwise import compare
+from qbench.compare.policy import load_policy
+from qbench.history.sides import ResultsFolder
+from qbench.records import RunRecord
+from qbench.stats.significance import clopper_pearson
+
+__all__ = ["aa_runs", "slowed", "noise_components", "false_alarms", "power", "main"]
+
+ALARMS = ("regressed", "improved")
+
+
+def aa_runs(results: str, suite: str, processes: int | None) -> list[tuple[str, list[RunRecord]]]:
+    """(run id, ok records) of every complete run of `suite` in `results`, oldest first, keeping the first
+    `processes` processes of each case (all when None)."""
+    folder = ResultsFolder(results)
+    runs = []
+    for run in folder.runs:
+        if not run.complete or (run.header.get("suite") or {}).get("name") != suite:
+            continue
+        records = [r for r in run.records if r.status == "ok"
+                   and (processes is None or int(r.worker.get("repeat") or 0) < processes)]
+        if records:
+            runs.append((str(run.header.get("run_id")), records))
+    return runs
+
+
+def slowed(records: list[RunRecord], factor: float) -> list[RunRecord]:
+    """The records with every latency sample multiplied by `factor`."""
+    out = []
+    for record in records:
+        latency = dict(record.metrics.get("latency") or {})
+        latency["samples"] = [s * factor for s in latency.get("samples") or []]
+        out.append(dataclasses.replace(record, metrics={**record.metrics, "latency": latency}))
+    return out
+
+
+def _log_values(records: list[RunRecord]) -> dict[str, list[float]]:
+    values = defaultdict(list)
+    for record in records:
+        samples = sorted((record.metrics.get("latency") or {}).get("samples") or [])
+        if samples:
+            values[record.case_id].append(math.log(statistics.median(samples)))
+    return values
+
+
+def noise_components(runs) -> dict[str, tuple[float | None, float | None, int]]:
+    """case_id → (process SD within runs, run SD, runs) of log latency: the pooled SD of a case's process values
+    within each run, and sqrt(max(0, var(run means) - process² / k)) over the runs."""
+    by_case = defaultdict(list)
+    for _, records in runs:
+        for case_id, values in _log_values(records).items():
+            by_case[case_id].append(values)
+    found = {}
+    for case_id, per_run in sorted(by_case.items()):
+        within = [v for v in per_run if len(v) > 1]
+        df = sum(len(v) - 1 for v in within)
+        process = math.sqrt(sum(statistics.variance(v) * (len(v) - 1) for v in within) / df) if df else None
+        means = [statistics.fmean(v) for v in per_run]
+        k = statistics.harmonic_mean([len(v) for v in per_run])
+        run = None
+        if len(means) > 1:
+            run = math.sqrt(max(0.0, statistics.variance(means) - (process ** 2 / k if process else 0.0)))
+        found[case_id] = (process, run, len(per_run))
+    return found
+
+
+def _pairs(n: int, disjoint: bool):
+    return [(i, i + 1) for i in range(0, n - 1, 2)] if disjoint else list(itertools.combinations(range(n), 2))
+
+
+def false_alarms(runs, policy, disjoint: bool = False) -> tuple[int, int, dict[str, int], list]:
+    """(alarms, comparisons, alarms by case, the alarming comparisons) over all (or disjoint) pairs of runs."""
+    alarms, total, by_case, found = 0, 0, defaultdict(int), []
+    for i, j in _pairs(len(runs), disjoint):
+        for row in compare(runs[i][1], runs[j][1], policy, metrics=("latency",)):
+            if row.metric != "latency":
+                continue
+            total += 1
+            if row.verdict in ALARMS:
+                alarms += 1
+                by_case[row.case_id] += 1
+                found.append((runs[i][0][:8], runs[j][0][:8], row))
+    return alarms, total, dict(by_case), found
+
+
+def power(runs, policy, slowdown: float, disjoint: bool = False) -> tuple[int, int, list[float]]:
+    """(caught, comparisons, detectable sizes) with the candidate of every pair slowed by `slowdown`."""
+    caught, total, detectable = 0, 0, []
+    for i, j in _pairs(len(runs), disjoint):
+        for row in compare(runs[i][1], slowed(runs[j][1], 1.0 + slowdown), policy, metrics=("latency",)):
+            if row.metric != "latency":
+                continue
+            total += 1
+            caught += row.verdict == "regressed"
+            if row.test is not None and row.test.detectable is not None:
+                detectable.append(row.test.detectable)
+    return caught, total, detectable
+
+
+def _rate(k: int, n: int) -> str:
+    if not n:
+        return "no comparisons"
+    low, high = clopper_pearson(k, n)
+    return f"{k}/{n} = {k / n * 100:.1f}% (95% CI {low * 100:.1f}-{high * 100:.1f}%)"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qbench.launch.compare_experiment", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", required=True, help="results folder holding the A/A runs")
+    parser.add_argument("--suite", default="quick")
+    parser.add_argument("--processes", type=int, default=None, help="keep the first K processes of each case")
+    parser.add_argument("--slowdowns", default="1,2,3,5", help="percent, comma-separated")
+    args = parser.parse_args(argv)
+    runs = aa_runs(args.results, args.suite, args.processes)
+    if len(runs) < 2:
+        parser.error(f"need at least two complete runs of suite {args.suite!r} under {args.results}, found "
+                     f"{len(runs)}")
+    machines = {str(r.machine.get("machine_id")) for _, records in runs for r in records}
+    errors: list = []
+    policy = load_policy(args.results, machines, errors)
+    for error in errors:
+        print(f"unreadable {error}")
+    counts = [len(_log_values(records)) for _, records in runs]
+    per_case = sorted({len(v) for _, records in runs for v in _log_values(records).values()})
+    print(f"results    {Path(args.results)}  suite {args.suite}  machines {', '.join(sorted(machines))}")
+    print(f"runs       {len(runs)} ({', '.join(run_id[:8] for run_id, _ in runs)}), {max(counts)} cases, "
+          f"{'/'.join(map(str, per_case))} processes per case and run")
+    print("\nnoise of log latency per case (process: SD within a run; run: SD of run levels beyond it)")
+    for case_id, (process, run, n) in noise_components(runs).items():
+        text = lambda v: "-" if v is None else f"{v * 100:.1f}%"  # noqa: E731
+        print(f"  {case_id:44s} process {text(process):>6s}  run {text(run):>6s}  ({n} runs)")
+    for disjoint in (False, True):
+        k, n, by_case, found = false_alarms(runs, policy, disjoint)
+        print(f"\nA/A false alarms, {'disjoint' if disjoint else 'all'} pairs: {_rate(k, n)}")
+        for run_a, run_b, row in found:
+            print(f"  {run_a} vs {run_b}  {row.verdict:9s} {row.case_id}  {row.reason}")
+    print("\npower (candidate slowed by s; caught = regressed)")
+    for text in args.slowdowns.split(","):
+        s = float(text) / 100.0
+        for disjoint in (False, True):
+            k, n, detectable = power(runs, policy, s, disjoint)
+            median = statistics.median(detectable) * 100 if detectable else float("nan")
+            print(f"  {text:>3s}% {'disjoint' if disjoint else 'all':8s} {_rate(k, n)}; median detectable "
+                  f"±{median:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -92,13 +92,13 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
 }
 
 
-# Assumed noise of compare's test (qbench.stats.significance), log standard deviations: `process` is used only
-# when both sides have a single process, `run` always. See the module docstring for where the figures come from.
+# Assumed noise of compare's test (qbench.stats.significance), log standard deviations: `process` is used when
+# both sides have a single process, `run` when the machine's history has too few runs to measure it.
 DEFAULT_NOISE: dict[str, Noise] = {
-    "latency": Noise(0.12, 0.02, "default"),
-    "throughput": Noise(0.12, 0.02, "default"),
-    "bandwidth": Noise(0.12, 0.02, "default"),
-    "memory": Noise(0.008, 0.002, "default"),
+    "latency": Noise(0.12, 0.12),
+    "throughput": Noise(0.12, 0.12),
+    "bandwidth": Noise(0.12, 0.12),
+    "memory": Noise(0.008, 0.008),
 }
 
 
@@ -164,6 +164,7 @@ class ThresholdPolicy:
     command_line: used as is. suites: thresholds per suite key (the candidate record's suite sha256, else its
     name). noise: measured relative noise, machine_id (or "*" for any machine) → case_id → metric → fraction.
     assumed: the noise compare's test assumes per metric where it cannot measure it (DEFAULT_NOISE).
+    run_noise: machine_id → metric → (SD of a run's log level, where from), measured from history; beats `assumed`.
     """
 
     command_line: tuple[Threshold, ...] = ()
@@ -171,6 +172,7 @@ class ThresholdPolicy:
     noise: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
     defaults: Mapping[str, Threshold] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     assumed: Mapping[str, Noise] = field(default_factory=lambda: dict(DEFAULT_NOISE))
+    run_noise: Mapping[str, Mapping[str, tuple[float, str]]] = field(default_factory=dict)
 
     def threshold_for(self, metric: str, base: float, *, case_id: str, machine_id: str | None = None,
                       suite: str | None = None, raise_to_noise: bool = True) -> Threshold:
@@ -190,12 +192,14 @@ class ThresholdPolicy:
 
     def noise_for(self, metric: str, *, case_id: str, machine_id: str | None = None) -> Noise:
         """The noise compare's test assumes for one case and metric: the process part from noise.json when the case
-        has a figure there (noise_from_fraction), else the metric's default; the run part always the default."""
+        has a figure there (noise_from_fraction), else the metric's default; the run part measured from the
+        machine's history when known (run_noise), else the metric's default."""
         default = self.assumed.get(metric) or DEFAULT_NOISE.get(metric) or DEFAULT_NOISE["latency"]
         fraction = self.noise_fraction(metric, case_id=case_id, machine_id=machine_id)
-        if fraction is None:
-            return default
-        return Noise(noise_from_fraction(fraction), default.run, "noise.json")
+        process, source = (default.process, default.source) if fraction is None else \
+            (noise_from_fraction(fraction), "noise.json")
+        run, run_source = (self.run_noise.get(machine_id) or {}).get(metric) or (default.run, default.run_source)
+        return Noise(process, run, source, run_source)
 
     def noise_fraction(self, metric: str, *, case_id: str, machine_id: str | None) -> float | None:
         for key in (machine_id, "*"):

@@ -39,6 +39,24 @@ def history(tmp_path):
     return root
 
 
+def steady_runs(root, count=8, per_case=PROCESSES, suite=None):
+    """`count` earlier runs of both cases (another commit, 0.5% apart): a history from which compare measures
+    this machine's run-to-run noise (qbench.compare.steps.run_noise), so that a 30% change becomes detectable."""
+    for index in range(count):
+        drift = 1 + 0.005 * (-1) ** index
+        records = [record(median * drift * (1 + 0.001 * i), case=case, commit="9" * 40, suite=suite)
+                   for case, median in ((CASE, 0.010), (OTHER, 0.020)) for i in range(per_case)]
+        write_run(root, records, run_id=f"{index:04d}eeee" + "0" * 24, started_at=f"2026-11-1{index}T10:00:00.000000Z",
+                  commit="9" * 40, suite=suite)
+    return root
+
+
+@pytest.fixture
+def steady(history):
+    """`history` after eight steady runs."""
+    return steady_runs(history)
+
+
 def compare(root, *args, cwd=None):
     return qbench("compare", *args, "--results", str(root), cwd=cwd)
 
@@ -54,30 +72,37 @@ def test_a_run_against_itself_exits_0(history, tmp_path):
     assert len(latency) == 2 and all(row["test"]["detectable"] > 0 for row in latency)
 
 
-def test_a_regression_exits_1_and_the_table_says_why(history, tmp_path):
-    done = compare(history, "latest~1", "latest", cwd=tmp_path)
+def test_a_regression_exits_1_and_the_table_says_why(steady, tmp_path):
+    done = compare(steady, "latest~1", "latest", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "base       latest~1 = run 1111aaaa (t, aaaaaaaa, 2026-11-20 10:00)"
     assert "differs    qbench.commit: " + COMMIT_A + " → " + COMMIT_B in lines
     row = next(line for line in lines if line.startswith("regressed"))
     assert OTHER.case_id in row and "latency" in row and "1.300" in row and "+30.0%, beyond 10% (default)" in row
-    assert lines[-1].startswith("1 regressed, 0 improved, 0 incomparable, 0 missing, ")
-    assert "detectable ±" in row
+    assert lines[-1] == "1 regressed, 0 improved, 0 incomparable, 0 missing, 0 undetectable, 5 unchanged"
+    assert "detectable ±" in row and "consecutive-run differences in history" in row
     assert done.stderr == ""
 
 
-def test_commit_prefixes_and_a_command_line_threshold(history, tmp_path):
-    done = compare(history, "aaaaaa", "bbbbbb", "--threshold", "latency:40%", cwd=tmp_path)
+def test_without_history_a_30_percent_change_between_two_runs_is_undetectable(history, tmp_path):
+    done = compare(history, "latest~1", "latest", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout
+    row = next(line for line in done.stdout.splitlines() if line.startswith("undetectable") and OTHER.case_id in line)
+    assert "+30.0%, not significant; detectable ±" in row and "run-to-run 12%, default" in row
+
+
+def test_commit_prefixes_and_a_command_line_threshold(steady, tmp_path):
+    done = compare(steady, "aaaaaa", "bbbbbb", "--threshold", "latency:40%", cwd=tmp_path)
     assert done.returncode == 0, done.stdout
     assert "within 40% (command line)" in done.stdout
 
 
-def test_markdown_for_a_pull_request(history, tmp_path):
-    done = compare(history, "aaaaaa", "bbbbbb", "--format", "markdown", cwd=tmp_path)
+def test_markdown_for_a_pull_request(steady, tmp_path):
+    done = compare(steady, "aaaaaa", "bbbbbb", "--format", "markdown", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stdout.startswith("### qbench compare\n\n**Base:** commit aaaaaaaaaaaa (1 run)  \n")
-    assert "#### Regressed (1)" in done.stdout and "<details><summary>Unchanged (" in done.stdout
+    assert "#### Regressed (1)" in done.stdout and "<details><summary>Unchanged (5)</summary>" in done.stdout
 
 
 @pytest.mark.parametrize("args, message", [
@@ -116,11 +141,12 @@ def test_a_corrupt_file_is_named_the_rest_compared_and_exit_is_3(history, tmp_pa
     assert done.returncode == 3, done.stdout + done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"qbench: error: {bad}:") and "corrupt line" in line
-    assert "0 regressed, 0 improved, 0 incomparable, 0 missing, 0 undetectable, 6 unchanged" in done.stdout
+    assert "0 regressed, 0 improved, 0 incomparable, 0 missing, 2 undetectable, 4 unchanged" in done.stdout
     assert f"unreadable {bad}:" in done.stdout
 
 
-def test_a_regression_outranks_a_corrupt_file(history, tmp_path):
+def test_a_regression_outranks_a_corrupt_file(steady, tmp_path):
+    history = steady
     write_run(history, [record(0.5)], run_id="3333cccc" + "0" * 24, started_at="2026-11-19T10:00:00.000000Z",
               commit=COMMIT_A)
     bad = next(history.rglob("*3333cccc.jsonl"))
@@ -137,7 +163,7 @@ def test_suite_file_thresholds_of_the_candidate_apply(tmp_path):
     suite_path.write_text('[suite]\nname = "gate"\n[[matrix]]\nmodels = ["resnet18"]\nmodes = ["fp32"]\n'
                           '[thresholds]\nlatency = "40%"\n')
     suite = {"name": "gate", "path": str(suite_path), "sha256": hashlib.sha256(suite_path.read_bytes()).hexdigest()}
-    root = tmp_path / "results"
+    root = steady_runs(tmp_path / "results", suite=suite)
     write_run(root, processes(0.010, suite=suite), run_id="1111aaaa" + "0" * 24,
               started_at="2026-11-20T10:00:00.000000Z", commit=COMMIT_A, suite=suite)
     write_run(root, processes(0.013, suite=suite), run_id="2222bbbb" + "0" * 24,
@@ -150,7 +176,7 @@ def test_suite_file_thresholds_of_the_candidate_apply(tmp_path):
 
 
 def test_noise_json_of_the_machine_sets_the_noise_of_single_process_runs(tmp_path):
-    history = tmp_path / "results"
+    history = steady_runs(tmp_path / "results", per_case=1)
     write_run(history, [record(0.020, case=OTHER)], run_id="1111aaaa" + "0" * 24,
               started_at="2026-11-20T10:00:00.000000Z", commit=COMMIT_A)
     write_run(history, [record(0.026, case=OTHER, commit=COMMIT_B)], run_id="2222bbbb" + "0" * 24,

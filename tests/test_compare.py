@@ -19,6 +19,9 @@ CASE = make_case()
 OTHER = make_case(model="mobilenet_v2")
 # A quiet machine: runs do not drift, so that a few tight processes can show a small change.
 QUIET = {"latency": Noise(0.01, 0.0, "test"), "memory": Noise(0.005, 0.0, "test")}
+# A steady machine: runs drift 2% (memory 0.2%) from one another.
+STEADY = ThresholdPolicy(assumed={"latency": Noise(0.12, 0.02, "test", "test"), "throughput": Noise(0.12, 0.02),
+                                  "memory": Noise(0.008, 0.002)})
 
 
 def process(median=0.010, *, spread=0.02, n=21, size=1000, rss=300e6, case=CASE, **overrides):
@@ -59,26 +62,26 @@ def test_identical_sides_whose_noise_hides_the_threshold_are_undetectable_not_un
 def test_slower_latency_in_separate_processes_is_regressed_with_both_values_and_the_ratio():
     base = processes([0.0100, 0.0101, 0.0099, 0.01005, 0.00995])
     cand = processes([0.0120, 0.0121, 0.0119, 0.01205, 0.01195])
-    latency = by_metric(compare(base, cand))["latency"]
+    latency = by_metric(compare(base, cand, STEADY))["latency"]
     assert latency.verdict == "regressed"
     assert latency.base.value == pytest.approx(0.0100) and latency.cand.value == pytest.approx(0.0120)
     assert latency.ratio == pytest.approx(1.2)
     assert latency.test.test == "t" and latency.test.measured and latency.test.p_value < ALPHA
     assert latency.reason.startswith("+20.0%, beyond 10% (default) and significant, detectable ±")
     assert "; t-test over 5 vs 5 processes, p<0.0001" in latency.reason
-    assert "process noise 0.7% measured over 5 vs 5 processes, run-to-run 2.0% assumed" in latency.reason
+    assert "process noise 0.7% measured over 5 vs 5 processes; run-to-run 2.0%, test)" in latency.reason
 
 
 def test_faster_latency_is_improved():
     base = processes([0.0100, 0.0101, 0.0099, 0.01005, 0.00995])
     cand = processes([0.0080, 0.0081, 0.0079, 0.00805, 0.00795])
-    assert by_metric(compare(base, cand))["latency"].verdict == "improved"
+    assert by_metric(compare(base, cand, STEADY))["latency"].verdict == "improved"
 
 
 def test_three_processes_a_side_use_the_t_test_on_the_process_values():
     base = processes([0.0100, 0.0101, 0.0099])
     cand = processes([0.0120, 0.0121, 0.0119])
-    latency = by_metric(compare(base, cand))["latency"]
+    latency = by_metric(compare(base, cand, STEADY))["latency"]
     assert latency.verdict == "regressed" and latency.test.test == "t"
     assert "t-test over 3 vs 3 processes" in latency.reason
 
@@ -158,8 +161,8 @@ def test_memory_of_single_processes_is_tested_with_its_assumed_noise():
     memory = by_metric(compare([process(rss=300e6)], [process(rss=360e6)]))["memory"]
     assert memory.verdict == "regressed" and memory.test.significant and not memory.test.measured
     memory = by_metric(compare([process(rss=300e6)], [process(rss=306e6)]))["memory"]
-    assert memory.verdict == "undetectable" and not memory.test.significant
-    assert memory.reason.startswith("+2.0%, not significant; detectable ±5.0% only, more than 5% (default)")
+    assert memory.verdict == "unchanged" and not memory.test.significant
+    assert memory.reason.startswith("+2.0%, not significant, detectable ±4.9% (within 5% (default))")
 
 
 def test_memory_over_processes_is_tested():
@@ -171,11 +174,12 @@ def test_memory_over_processes_is_tested():
 
 def test_direction_higher_is_better_for_throughput():
     base, cand = processes([0.0100] * 5), processes([0.0125] * 5)
-    rows = by_metric(compare(base, cand, parse_thresholds(["throughput:10%"])))
+    policy = ThresholdPolicy(command_line=parse_thresholds(["throughput:10%"]), assumed=STEADY.assumed)
+    rows = by_metric(compare(base, cand, policy))
     assert rows["throughput"].verdict == "regressed"
     assert rows["throughput"].ratio == pytest.approx(0.8)
     assert rows["latency"].verdict == "regressed"
-    rows = by_metric(compare(cand, base, parse_thresholds(["throughput:10%"])))
+    rows = by_metric(compare(cand, base, policy))
     assert rows["throughput"].verdict == "improved" and rows["latency"].verdict == "improved"
 
 
@@ -270,7 +274,7 @@ def test_the_process_noise_is_measured_whenever_a_side_has_two_processes(m, n):
 def test_detectable_is_the_change_found_with_the_stated_power():
     noise = Noise(0.05, 0.02, "test")
     result = significance([1.0], [1.0], noise)
-    se = math.sqrt(2 * 0.05 ** 2 + 2 * 0.02 ** 2)
+    se = math.sqrt(max(2 * 0.05 ** 2, 2 * 0.02 ** 2))
     assert result.standard_error == pytest.approx(se) and result.df == math.inf
     assert result.detectable == pytest.approx(math.expm1((2.5758293 + 1.6448536) * se), rel=1e-6)
     # A true change of exactly that size is significant with probability POWER (normal model, one tail).
@@ -278,7 +282,7 @@ def test_detectable_is_the_change_found_with_the_stated_power():
     assert 0.5 * (1 + math.erf(z / math.sqrt(2))) == pytest.approx(POWER, abs=1e-6)
 
 
-def test_run_noise_is_added_even_when_the_processes_agree_exactly():
+def test_run_noise_bounds_the_error_even_when_the_processes_agree_exactly():
     result = significance([1.0] * 5, [1.02] * 5, Noise(0.1, 0.02, "test"))
     assert result.process_sd == 0 and result.standard_error == pytest.approx(0.02 * math.sqrt(2))
     assert result.significant is False
@@ -351,15 +355,15 @@ def test_markdown_names_both_sides_environment_and_puts_unchanged_in_details():
     assert lines[0] == "### qbench compare"
     assert "**Base:** run aaaaaaaa (quick, cccccccc, 2026-11-22 10:00)  " in lines
     assert "**Candidate:** run bbbbbbbb (quick, dddddddd, 2026-11-22 11:00)" in lines
-    assert "**1 regressed** · 0 improved · 0 incomparable · 1 missing · 3 undetectable · 2 unchanged" in lines
+    assert "**1 regressed** · 0 improved · 0 incomparable · 1 missing · 1 undetectable · 4 unchanged" in lines
     assert "| torch | 2.13.0+cpu | 2.14.0 |" in lines
     assert "- `results/m/runs/x.jsonl:3: corrupt line`" in lines
     regressed = lines.index("#### Regressed (1)")
     assert lines[regressed + 2] == "| case | metric | base | candidate | ratio | why |"
     assert lines[regressed + 4].startswith(f"| `{CASE.case_id}` | latency | 10±0.1 ms | 20±0.2 ms | 2.000 | +100.0%")
     assert "#### Missing (1)" in lines
-    details = lines.index("<details><summary>Unchanged (2)</summary>")
-    assert lines.index("<details><summary>Undetectable (3)</summary>") > regressed
+    details = lines.index("<details><summary>Unchanged (4)</summary>")
+    assert lines.index("<details><summary>Undetectable (1)</summary>") > regressed
     assert lines.index("</details>") > regressed and details > regressed
 
 
@@ -367,7 +371,7 @@ def test_json_has_every_comparison_with_values_spread_and_test():
     document = json.loads(render_json(report_with_everything()))
     assert document["schema_version"] == 2 and document["regressed"] is True
     assert document["counts"] == {"regressed": 1, "improved": 0, "incomparable": 0, "missing": 1,
-                                  "undetectable": 3, "unchanged": 2}
+                                  "undetectable": 1, "unchanged": 4}
     assert document["environment_differences"] == [{"field": "torch", "base": ["2.13.0+cpu"],
                                                      "candidate": ["2.14.0"]}]
     first = document["comparisons"][0]
@@ -388,7 +392,7 @@ def test_table_has_a_row_per_comparison_and_a_count_line():
     text = render_table(report)
     assert text.splitlines()[0].startswith("base       run aaaaaaaa")
     assert "differs    torch: 2.13.0+cpu → 2.14.0" in text
-    assert text.splitlines()[-1] == "1 regressed, 0 improved, 0 incomparable, 1 missing, 3 undetectable, 2 unchanged"
+    assert text.splitlines()[-1] == "1 regressed, 0 improved, 0 incomparable, 1 missing, 1 undetectable, 4 unchanged"
     assert len([line for line in text.splitlines() if CASE.case_id in line]) == 3
     changed_only = render_table(report, only_changed=True)
     assert "unchanged  " not in changed_only and "regressed  " in changed_only

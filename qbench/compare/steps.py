@@ -49,10 +49,11 @@ from qbench.history.validate import finite_positive
 from qbench.stats.significance import ALPHA, POWER
 from qbench.thresholds import ThresholdPolicy
 
-__all__ = ["Regression", "detect_steps", "detect", "point_noise", "detectable_step", "threshold_for", "find_regressions", "unjudged",
+__all__ = ["Regression", "detect_steps", "detect", "point_noise", "detectable_step", "run_noise", "threshold_for", "find_regressions", "unjudged",
            "latest_runs", "git_commit_order"]
 
 GAMMA_FACTOR = 2.0
+MIN_RUN_DIFFERENCES = 8
 WEIGHT_CLIP = 4.0
 
 
@@ -132,6 +133,26 @@ def point_noise(y: list[float]) -> float:
     """The robust standard deviation of one point of a series: 1.4826 · median |first difference| / √2."""
     diffs = [abs(b - a) for a, b in zip(y, y[1:])]
     return 1.4826 * statistics.median(diffs) / math.sqrt(2) if diffs else 0.0
+
+
+def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENCES) -> dict[str, dict]:
+    """machine_id → metric → (SD of one run's log level, where from): the robust scale (point_noise) of the first
+    differences of log values, pooled over the machine's series of that metric with at least 3 runs (a series of
+    two runs is the very pair a comparison tests). Left out with fewer than `min_differences` differences."""
+    differences: dict[tuple[str, str], list[float]] = {}
+    for one in series:
+        values = [p.value for p in one.points]
+        if len(values) < 3 or not all(finite_positive(v) for v in values):
+            continue
+        logs = [math.log(v) for v in values]
+        differences.setdefault((one.machine_id, one.metric), []).extend(b - a for a, b in zip(logs, logs[1:]))
+    found: dict[str, dict] = {}
+    for (machine_id, metric), diffs in sorted(differences.items()):
+        if len(diffs) >= min_differences:
+            sd = 1.4826 * statistics.median(abs(d) for d in diffs) / math.sqrt(2)
+            found.setdefault(machine_id, {})[metric] = (sd, f"measured over {len(diffs)} consecutive-run "
+                                                            f"differences in history")
+    return found
 
 
 def detectable_step(y: list[float], steps: list[tuple], good: int, bad: int) -> float:

@@ -30,7 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from qbench.compare.pairwise import compare
-from qbench.compare.policy import load_policy
+from qbench.compare.policy import compare_policy
 from qbench.history.sides import ResultsFolder
 from qbench.records import RunRecord
 from qbench.stats.significance import clopper_pearson
@@ -148,10 +148,13 @@ def main(argv=None) -> int:
         parser.error(f"need at least two complete runs of suite {args.suite!r} under {args.results}, found "
                      f"{len(runs)}")
     machines = {str(r.machine.get("machine_id")) for _, records in runs for r in records}
-    errors: list = []
-    policy = load_policy(args.results, machines, errors)
-    for error in errors:
+    folder = ResultsFolder(args.results)
+    policy = compare_policy(args.results, folder, [r for _, records in runs for r in records])
+    for error in folder.errors:
         print(f"unreadable {error}")
+    for machine, metrics in sorted(policy.run_noise.items()):
+        if "latency" in metrics:
+            print(f"run noise  {machine}: latency {metrics['latency'][0] * 100:.1f}%, {metrics['latency'][1]}")
     counts = [len(_log_values(records)) for _, records in runs]
     per_case = sorted({len(v) for _, records in runs for v in _log_values(records).values()})
     print(f"results    {Path(args.results)}  suite {args.suite}  machines {', '.join(sorted(machines))}")

@@ -5,18 +5,21 @@ The model, on logarithms (a change is a ratio): the value of one process is
     log y = level of the code + run effect (shared by the processes of one run) + process effect
 
 with standard deviations `run` and `process` (Noise). The change is estimated by the difference of the sides' mean
-log process values, d = mean(log cand) - mean(log base), whose variance for m base and n candidate processes is
+log process values, d = mean(log cand) - mean(log base). Its standard error is the larger of two figures:
 
-    SE² = s²·(1/m + 1/n) + 2·run²
+    SE² = max(s²·(1/m + 1/n), 2·run²)
 
-s is the process noise. When a side has two or more processes it is measured there (the pooled standard deviation
-of the log process values within each side, m + n - 2 degrees of freedom); when both sides have one process it
-cannot be, and the assumed `process` figure is used (noise.json's, else the metric's default). Samples within one
-process are never used as a substitute: they miss what varies between processes, which on a shared VM dominates.
-The run part cannot be measured from two runs at all, so it is always the assumed `run` figure.
+* s²·(1/m + 1/n), what the processes of these two runs show: s is the pooled standard deviation of the log process
+  values within each side (m + n - 2 degrees of freedom) when a side has two or more processes; when both sides
+  have a single process it cannot be measured, and the assumed `process` figure is used (noise.json's, else the
+  metric's default). Samples within one process never stand in for it: they miss what varies between processes.
+* 2·run², what two runs of unchanged code show: `run` is the standard deviation of one run's level (its median
+  over processes), measured from consecutive runs in the machine's history (qbench.compare.steps.run_noise), else
+  the metric's default. It cannot be measured from the two runs compared. On a shared VM it dominates: the
+  machine's load moves every case of a run together, and more processes per run do not average it away.
 
-Test: t = d / SE, two-sided, Student's t with the Welch–Satterthwaite degrees of freedom of SE² (only the measured
-part has finite degrees of freedom; a fully assumed SE is a z-test). Significant when p < ALPHA.
+Test: t = d / SE, two-sided; Student's t with m + n - 2 degrees of freedom when the measured process part is the
+larger, else normal (the run figure is treated as known). Significant when p < ALPHA.
 
 Minimum detectable effect (what every verdict reports): the smallest true change that this comparison detects with
 probability POWER at level ALPHA, exp((t_{1-ALPHA/2} + t_{POWER}) · SE) - 1. A change smaller than that is not a
@@ -41,11 +44,13 @@ _LARGE_DF = 1e4
 @dataclass(frozen=True)
 class Noise:
     """Assumed noise of one case and metric, as standard deviations of natural logarithms (0.05 ≈ 5%): `process`
-    of one process's value around its run's level, `run` of a run's level; `source` says where they came from."""
+    of one process's value around its run's level, `run` of a run's level between runs; `source` and `run_source`
+    say where they came from."""
 
     process: float
     run: float
     source: str = "default"
+    run_source: str = "default"
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,8 @@ class Significance:
         if self.significant is None:
             return f"untested: {base} vs {cand} processes without positive values"
         p = "p<0.0001" if self.p_value < 1e-4 else f"p={self.p_value:.2g}"
-        return (f"t-test over {base} vs {cand} processes, {p} ({self.process_noise}, run-to-run "
-                f"{percent(self.noise.run)} assumed)")
+        return (f"t-test over {base} vs {cand} processes, {p} ({self.process_noise}; run-to-run "
+                f"{percent(self.noise.run)}, {self.noise.run_source})")
 
     def detectable_text(self) -> str:
         """The smallest change this comparison detects, for every verdict's reason."""
@@ -101,12 +106,10 @@ def significance(base_values: list[float], cand_values: list[float], noise: Nois
     process_df = m + n - 2
     measured = process_df > 0
     process_var = squares / process_df if measured else noise.process ** 2
-    measured_part = process_var * (1.0 / m + 1.0 / n)
-    variance = measured_part + 2.0 * noise.run ** 2
-    df = math.inf
-    if measured and measured_part > 0:
-        df = variance ** 2 / (measured_part ** 2 / process_df)
-    se = math.sqrt(variance)
+    process_part = process_var * (1.0 / m + 1.0 / n)
+    run_part = 2.0 * noise.run ** 2
+    df = process_df if measured and process_part > run_part else math.inf
+    se = math.sqrt(max(process_part, run_part))
     if se == 0:
         p = 1.0 if difference == 0 else 0.0
         detectable = 0.0

@@ -6,8 +6,15 @@ repeated options or comma-separated (`latency:5%,size:0.1%`). A change regresses
 threshold (strictly), so `size:0%` flags any change.
 
 Which threshold applies (ThresholdPolicy): one given on the command line is used as is. Otherwise the candidate
-run's suite file ([thresholds] table), else the default below; that configured threshold is then raised to the
-case's measured noise (noise.json written by `qbench noise`) when the noise is larger, never lowered by it.
+run's suite file ([thresholds] table), else the default below. For history's step detection that configured
+threshold is raised to the case's measured noise (noise.json written by `qbench noise`) when the noise is larger,
+never lowered by it; compare leaves the threshold as configured and puts the noise into its test instead
+(ThresholdPolicy.noise_for, DEFAULT_NOISE, qbench.stats.significance; docs/compare.md).
+
+DEFAULT_NOISE (log standard deviations): latency 12% per process and per run, from the A/A pair of `quick` on
+the AVX2 fixture host (tests/fixtures/records/avx2-amd-epyc-zen3: RMS log ratio 0.174 over 12 single-process
+cases, 0.123 per run); memory 0.8% from the same pair (RMS 1.18%). The run figure applies only when the machine's
+history under --results has too few runs to measure it (qbench.compare.steps.run_noise).
 
 Defaults, from the noise measured on the 2-core development VM (its feasibility notes, and A/A runs of `quick`):
   latency, throughput 10%  resnet18 with 1 thread: 2.5-3% spread within a run and ~6% between runs; with 2 threads

@@ -404,3 +404,17 @@ def test_comparing_never_imports_torch():
             "print(sorted(m for m in ('torch', 'torchvision', 'pandas') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_sides_of_several_runs_divide_the_run_noise():
+    one = significance([1.0], [1.0], Noise(0.01, 0.10, "test"))
+    four = significance([1.0] * 4, [1.0] * 4, Noise(0.01, 0.10, "test"), runs=(4, 4))
+    assert four.standard_error == pytest.approx(one.standard_error / 2)
+    assert "over 4 vs 4 runs" in four.describe()
+
+
+def test_compare_counts_the_runs_of_each_side():
+    base = [process(0.010, run_id=f"{i}" * 32) for i in range(3)]
+    cand = [process(0.010, run_id="9" * 32)]
+    latency = by_metric(compare(base, cand))["latency"]
+    assert latency.test.runs == (3, 1)

@@ -61,3 +61,10 @@ def test_run_noise_ignores_a_single_step():
     sd_steady = run_noise(build_series(pairs(*steady)))[MACHINE["machine_id"]]["latency"][0]
     sd_stepped = run_noise(build_series(pairs(*stepped)))[MACHINE["machine_id"]]["latency"][0]
     assert sd_stepped < 2 * sd_steady < math.log(1.5)
+
+
+def test_runs_needed_for_a_slowdown():
+    from qbench.launch.compare_experiment import runs_needed
+    # 0.5% run noise: (2.576 + 1.645) * 0.005 * sqrt(2 / R) <= ln(1.03) needs R >= 1.01, so 2 runs a side.
+    assert runs_needed(0.005, 0.03) == 2
+    assert runs_needed(0.20, 0.03) > 1000

@@ -281,8 +281,9 @@ def _compare_metric(case_id, machine_id, metric, base, cand, policy, suite, alph
                                      suite=suite, raise_to_noise=False)
     test = None
     if metric.noisy:
+        runs = tuple(len({r.run_id for r in side if metric.extract(r) is not None}) for side in (base, cand))
         test = significance([v.value for v in base_values], [v.value for v in cand_values],
-                            policy.noise_for(metric.name, case_id=case_id, machine_id=machine_id), alpha)
+                            policy.noise_for(metric.name, case_id=case_id, machine_id=machine_id), alpha, runs=runs)
     verdict, reason = _judge(metric, base_summary, cand_summary, threshold, test, table)
     ratio = cand_summary.value / base_summary.value if finite_positive(base_summary.value) else None
     return Comparison(case_id, metric.name, base_summary, cand_summary, ratio, verdict, reason, machine_id=machine_id,

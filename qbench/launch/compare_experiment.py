@@ -33,9 +33,9 @@ from qbench.compare.pairwise import compare
 from qbench.compare.policy import compare_policy
 from qbench.history.sides import ResultsFolder
 from qbench.records import RunRecord
-from qbench.stats.significance import clopper_pearson
+from qbench.stats.significance import ALPHA, POWER, clopper_pearson
 
-__all__ = ["aa_runs", "slowed", "noise_components", "false_alarms", "power", "main"]
+__all__ = ["aa_runs", "slowed", "runs_needed", "noise_components", "false_alarms", "power", "main"]
 
 ALARMS = ("regressed", "improved")
 
@@ -128,6 +128,13 @@ def power(runs, policy, slowdown: float, disjoint: bool = False) -> tuple[int, i
     return caught, total, detectable
 
 
+def runs_needed(run_sd: float, slowdown: float, alpha: float = ALPHA, power: float = POWER) -> int:
+    """Runs per side whose mean level shows `slowdown` at `alpha` with `power` when one run's log level varies
+    by run_sd: (z_{1-alpha/2} + z_power) · run_sd · √(2/R) <= ln(1 + slowdown)."""
+    z = statistics.NormalDist().inv_cdf(1 - alpha / 2) + statistics.NormalDist().inv_cdf(power)
+    return math.ceil(2 * (z * run_sd / math.log1p(slowdown)) ** 2)
+
+
 def _rate(k: int, n: int) -> str:
     if not n:
         return "no comparisons"
@@ -154,7 +161,9 @@ def main(argv=None) -> int:
         print(f"unreadable {error}")
     for machine, metrics in sorted(policy.run_noise.items()):
         if "latency" in metrics:
-            print(f"run noise  {machine}: latency {metrics['latency'][0] * 100:.1f}%, {metrics['latency'][1]}")
+            sd, source = metrics["latency"]
+            print(f"run noise  {machine}: latency {sd * 100:.1f}%, {source}; runs per side for {POWER:.0%} power "
+                  f"at a 3% slowdown: {runs_needed(sd, 0.03)}")
     counts = [len(_log_values(records)) for _, records in runs]
     per_case = sorted({len(v) for _, records in runs for v in _log_values(records).values()})
     print(f"results    {Path(args.results)}  suite {args.suite}  machines {', '.join(sorted(machines))}")

@@ -76,7 +76,7 @@ def _test_json(test: Significance | None) -> dict | None:
     noise = test.noise
     return {"name": test.test, "p_value": test.p_value, "significant": test.significant, "alpha": test.alpha,
             "power": test.power, "detectable": test.detectable, "standard_error": test.standard_error,
-            "df": None if test.df is None or math.isinf(test.df) else test.df, "processes": list(test.processes),
+            "df": None if test.df is None or math.isinf(test.df) else test.df, "processes": list(test.processes), "runs": list(test.runs),
             "process_sd": test.process_sd, "process_sd_measured": test.measured,
             "run_sd": None if noise is None else noise.run, "assumed_from": None if noise is None else noise.source}
 

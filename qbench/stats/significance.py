@@ -7,16 +7,17 @@ The model, on logarithms (a change is a ratio): the value of one process is
 with standard deviations `run` and `process` (Noise). The change is estimated by the difference of the sides' mean
 log process values, d = mean(log cand) - mean(log base). Its standard error is the larger of two figures:
 
-    SE² = max(s²·(1/m + 1/n), 2·run²)
+    SE² = max(s²·(1/m + 1/n), run²·(1/r + 1/q))
 
 * s²·(1/m + 1/n), what the processes of these two runs show: s is the pooled standard deviation of the log process
   values within each side (m + n - 2 degrees of freedom) when a side has two or more processes; when both sides
   have a single process it cannot be measured, and the assumed `process` figure is used (noise.json's, else the
   metric's default). Samples within one process never stand in for it: they miss what varies between processes.
-* 2·run², what two runs of unchanged code show: `run` is the standard deviation of one run's level (its median
-  over processes), measured from consecutive runs in the machine's history (qbench.compare.steps.run_noise), else
-  the metric's default. It cannot be measured from the two runs compared. On a shared VM it dominates: the
-  machine's load moves every case of a run together, and more processes per run do not average it away.
+* run²·(1/r + 1/q), what r base and q candidate runs of unchanged code show (a side named by a commit can hold
+  several runs): `run` is the standard deviation of one run's level (its median over processes), measured from
+  consecutive runs in the machine's history (qbench.compare.steps.run_noise), else the metric's default. It cannot
+  be measured from the two runs compared. On a shared VM it dominates: the machine's load moves every case of a
+  run together, and more processes per run do not average it away; only more runs do.
 
 Test: t = d / SE, two-sided; Student's t with m + n - 2 degrees of freedom when the measured process part is the
 larger, else normal (the run figure is treated as known). Significant when p < ALPHA.
@@ -61,6 +62,7 @@ class Significance:
     p_value: float | None
     significant: bool | None
     processes: tuple[int, int] = (0, 0)
+    runs: tuple[int, int] = (1, 1)
     detectable: float | None = None
     standard_error: float | None = None
     df: float | None = None
@@ -82,8 +84,9 @@ class Significance:
         if self.significant is None:
             return f"untested: {base} vs {cand} processes without positive values"
         p = "p<0.0001" if self.p_value < 1e-4 else f"p={self.p_value:.2g}"
+        runs = "" if self.runs == (1, 1) else f" over {self.runs[0]} vs {self.runs[1]} runs"
         return (f"t-test over {base} vs {cand} processes, {p} ({self.process_noise}; run-to-run "
-                f"{percent(self.noise.run)}, {self.noise.run_source})")
+                f"{percent(self.noise.run)}{runs}, {self.noise.run_source})")
 
     def detectable_text(self) -> str:
         """The smallest change this comparison detects, for every verdict's reason."""
@@ -95,11 +98,11 @@ def percent(fraction: float | None) -> str:
 
 
 def significance(base_values: list[float], cand_values: list[float], noise: Noise, alpha: float = ALPHA,
-                 power: float = POWER) -> Significance:
+                 power: float = POWER, runs: tuple[int, int] = (1, 1)) -> Significance:
     """The two-sided test of the module docstring over per-process values, with its minimum detectable effect."""
     m, n = len(base_values), len(cand_values)
     if not m or not n or min(base_values) <= 0 or min(cand_values) <= 0:
-        return Significance("none", None, None, (m, n), noise=noise, alpha=alpha, power=power)
+        return Significance("none", None, None, (m, n), runs, noise=noise, alpha=alpha, power=power)
     x, y = [math.log(v) for v in base_values], [math.log(v) for v in cand_values]
     difference = statistics.fmean(y) - statistics.fmean(x)
     squares = sum((v - statistics.fmean(x)) ** 2 for v in x) + sum((v - statistics.fmean(y)) ** 2 for v in y)
@@ -107,7 +110,7 @@ def significance(base_values: list[float], cand_values: list[float], noise: Nois
     measured = process_df > 0
     process_var = squares / process_df if measured else noise.process ** 2
     process_part = process_var * (1.0 / m + 1.0 / n)
-    run_part = 2.0 * noise.run ** 2
+    run_part = noise.run ** 2 * (1.0 / max(runs[0], 1) + 1.0 / max(runs[1], 1))
     df = process_df if measured and process_part > run_part else math.inf
     se = math.sqrt(max(process_part, run_part))
     if se == 0:
@@ -116,8 +119,8 @@ def significance(base_values: list[float], cand_values: list[float], noise: Nois
     else:
         p = student_t_p(difference / se, df)
         detectable = math.expm1((student_t_quantile(1 - alpha / 2, df) + student_t_quantile(power, df)) * se)
-    return Significance("t", p, p < alpha, (m, n), detectable, se, df, math.sqrt(process_var), measured, noise,
-                        alpha, power)
+    return Significance("t", p, p < alpha, (m, n), runs, detectable, se, df, math.sqrt(process_var), measured,
+                        noise, alpha, power)
 
 
 def student_t_p(t: float, df: float) -> float:

@@ -171,7 +171,8 @@ class ThresholdPolicy:
     command_line: used as is. suites: thresholds per suite key (the candidate record's suite sha256, else its
     name). noise: measured relative noise, machine_id (or "*" for any machine) → case_id → metric → fraction.
     assumed: the noise compare's test assumes per metric where it cannot measure it (DEFAULT_NOISE).
-    run_noise: machine_id → metric → (SD of a run's log level, where from), measured from history; beats `assumed`.
+    run_noise: machine_id → metric → case_id or "*" (all cases) → (SD of a run's log level, where from), measured
+    from history (qbench.compare.steps.run_noise); the larger of the case's and the machine's beats `assumed`.
     """
 
     command_line: tuple[Threshold, ...] = ()
@@ -179,7 +180,7 @@ class ThresholdPolicy:
     noise: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
     defaults: Mapping[str, Threshold] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     assumed: Mapping[str, Noise] = field(default_factory=lambda: dict(DEFAULT_NOISE))
-    run_noise: Mapping[str, Mapping[str, tuple[float, str]]] = field(default_factory=dict)
+    run_noise: Mapping[str, Mapping[str, Mapping[str, tuple[float, str]]]] = field(default_factory=dict)
 
     def threshold_for(self, metric: str, base: float, *, case_id: str, machine_id: str | None = None,
                       suite: str | None = None, raise_to_noise: bool = True) -> Threshold:
@@ -205,7 +206,9 @@ class ThresholdPolicy:
         fraction = self.noise_fraction(metric, case_id=case_id, machine_id=machine_id)
         process, source = (default.process, default.source) if fraction is None else \
             (noise_from_fraction(fraction), "noise.json")
-        run, run_source = (self.run_noise.get(machine_id) or {}).get(metric) or (default.run, default.run_source)
+        measured = (self.run_noise.get(machine_id) or {}).get(metric) or {}
+        found = [measured[key] for key in ("*", case_id) if key in measured]
+        run, run_source = max(found) if found else (default.run, default.run_source)
         return Noise(process, run, source, run_source)
 
     def noise_fraction(self, metric: str, *, case_id: str, machine_id: str | None) -> float | None:

@@ -81,7 +81,7 @@ def test_a_regression_exits_1_and_the_table_says_why(steady, tmp_path):
     row = next(line for line in lines if line.startswith("regressed"))
     assert OTHER.case_id in row and "latency" in row and "1.300" in row and "+30.0%, beyond 10% (default)" in row
     assert lines[-1] == "1 regressed, 0 improved, 0 incomparable, 0 missing, 0 undetectable, 5 unchanged"
-    assert "detectable ±" in row and "consecutive-run differences in history" in row
+    assert "detectable ±" in row and "consecutive runs of the case in history" in row
     assert done.stderr == ""
 
 

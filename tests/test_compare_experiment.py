@@ -10,7 +10,7 @@ from qbench.compare.steps import run_noise
 from qbench.history.series import build_series
 from qbench.launch.compare_experiment import aa_runs, false_alarms, main, power, slowed
 from qbench.thresholds import ThresholdPolicy
-from tests.factories import MACHINE, history, pairs
+from tests.factories import INT8, MACHINE, history, pairs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records" / "avx2-amd-epyc-zen3"
 
@@ -50,16 +50,18 @@ def test_the_command_prints_rates_with_intervals(capsys):
 def test_run_noise_is_measured_from_consecutive_runs_of_at_least_three():
     runs = history([0.010] * 12, noise=0.03, seed=1)
     found = run_noise(build_series(pairs(*runs)))
-    sd, source = found[MACHINE["machine_id"]]["latency"]
+    sd, source = found[MACHINE["machine_id"]]["latency"]["*"]
     assert 0.015 < sd < 0.06 and source == "measured over 11 consecutive-run differences in history"
+    assert found[MACHINE["machine_id"]]["latency"][INT8.case_id] == (
+        sd, "measured over 11 consecutive runs of the case in history")
     assert run_noise(build_series(pairs(*runs[:2]))) == {}
 
 
 def test_run_noise_ignores_a_single_step():
     steady = history([0.010] * 12, noise=0.01, seed=2)
     stepped = history([0.010] * 6 + [0.015] * 6, noise=0.01, seed=2)
-    sd_steady = run_noise(build_series(pairs(*steady)))[MACHINE["machine_id"]]["latency"][0]
-    sd_stepped = run_noise(build_series(pairs(*stepped)))[MACHINE["machine_id"]]["latency"][0]
+    sd_steady = run_noise(build_series(pairs(*steady)))[MACHINE["machine_id"]]["latency"]["*"][0]
+    sd_stepped = run_noise(build_series(pairs(*stepped)))[MACHINE["machine_id"]]["latency"]["*"][0]
     assert sd_stepped < 2 * sd_steady < math.log(1.5)
 
 
@@ -68,3 +70,13 @@ def test_runs_needed_for_a_slowdown():
     # 0.5% run noise: (2.576 + 1.645) * 0.005 * sqrt(2 / R) <= ln(1.03) needs R >= 1.01, so 2 runs a side.
     assert runs_needed(0.005, 0.03) == 2
     assert runs_needed(0.20, 0.03) > 1000
+
+
+def test_a_case_noisier_than_its_machine_gets_its_own_run_noise():
+    from qbench.stats.significance import Noise
+
+    policy = ThresholdPolicy(run_noise={"m": {"latency": {"*": (0.05, "machine"), "a": (0.20, "case a")}}})
+    assert policy.noise_for("latency", case_id="a", machine_id="m").run == 0.20
+    assert policy.noise_for("latency", case_id="b", machine_id="m") == Noise(0.12, 0.05, "default", "machine")
+    quiet = ThresholdPolicy(run_noise={"m": {"latency": {"*": (0.05, "machine"), "a": (0.01, "case a")}}})
+    assert quiet.noise_for("latency", case_id="a", machine_id="m").run == 0.05

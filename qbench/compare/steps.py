@@ -54,6 +54,7 @@ __all__ = ["Regression", "detect_steps", "detect", "point_noise", "detectable_st
 
 GAMMA_FACTOR = 2.0
 MIN_RUN_DIFFERENCES = 8
+MIN_CASE_DIFFERENCES = 4
 WEIGHT_CLIP = 4.0
 
 
@@ -135,23 +136,31 @@ def point_noise(y: list[float]) -> float:
     return 1.4826 * statistics.median(diffs) / math.sqrt(2) if diffs else 0.0
 
 
-def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENCES) -> dict[str, dict]:
-    """machine_id → metric → (SD of one run's log level, where from): the robust scale (point_noise) of the first
-    differences of log values, pooled over the machine's series of that metric with at least 3 runs (a series of
-    two runs is the very pair a comparison tests). Left out with fewer than `min_differences` differences."""
-    differences: dict[tuple[str, str], list[float]] = {}
+def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENCES,
+              min_case_differences: int = MIN_CASE_DIFFERENCES) -> dict[str, dict[str, dict]]:
+    """machine_id → metric → case_id (and "*" for all cases) → (SD of one run's log level, where from): the robust
+    scale of the first differences of log values (1.4826 · median |Δ| / √2), pooled over the machine's series of
+    that metric with at least 3 runs (a series of two runs is the very pair a comparison tests), and per case when
+    its series has `min_case_differences`. The pooled figure needs `min_differences`."""
+    differences: dict[tuple[str, str], dict[str, list[float]]] = {}
     for one in series:
         values = [p.value for p in one.points]
         if len(values) < 3 or not all(finite_positive(v) for v in values):
             continue
         logs = [math.log(v) for v in values]
-        differences.setdefault((one.machine_id, one.metric), []).extend(b - a for a, b in zip(logs, logs[1:]))
-    found: dict[str, dict] = {}
-    for (machine_id, metric), diffs in sorted(differences.items()):
-        if len(diffs) >= min_differences:
-            sd = 1.4826 * statistics.median(abs(d) for d in diffs) / math.sqrt(2)
-            found.setdefault(machine_id, {})[metric] = (sd, f"measured over {len(diffs)} consecutive-run "
-                                                            f"differences in history")
+        by_case = differences.setdefault((one.machine_id, one.metric), {})
+        by_case.setdefault(one.case_id, []).extend(b - a for a, b in zip(logs, logs[1:]))
+    found: dict[str, dict[str, dict]] = {}
+    for (machine_id, metric), by_case in sorted(differences.items()):
+        pooled = [d for diffs in by_case.values() for d in diffs]
+        if len(pooled) < min_differences:
+            continue
+        scales = {"*": (pooled, f"measured over {len(pooled)} consecutive-run differences in history")}
+        scales.update({case_id: (diffs, f"measured over {len(diffs)} consecutive runs of the case in history")
+                       for case_id, diffs in by_case.items() if len(diffs) >= min_case_differences})
+        found.setdefault(machine_id, {})[metric] = {
+            key: (1.4826 * statistics.median(abs(d) for d in diffs) / math.sqrt(2), source)
+            for key, (diffs, source) in scales.items()}
     return found
 
 

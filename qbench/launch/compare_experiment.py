@@ -161,7 +161,7 @@ def main(argv=None) -> int:
         print(f"unreadable {error}")
     for machine, metrics in sorted(policy.run_noise.items()):
         if "latency" in metrics:
-            sd, source = metrics["latency"]
+            sd, source = metrics["latency"]["*"]
             print(f"run noise  {machine}: latency {sd * 100:.1f}%, {source}; runs per side for {POWER:.0%} power "
                   f"at a 3% slowdown: {runs_needed(sd, 0.03)}")
     counts = [len(_log_values(records)) for _, records in runs]

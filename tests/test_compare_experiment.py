@@ -34,10 +34,10 @@ def test_slowing_multiplies_every_latency_sample_and_nothing_else():
 
 def test_a_doubling_is_caught_on_a_steady_machine_and_a_3_percent_slowdown_is_not_between_two_runs():
     runs = aa_runs(str(FIXTURE), "quick", None)
-    caught, total, detectable = power(runs, ThresholdPolicy(), 1.0)
-    assert total == 12 and caught >= 10
-    caught, total, detectable = power(runs, ThresholdPolicy(), 0.03)
-    assert caught == 0 and min(detectable) > 0.5
+    caught, total, detectable, caught_there, there = power(runs, ThresholdPolicy(), 1.0)
+    assert total == 12 and caught >= 10 and caught_there == there
+    caught, total, detectable, _, there = power(runs, ThresholdPolicy(), 0.03)
+    assert caught == there == 0 and min(detectable) > 0.5
 
 
 def test_the_command_prints_rates_with_intervals(capsys):
@@ -45,6 +45,7 @@ def test_the_command_prints_rates_with_intervals(capsys):
     out = capsys.readouterr().out
     assert "A/A false alarms, all pairs: 0/12 = 0.0% (95% CI 0.0-26.5%)" in out
     assert "    3% all      0/12 = 0.0% (95% CI 0.0-26.5%); median detectable ±" in out
+    assert "; where detectable no comparisons" in out
 
 
 def test_run_noise_is_measured_from_consecutive_runs_of_at_least_three():

@@ -114,9 +114,11 @@ def false_alarms(runs, policy, disjoint: bool = False) -> tuple[int, int, dict[s
     return alarms, total, dict(by_case), found
 
 
-def power(runs, policy, slowdown: float, disjoint: bool = False) -> tuple[int, int, list[float]]:
-    """(caught, comparisons, detectable sizes) with the candidate of every pair slowed by `slowdown`."""
-    caught, total, detectable = 0, 0, []
+def power(runs, policy, slowdown: float, disjoint: bool = False) -> tuple[int, int, list[float], int, int]:
+    """(caught, comparisons, detectable sizes, caught where detectable, comparisons where detectable) with the
+    candidate of every pair slowed by `slowdown`; "where detectable": the comparisons whose own detectable size
+    (computed on the slowed candidate) is at most `slowdown`, which should be caught about POWER of the time."""
+    caught, total, detectable, caught_there, there = 0, 0, [], 0, 0
     for i, j in _pairs(len(runs), disjoint):
         for row in compare(runs[i][1], slowed(runs[j][1], 1.0 + slowdown), policy, metrics=("latency",)):
             if row.metric != "latency":
@@ -125,7 +127,10 @@ def power(runs, policy, slowdown: float, disjoint: bool = False) -> tuple[int, i
             caught += row.verdict == "regressed"
             if row.test is not None and row.test.detectable is not None:
                 detectable.append(row.test.detectable)
-    return caught, total, detectable
+                if row.test.detectable <= slowdown:
+                    there += 1
+                    caught_there += row.verdict == "regressed"
+    return caught, total, detectable, caught_there, there
 
 
 def runs_needed(run_sd: float, slowdown: float, alpha: float = ALPHA, power: float = POWER) -> int:
@@ -182,10 +187,10 @@ def main(argv=None) -> int:
     for text in args.slowdowns.split(","):
         s = float(text) / 100.0
         for disjoint in (False, True):
-            k, n, detectable = power(runs, policy, s, disjoint)
+            k, n, detectable, k_there, n_there = power(runs, policy, s, disjoint)
             median = statistics.median(detectable) * 100 if detectable else float("nan")
             print(f"  {text:>3s}% {'disjoint' if disjoint else 'all':8s} {_rate(k, n)}; median detectable "
-                  f"±{median:.1f}%")
+                  f"±{median:.1f}%; where detectable {_rate(k_there, n_there)}")
     return 0
 
 

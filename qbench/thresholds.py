@@ -11,22 +11,10 @@ threshold is raised to the case's measured noise (noise.json written by `qbench 
 never lowered by it; compare leaves the threshold as configured and puts the noise into its test instead
 (ThresholdPolicy.noise_for, DEFAULT_NOISE, qbench.stats.significance; docs/compare.md).
 
-DEFAULT_NOISE (log standard deviations): latency 12% per process and per run, from the A/A pair of `quick` on
-the AVX2 fixture host (tests/fixtures/records/avx2-amd-epyc-zen3: RMS log ratio 0.174 over 12 single-process
-cases, 0.123 per run); memory 0.8% from the same pair (RMS 1.18%). The run figure applies only when the machine's
-history under --results has too few runs to measure it (qbench.compare.steps.run_noise).
-
-Defaults, from the noise measured on the 2-core development VM (its feasibility notes, and A/A runs of `quick`):
-  latency, throughput 10%  resnet18 with 1 thread: 2.5-3% spread within a run and ~6% between runs; with 2 threads
-                           7% within and up to ~21% between runs. 10% sits above the 1-thread run-to-run drift (the
-                           suites' default) and is asv's `--factor 1.1`. Drift beyond it (2 threads, a busy host:
-                           A/A ratios of single processes spanned 0.2-8x at load 4 on 2 cores) is for the test
-                           across processes (--repeat 3+) or noise.json to absorb, not for a larger default.
-  memory 5%                peak RSS of a worker is ~300 MB of torch import plus the model; over 6 processes of
-                           two A/A runs of the quick suite it spread at most 2.6% (max/min) per case, so 5% only
-                           flags real growth.
-  size 0.1%                a serialized state_dict is deterministic; 0.1% (the issue's example) ignores pickling
-                           metadata (names, versions) and flags any change in what the tensors store.
+DEFAULT_NOISE (log standard deviations, used when neither noise.json nor the machine's history gives a figure:
+qbench.compare.noise_model): latency 9% per process and 8% per run, which add up to the A/A pair of `quick` on the
+AVX2 fixture host (tests/fixtures/records/avx2-amd-epyc-zen3: RMS log ratio 0.174 over 12 single-process cases,
+0.123 per run); memory 0.6% and 0.5% from the same pair (RMS 1.18%, 0.83% per run).
 """
 
 from __future__ import annotations
@@ -102,10 +90,10 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
 # Assumed noise of compare's test (qbench.stats.significance), log standard deviations: `process` is used when
 # both sides have a single process, `run` when the machine's history has too few runs to measure it.
 DEFAULT_NOISE: dict[str, Noise] = {
-    "latency": Noise(0.12, 0.12),
-    "throughput": Noise(0.12, 0.12),
-    "bandwidth": Noise(0.12, 0.12),
-    "memory": Noise(0.008, 0.008),
+    "latency": Noise(0.09, 0.08),
+    "throughput": Noise(0.09, 0.08),
+    "bandwidth": Noise(0.09, 0.08),
+    "memory": Noise(0.006, 0.005),
 }
 
 
@@ -172,7 +160,8 @@ class ThresholdPolicy:
     name). noise: measured relative noise, machine_id (or "*" for any machine) → case_id → metric → fraction.
     assumed: the noise compare's test assumes per metric where it cannot measure it (DEFAULT_NOISE).
     run_noise: machine_id → metric → case_id or "*" (all cases) → (SD of a run's log level, where from), measured
-    from history (qbench.compare.steps.run_noise); the larger of the case's and the machine's beats `assumed`.
+    from history (qbench.compare.noise_model.run_noise); the larger of the case's and the machine's beats
+    `assumed`. process_noise: the same for one process around its run's level (noise_model.process_noise).
     """
 
     command_line: tuple[Threshold, ...] = ()
@@ -181,6 +170,7 @@ class ThresholdPolicy:
     defaults: Mapping[str, Threshold] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     assumed: Mapping[str, Noise] = field(default_factory=lambda: dict(DEFAULT_NOISE))
     run_noise: Mapping[str, Mapping[str, Mapping[str, tuple[float, str]]]] = field(default_factory=dict)
+    process_noise: Mapping[str, Mapping[str, Mapping[str, tuple[float, str]]]] = field(default_factory=dict)
 
     def threshold_for(self, metric: str, base: float, *, case_id: str, machine_id: str | None = None,
                       suite: str | None = None, raise_to_noise: bool = True) -> Threshold:
@@ -199,16 +189,17 @@ class ThresholdPolicy:
         return configured
 
     def noise_for(self, metric: str, *, case_id: str, machine_id: str | None = None) -> Noise:
-        """The noise compare's test assumes for one case and metric: the process part from noise.json when the case
-        has a figure there (noise_from_fraction), else the metric's default; the run part measured from the
-        machine's history when known (run_noise), else the metric's default."""
+        """The noise compare's test assumes for one case and metric. Process part: the case's noise.json figure
+        (noise_from_fraction), else measured within the runs of the machine's history (process_noise), else the
+        metric's default. Run part: measured from the machine's history (run_noise), else the default. A measured
+        figure is the larger of the case's and the machine's."""
         default = self.assumed.get(metric) or DEFAULT_NOISE.get(metric) or DEFAULT_NOISE["latency"]
         fraction = self.noise_fraction(metric, case_id=case_id, machine_id=machine_id)
-        process, source = (default.process, default.source) if fraction is None else \
-            (noise_from_fraction(fraction), "noise.json")
-        measured = (self.run_noise.get(machine_id) or {}).get(metric) or {}
-        found = [measured[key] for key in ("*", case_id) if key in measured]
-        run, run_source = max(found) if found else (default.run, default.run_source)
+        process, source = _measured(self.process_noise, machine_id, metric, case_id) or \
+            (default.process, default.source)
+        if fraction is not None:
+            process, source = noise_from_fraction(fraction), "noise.json"
+        run, run_source = _measured(self.run_noise, machine_id, metric, case_id) or (default.run, default.run_source)
         return Noise(process, run, source, run_source)
 
     def noise_fraction(self, metric: str, *, case_id: str, machine_id: str | None) -> float | None:
@@ -224,6 +215,13 @@ def noise_from_fraction(fraction: float) -> float:
     one process's log value: for two values with log SD σ each, |log a - log b| is half-normal with scale σ·√2, so
     its 95th percentile is 1.96·√2·σ."""
     return math.log1p(max(fraction, 0.0)) / (1.959964 * math.sqrt(2.0))
+
+
+def _measured(figures: Mapping, machine_id: str | None, metric: str, case_id: str) -> tuple[float, str] | None:
+    """The larger of the machine's ("*") and the case's measured figure, None when neither is known."""
+    measured = (figures.get(machine_id) or {}).get(metric) or {}
+    found = [measured[key] for key in ("*", case_id) if key in measured]
+    return max(found) if found else None
 
 
 def _find(thresholds: Iterable[Threshold], metric: str) -> Threshold | None:

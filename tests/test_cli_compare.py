@@ -41,7 +41,7 @@ def history(tmp_path):
 
 def steady_runs(root, count=8, per_case=PROCESSES, suite=None):
     """`count` earlier runs of both cases (another commit, 0.5% apart): a history from which compare measures
-    this machine's run-to-run noise (qbench.compare.steps.run_noise), so that a 30% change becomes detectable."""
+    this machine's run-to-run noise (qbench.compare.noise_model.run_noise), so that a 30% change becomes detectable."""
     for index in range(count):
         drift = 1 + 0.005 * (-1) ** index
         records = [record(median * drift * (1 + 0.001 * i), case=case, commit="9" * 40, suite=suite)
@@ -89,7 +89,7 @@ def test_without_history_a_30_percent_change_between_two_runs_is_undetectable(hi
     done = compare(history, "latest~1", "latest", cwd=tmp_path)
     assert done.returncode == 0, done.stdout
     row = next(line for line in done.stdout.splitlines() if line.startswith("undetectable") and OTHER.case_id in line)
-    assert "+30.0%, not significant; detectable ±" in row and "run-to-run 12%, default" in row
+    assert "+30.0%, not significant; detectable ±" in row and "run-to-run 8.0%, default" in row
 
 
 def test_commit_prefixes_and_a_command_line_threshold(steady, tmp_path):
@@ -187,7 +187,7 @@ def test_noise_json_of_the_machine_sets_the_noise_of_single_process_runs(tmp_pat
     done = compare(history, "latest~1", "latest", cwd=tmp_path)
     assert done.returncode == 0, done.stdout
     assert "+30.0%, not significant; detectable ±" in done.stdout
-    assert "process noise 11% assumed (noise.json: one process a side)" in done.stdout
+    assert "process noise 11% assumed (noise.json; one process a side)" in done.stdout
     explicit = tmp_path / "strict-noise.json"
     explicit.write_text(json.dumps({**noise, "thresholds": {OTHER.case_id: {"latency": 0.005}}}))
     done = compare(history, "latest~1", "latest", "--noise", str(explicit), cwd=tmp_path)

@@ -101,7 +101,7 @@ def test_single_processes_use_the_assumed_process_noise_never_their_samples():
     latency = by_metric(compare([process(0.010)], [process(0.012)]))["latency"]
     assert latency.verdict == "undetectable" and latency.test.processes == (1, 1) and not latency.test.measured
     assert latency.test.process_sd == DEFAULT_NOISE["latency"].process
-    assert "process noise 12% assumed (default: one process a side)" in latency.reason
+    assert "process noise 9.0% assumed (default; one process a side)" in latency.reason
 
 
 def test_change_within_the_threshold_is_unchanged_even_when_significant():
@@ -129,7 +129,7 @@ def test_noise_json_sets_the_assumed_process_noise_of_its_case_not_the_threshold
     latency = by_metric(rows)["latency"]
     assert latency.verdict == "regressed" and latency.threshold == "10% (default)"
     assert latency.test.process_sd == pytest.approx(noise_from_fraction(0.01))
-    assert "assumed (noise.json: one process a side)" in latency.reason
+    assert "assumed (noise.json; one process a side)" in latency.reason
     assert by_metric(rows, OTHER)["latency"].test.process_sd == QUIET["latency"].process
 
 
@@ -162,7 +162,7 @@ def test_memory_of_single_processes_is_tested_with_its_assumed_noise():
     assert memory.verdict == "regressed" and memory.test.significant and not memory.test.measured
     memory = by_metric(compare([process(rss=300e6)], [process(rss=306e6)]))["memory"]
     assert memory.verdict == "unchanged" and not memory.test.significant
-    assert memory.reason.startswith("+2.0%, not significant, detectable ±4.9% (within 5% (default))")
+    assert memory.reason.startswith("+2.0%, not significant, detectable ±4.8% (within 5% (default))")
 
 
 def test_memory_over_processes_is_tested():
@@ -274,7 +274,7 @@ def test_the_process_noise_is_measured_whenever_a_side_has_two_processes(m, n):
 def test_detectable_is_the_change_found_with_the_stated_power():
     noise = Noise(0.05, 0.02, "test")
     result = significance([1.0], [1.0], noise)
-    se = math.sqrt(max(2 * 0.05 ** 2, 2 * 0.02 ** 2))
+    se = math.sqrt(2 * 0.05 ** 2 + 2 * 0.02 ** 2)
     assert result.standard_error == pytest.approx(se) and result.df == math.inf
     assert result.detectable == pytest.approx(math.expm1((2.5758293 + 1.6448536) * se), rel=1e-6)
     # A true change of exactly that size is significant with probability POWER (normal model, one tail).
@@ -409,7 +409,8 @@ def test_comparing_never_imports_torch():
 def test_sides_of_several_runs_divide_the_run_noise():
     one = significance([1.0], [1.0], Noise(0.01, 0.10, "test"))
     four = significance([1.0] * 4, [1.0] * 4, Noise(0.01, 0.10, "test"), runs=(4, 4))
-    assert four.standard_error == pytest.approx(one.standard_error / 2)
+    assert one.standard_error == pytest.approx(math.sqrt(2 * 0.01 ** 2 + 2 * 0.10 ** 2))
+    assert four.process_sd == 0 and four.standard_error == pytest.approx(0.10 * math.sqrt(2 / 4))
     assert "over 4 vs 4 runs" in four.describe()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qbench.compare.steps import run_noise
+from qbench.compare.noise_model import process_noise, run_noise
 from qbench.history.series import build_series
 from qbench.launch.compare_experiment import aa_runs, false_alarms, main, power, slowed
 from qbench.thresholds import ThresholdPolicy
@@ -78,6 +78,23 @@ def test_a_case_noisier_than_its_machine_gets_its_own_run_noise():
 
     policy = ThresholdPolicy(run_noise={"m": {"latency": {"*": (0.05, "machine"), "a": (0.20, "case a")}}})
     assert policy.noise_for("latency", case_id="a", machine_id="m").run == 0.20
-    assert policy.noise_for("latency", case_id="b", machine_id="m") == Noise(0.12, 0.05, "default", "machine")
+    assert policy.noise_for("latency", case_id="b", machine_id="m") == Noise(0.09, 0.05, "default", "machine")
     quiet = ThresholdPolicy(run_noise={"m": {"latency": {"*": (0.05, "machine"), "a": (0.01, "case a")}}})
     assert quiet.noise_for("latency", case_id="a", machine_id="m").run == 0.05
+
+
+def test_process_noise_is_pooled_within_runs_of_two_or_more_processes():
+    (_, records), _ = aa_runs(str(FIXTURE), "quick", None)
+    assert process_noise([_run_of(records)]) == {}  # one process a case: nothing to pool
+    doubled = _run_of(records + slowed(records, 1.10))
+    found = process_noise([doubled])[records[0].machine["machine_id"]]["latency"]
+    # Each case has two processes 10% apart: SD of (0, ln 1.1) is ln(1.1) / √2.
+    assert found["*"][0] == pytest.approx(math.log(1.1) / math.sqrt(2))
+    assert records[0].case_id not in found  # one degree of freedom a case: too few for its own figure
+    assert found["*"][1] == "measured within runs in history, 12 df"
+
+
+def _run_of(records):
+    from qbench.history.store import RunFile
+
+    return RunFile(Path("x.jsonl"), {}, records, {})

@@ -7,7 +7,8 @@ import hashlib
 from pathlib import Path
 
 from qbench.compare.pairwise import CompareReport, compare, environment_differences, suite_key
-from qbench.compare.steps import Regression, find_regressions, run_noise
+from qbench.compare.noise_model import process_noise, run_noise
+from qbench.compare.steps import Regression, find_regressions
 from qbench.errors import ConfigError, StoreError
 from qbench.history.noise import load_noise, noise_path
 from qbench.history.sides import ResultsFolder, Side
@@ -32,9 +33,10 @@ def compare_sides(base: Side, cand: Side, history: ResultsFolder, *, results: st
 def compare_policy(results: str, history: ResultsFolder, records: list[RunRecord], *, command_line=(),
                    noise_file: str | None = None) -> ThresholdPolicy:
     """compare's policy for a candidate's records: thresholds (command line > suite > default), noise.json, and the
-    run-to-run noise of each machine measured from the history under `results`."""
+    run-to-run and process noise of each machine measured from the history under `results`."""
     return ThresholdPolicy(command_line=command_line, suites=suite_thresholds(records),
-                           noise=_noise(results, noise_file, history, records), run_noise=run_noise(history.series()))
+                           noise=_noise(results, noise_file, history, records), run_noise=run_noise(history.series()),
+                           process_noise=process_noise(history.runs))
 
 
 def suite_thresholds(records: list[RunRecord]) -> dict:

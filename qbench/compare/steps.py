@@ -49,12 +49,10 @@ from qbench.history.validate import finite_positive
 from qbench.stats.significance import ALPHA, POWER
 from qbench.thresholds import ThresholdPolicy
 
-__all__ = ["Regression", "detect_steps", "detect", "point_noise", "detectable_step", "run_noise", "threshold_for", "find_regressions", "unjudged",
+__all__ = ["Regression", "detect_steps", "detect", "point_noise", "detectable_step", "threshold_for", "find_regressions", "unjudged",
            "latest_runs", "git_commit_order"]
 
 GAMMA_FACTOR = 2.0
-MIN_RUN_DIFFERENCES = 8
-MIN_CASE_DIFFERENCES = 4
 WEIGHT_CLIP = 4.0
 
 
@@ -134,34 +132,6 @@ def point_noise(y: list[float]) -> float:
     """The robust standard deviation of one point of a series: 1.4826 · median |first difference| / √2."""
     diffs = [abs(b - a) for a, b in zip(y, y[1:])]
     return 1.4826 * statistics.median(diffs) / math.sqrt(2) if diffs else 0.0
-
-
-def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENCES,
-              min_case_differences: int = MIN_CASE_DIFFERENCES) -> dict[str, dict[str, dict]]:
-    """machine_id → metric → case_id (and "*" for all cases) → (SD of one run's log level, where from): the robust
-    scale of the first differences of log values (1.4826 · median |Δ| / √2), pooled over the machine's series of
-    that metric with at least 3 runs (a series of two runs is the very pair a comparison tests), and per case when
-    its series has `min_case_differences`. The pooled figure needs `min_differences`."""
-    differences: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for one in series:
-        values = [p.value for p in one.points]
-        if len(values) < 3 or not all(finite_positive(v) for v in values):
-            continue
-        logs = [math.log(v) for v in values]
-        by_case = differences.setdefault((one.machine_id, one.metric), {})
-        by_case.setdefault(one.case_id, []).extend(b - a for a, b in zip(logs, logs[1:]))
-    found: dict[str, dict[str, dict]] = {}
-    for (machine_id, metric), by_case in sorted(differences.items()):
-        pooled = [d for diffs in by_case.values() for d in diffs]
-        if len(pooled) < min_differences:
-            continue
-        scales = {"*": (pooled, f"measured over {len(pooled)} consecutive-run differences in history")}
-        scales.update({case_id: (diffs, f"measured over {len(diffs)} consecutive runs of the case in history")
-                       for case_id, diffs in by_case.items() if len(diffs) >= min_case_differences})
-        found.setdefault(machine_id, {})[metric] = {
-            key: (1.4826 * statistics.median(abs(d) for d in diffs) / math.sqrt(2), source)
-            for key, (diffs, source) in scales.items()}
-    return found
 
 
 def detectable_step(y: list[float], steps: list[tuple], good: int, bad: int) -> float:

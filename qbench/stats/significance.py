@@ -5,22 +5,25 @@ The model, on logarithms (a change is a ratio): the value of one process is
     log y = level of the code + run effect (shared by the processes of one run) + process effect
 
 with standard deviations `run` and `process` (Noise). The change is estimated by the difference of the sides' mean
-log process values, d = mean(log cand) - mean(log base). Its standard error is the larger of two figures:
+log process values, d = mean(log cand) - mean(log base). Its variance adds two parts:
 
-    SE² = max(s²·(1/m + 1/n), run²·(1/r + 1/q))
+    SE² = s²·(1/m + 1/n) + run²·(1/r + 1/q)
 
 * s²·(1/m + 1/n), what the processes of these two runs show: s is the pooled standard deviation of the log process
   values within each side (m + n - 2 degrees of freedom) when a side has two or more processes; when both sides
   have a single process it cannot be measured, and the assumed `process` figure is used (noise.json's, else the
-  metric's default). Samples within one process never stand in for it: they miss what varies between processes.
+  one measured within the runs of the machine's history, else the metric's default). Samples within one process
+  never stand in for it: they miss what varies between processes.
 * run²·(1/r + 1/q), what r base and q candidate runs of unchanged code show (a side named by a commit can hold
   several runs): `run` is the standard deviation of one run's level (its median over processes), measured from
-  consecutive runs in the machine's history (qbench.compare.steps.run_noise), else the metric's default. It cannot
-  be measured from the two runs compared. On a shared VM it dominates: the machine's load moves every case of a
-  run together, and more processes per run do not average it away; only more runs do.
+  consecutive runs in the machine's history (qbench.compare.noise_model.run_noise), else the metric's default.
+  It cannot be measured from the two runs compared. A run's level already holds some process noise, so the sum
+  counts that twice: it errs towards fewer false alarms. On a shared VM this part dominates: the machine's load
+  moves every case of a run together, and more processes per run do not average it away; only more runs do.
 
-Test: t = d / SE, two-sided; Student's t with m + n - 2 degrees of freedom when the measured process part is the
-larger, else normal (the run figure is treated as known). Significant when p < ALPHA.
+Test: t = d / SE, two-sided, Student's t with the Welch–Satterthwaite degrees of freedom of SE² (only a process
+part measured from these processes has finite degrees of freedom, m + n - 2; assumed figures count as known, so a
+fully assumed SE is a z-test). Significant when p < ALPHA.
 
 Minimum detectable effect (what every verdict reports): the smallest true change that this comparison detects with
 probability POWER at level ALPHA, exp((t_{1-ALPHA/2} + t_{POWER}) · SE) - 1. A change smaller than that is not a
@@ -77,7 +80,7 @@ class Significance:
         base, cand = self.processes
         if self.measured:
             return f"process noise {percent(self.process_sd)} measured over {base} vs {cand} processes"
-        return f"process noise {percent(self.process_sd)} assumed ({self.noise.source}: one process a side)"
+        return f"process noise {percent(self.process_sd)} assumed ({self.noise.source}; one process a side)"
 
     def describe(self) -> str:
         base, cand = self.processes
@@ -111,8 +114,9 @@ def significance(base_values: list[float], cand_values: list[float], noise: Nois
     process_var = squares / process_df if measured else noise.process ** 2
     process_part = process_var * (1.0 / m + 1.0 / n)
     run_part = noise.run ** 2 * (1.0 / max(runs[0], 1) + 1.0 / max(runs[1], 1))
-    df = process_df if measured and process_part > run_part else math.inf
-    se = math.sqrt(max(process_part, run_part))
+    variance = process_part + run_part
+    df = variance ** 2 / (process_part ** 2 / process_df) if measured and process_part > 0 else math.inf
+    se = math.sqrt(variance)
     if se == 0:
         p = 1.0 if difference == 0 else 0.0
         detectable = 0.0

@@ -181,6 +181,8 @@ def main(argv=None) -> int:
     for disjoint in (False, True):
         k, n, by_case, found = false_alarms(runs, policy, disjoint)
         print(f"\nA/A false alarms, {'disjoint' if disjoint else 'all'} pairs: {_rate(k, n)}")
+        pairs, worst = len(_pairs(len(runs), disjoint)), max(by_case.items(), key=lambda kv: kv[1], default=("-", 0))
+        print(f"  per case ({pairs} comparisons each): worst {worst[0]} {_rate(worst[1], pairs)}")
         for run_a, run_b, row in found:
             print(f"  {run_a} vs {run_b}  {row.verdict:9s} {row.case_id}  {row.reason}")
     print("\npower (candidate slowed by s; caught = regressed)")

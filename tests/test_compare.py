@@ -419,3 +419,12 @@ def test_compare_counts_the_runs_of_each_side():
     cand = [process(0.010, run_id="9" * 32)]
     latency = by_metric(compare(base, cand))["latency"]
     assert latency.test.runs == (3, 1)
+
+
+def test_an_unbounded_detectable_size_is_infinite_in_text_and_null_in_json():
+    rows = compare(processes([1e-300, 1.0]), processes([1e-300, 1.0]))
+    latency = by_metric(rows)["latency"]
+    assert latency.test.detectable == math.inf and latency.verdict == "undetectable"
+    assert "detectable ±∞% only" in latency.reason
+    document = json.loads(render_json(CompareReport("a", "b", tuple(rows))))
+    assert [c["test"]["detectable"] for c in document["comparisons"] if c["metric"] == "latency"] == [None]

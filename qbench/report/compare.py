@@ -75,10 +75,15 @@ def _test_json(test: Significance | None) -> dict | None:
         return None
     noise = test.noise
     return {"name": test.test, "p_value": test.p_value, "significant": test.significant, "alpha": test.alpha,
-            "power": test.power, "detectable": test.detectable, "standard_error": test.standard_error,
+            "power": test.power, "detectable": _finite(test.detectable), "standard_error": test.standard_error,
             "df": None if test.df is None or math.isinf(test.df) else test.df, "processes": list(test.processes), "runs": list(test.runs),
             "process_sd": test.process_sd, "process_sd_measured": test.measured,
             "run_sd": None if noise is None else noise.run, "assumed_from": None if noise is None else noise.source}
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no infinity: an unbounded figure (nothing detectable) is null."""
+    return value if value is None or math.isfinite(value) else None
 
 
 def render_json(report: CompareReport) -> str:

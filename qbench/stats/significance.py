@@ -43,6 +43,7 @@ ALPHA = 0.01
 POWER = 0.95
 _NORMAL = statistics.NormalDist()
 _LARGE_DF = 1e4
+_MAX_EXPONENT = 700.0  # exp beyond this overflows a float: nothing is detectable
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,13 @@ class Significance:
 
 
 def percent(fraction: float | None) -> str:
-    return "-" if fraction is None else f"{fraction * 100:.1f}%" if fraction < 0.1 else f"{fraction * 100:.0f}%"
+    """0.034 → "3.4%", 0.25 → "25%", 120 → "1.2e+04%"; "-" for None, "∞%" for no limit."""
+    if fraction is None:
+        return "-"
+    if math.isinf(fraction):
+        return "∞%"
+    return f"{fraction * 100:.1f}%" if fraction < 0.1 else f"{fraction * 100:.0f}%" if fraction < 100 else \
+        f"{fraction * 100:.2g}%"
 
 
 def significance(base_values: list[float], cand_values: list[float], noise: Noise, alpha: float = ALPHA,
@@ -122,7 +129,8 @@ def significance(base_values: list[float], cand_values: list[float], noise: Nois
         detectable = 0.0
     else:
         p = student_t_p(difference / se, df)
-        detectable = math.expm1((student_t_quantile(1 - alpha / 2, df) + student_t_quantile(power, df)) * se)
+        exponent = (student_t_quantile(1 - alpha / 2, df) + student_t_quantile(power, df)) * se
+        detectable = math.expm1(exponent) if exponent < _MAX_EXPONENT else math.inf
     return Significance("t", p, p < alpha, (m, n), runs, detectable, se, df, math.sqrt(process_var), measured,
                         noise, alpha, power)
 

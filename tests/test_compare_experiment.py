@@ -44,7 +44,8 @@ def test_the_command_prints_rates_with_intervals(capsys):
     assert main(["--results", str(FIXTURE), "--slowdowns", "3"]) == 0
     out = capsys.readouterr().out
     assert "A/A false alarms, all pairs: 0/12 = 0.0% (95% CI 0.0-26.5%)" in out
-    assert "    3% all      0/12 = 0.0% (95% CI 0.0-26.5%); median detectable ±" in out
+    assert "    3% all         0/12 = 0.0% (95% CI 0.0-26.5%); median detectable ±" in out
+    assert "    3% consecutive 0/12 = 0.0% (95% CI 0.0-26.5%)" in out
     assert "; where detectable no comparisons" in out
 
 

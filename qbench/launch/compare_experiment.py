@@ -7,8 +7,11 @@ A/A. Every run of the suite in DIR (same machine, complete) is an unchanged-code
 (i < j) is compared with compare's real rule (qbench.compare.pairwise.compare, latency, under the results
 folder's policy: defaults and noise.json) and each case whose verdict is `regressed` or `improved` is a false
 alarm. Pairs sharing a run are not independent (a run measured in a slow minute is slow in all its pairs), so the
-rate is also given over disjoint pairs only ((0,1), (2,3), ...), whose comparisons share no measurement; its
-Clopper–Pearson interval is the one to quote (cases of one pair still share their minutes).
+rate is also given over consecutive pairs (i, i+1), what a nightly compares (latest~1 against latest), and over
+disjoint pairs only ((0,1), (2,3), ...), whose comparisons share no measurement: that Clopper–Pearson interval is
+the one to quote (cases of one pair still share their minutes). All pairs include runs an hour apart, whose load
+drifted further than consecutive runs' did: compare measures run noise from consecutive runs, so that is a stress
+test beyond what it claims.
 --processes K keeps the first K processes of each case in each run (worker.repeat < K): runs made with --repeat 3
 give single-process runs (K=1) measured in the same minutes.
 
@@ -95,14 +98,23 @@ def noise_components(runs) -> dict[str, tuple[float | None, float | None, int]]:
     return found
 
 
-def _pairs(n: int, disjoint: bool):
-    return [(i, i + 1) for i in range(0, n - 1, 2)] if disjoint else list(itertools.combinations(range(n), 2))
+PAIRINGS = ("all", "consecutive", "disjoint")
 
 
-def false_alarms(runs, policy, disjoint: bool = False) -> tuple[int, int, dict[str, int], list]:
-    """(alarms, comparisons, alarms by case, the alarming comparisons) over all (or disjoint) pairs of runs."""
+def _pairs(n: int, pairing: str):
+    """all: every i < j; consecutive: (i, i+1), what a nightly compares (latest~1 against latest); disjoint:
+    (0,1), (2,3), ..., which share no run."""
+    if pairing == "disjoint":
+        return [(i, i + 1) for i in range(0, n - 1, 2)]
+    if pairing == "consecutive":
+        return [(i, i + 1) for i in range(n - 1)]
+    return list(itertools.combinations(range(n), 2))
+
+
+def false_alarms(runs, policy, pairing: str = "all") -> tuple[int, int, dict[str, int], list]:
+    """(alarms, comparisons, alarms by case, the alarming comparisons) over the pairs of runs `pairing` names."""
     alarms, total, by_case, found = 0, 0, defaultdict(int), []
-    for i, j in _pairs(len(runs), disjoint):
+    for i, j in _pairs(len(runs), pairing):
         for row in compare(runs[i][1], runs[j][1], policy, metrics=("latency",)):
             if row.metric != "latency":
                 continue
@@ -114,12 +126,12 @@ def false_alarms(runs, policy, disjoint: bool = False) -> tuple[int, int, dict[s
     return alarms, total, dict(by_case), found
 
 
-def power(runs, policy, slowdown: float, disjoint: bool = False) -> tuple[int, int, list[float], int, int]:
+def power(runs, policy, slowdown: float, pairing: str = "all") -> tuple[int, int, list[float], int, int]:
     """(caught, comparisons, detectable sizes, caught where detectable, comparisons where detectable) with the
     candidate of every pair slowed by `slowdown`; "where detectable": the comparisons whose own detectable size
     (computed on the slowed candidate) is at most `slowdown`, which should be caught about POWER of the time."""
     caught, total, detectable, caught_there, there = 0, 0, [], 0, 0
-    for i, j in _pairs(len(runs), disjoint):
+    for i, j in _pairs(len(runs), pairing):
         for row in compare(runs[i][1], slowed(runs[j][1], 1.0 + slowdown), policy, metrics=("latency",)):
             if row.metric != "latency":
                 continue
@@ -178,20 +190,20 @@ def main(argv=None) -> int:
     for case_id, (process, run, n) in noise_components(runs).items():
         text = lambda v: "-" if v is None else f"{v * 100:.1f}%"  # noqa: E731
         print(f"  {case_id:44s} process {text(process):>6s}  run {text(run):>6s}  ({n} runs)")
-    for disjoint in (False, True):
-        k, n, by_case, found = false_alarms(runs, policy, disjoint)
-        print(f"\nA/A false alarms, {'disjoint' if disjoint else 'all'} pairs: {_rate(k, n)}")
-        pairs, worst = len(_pairs(len(runs), disjoint)), max(by_case.items(), key=lambda kv: kv[1], default=("-", 0))
+    for pairing in PAIRINGS:
+        k, n, by_case, found = false_alarms(runs, policy, pairing)
+        print(f"\nA/A false alarms, {pairing} pairs: {_rate(k, n)}")
+        pairs, worst = len(_pairs(len(runs), pairing)), max(by_case.items(), key=lambda kv: kv[1], default=("-", 0))
         print(f"  per case ({pairs} comparisons each): worst {worst[0]} {_rate(worst[1], pairs)}")
         for run_a, run_b, row in found:
             print(f"  {run_a} vs {run_b}  {row.verdict:9s} {row.case_id}  {row.reason}")
     print("\npower (candidate slowed by s; caught = regressed)")
     for text in args.slowdowns.split(","):
         s = float(text) / 100.0
-        for disjoint in (False, True):
-            k, n, detectable, k_there, n_there = power(runs, policy, s, disjoint)
+        for pairing in PAIRINGS:
+            k, n, detectable, k_there, n_there = power(runs, policy, s, pairing)
             median = statistics.median(detectable) * 100 if detectable else float("nan")
-            print(f"  {text:>3s}% {'disjoint' if disjoint else 'all':8s} {_rate(k, n)}; median detectable "
+            print(f"  {text:>3s}% {pairing:11s} {_rate(k, n)}; median detectable "
                   f"±{median:.1f}%; where detectable {_rate(k_there, n_there)}")
     return 0
 

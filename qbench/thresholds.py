@@ -6,20 +6,15 @@ repeated options or comma-separated (`latency:5%,size:0.1%`). A change regresses
 threshold (strictly), so `size:0%` flags any change.
 
 Which threshold applies (ThresholdPolicy): one given on the command line is used as is. Otherwise the candidate
-run's suite file ([thresholds] table), else the default below; that configured threshold is then raised to the
-case's measured noise (noise.json written by `qbench noise`) when the noise is larger, never lowered by it.
+run's suite file ([thresholds] table), else the default below. For history's step detection that configured
+threshold is raised to the case's measured noise (noise.json written by `qbench noise`) when the noise is larger,
+never lowered by it; compare leaves the threshold as configured and puts the noise into its test instead
+(ThresholdPolicy.noise_for, DEFAULT_NOISE, qbench.stats.significance; docs/compare.md).
 
-Defaults, from the noise measured on the 2-core development VM (its feasibility notes, and A/A runs of `quick`):
-  latency, throughput 10%  resnet18 with 1 thread: 2.5-3% spread within a run and ~6% between runs; with 2 threads
-                           7% within and up to ~21% between runs. 10% sits above the 1-thread run-to-run drift (the
-                           suites' default) and is asv's `--factor 1.1`. Drift beyond it (2 threads, a busy host:
-                           A/A ratios of single processes spanned 0.2-8x at load 4 on 2 cores) is for the test
-                           across processes (--repeat 3+) or noise.json to absorb, not for a larger default.
-  memory 5%                peak RSS of a worker is ~300 MB of torch import plus the model; over 6 processes of
-                           two A/A runs of the quick suite it spread at most 2.6% (max/min) per case, so 5% only
-                           flags real growth.
-  size 0.1%                a serialized state_dict is deterministic; 0.1% (the issue's example) ignores pickling
-                           metadata (names, versions) and flags any change in what the tensors store.
+DEFAULT_NOISE (log standard deviations, used when neither noise.json nor the machine's history gives a figure:
+qbench.compare.noise_model): latency 9% per process and 8% per run, which add up to the A/A pair of `quick` on the
+AVX2 fixture host (tests/fixtures/records/avx2-amd-epyc-zen3: RMS log ratio 0.174 over 12 single-process cases,
+0.123 per run); memory 0.6% and 0.5% from the same pair (RMS 1.18%, 0.83% per run).
 """
 
 from __future__ import annotations
@@ -31,9 +26,10 @@ from dataclasses import dataclass, field
 
 from qbench.errors import ConfigError
 from qbench.metrics import METRICS, Metric, get_metric
+from qbench.stats.significance import Noise
 
-__all__ = ["Threshold", "ThresholdPolicy", "DEFAULT_THRESHOLDS", "parse_threshold", "parse_thresholds",
-           "parse_threshold_table", "GRAMMAR"]
+__all__ = ["Threshold", "ThresholdPolicy", "DEFAULT_THRESHOLDS", "DEFAULT_NOISE", "parse_threshold",
+           "parse_thresholds", "parse_threshold_table", "noise_from_fraction", "GRAMMAR"]
 
 GRAMMAR = "metric:N% (relative) or metric:N (absolute, in the metric's display unit)"
 _NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
@@ -88,6 +84,16 @@ DEFAULT_THRESHOLDS: dict[str, Threshold] = {
     "top5": Threshold("top5", 0.005, False, "default"),
     "agreement": Threshold("agreement", 0.01, False, "default"),
     "sqnr": Threshold("sqnr", 1.0, False, "default"),
+}
+
+
+# Assumed noise of compare's test (qbench.stats.significance), log standard deviations: `process` is used when
+# both sides have a single process, `run` when the machine's history has too few runs to measure it.
+DEFAULT_NOISE: dict[str, Noise] = {
+    "latency": Noise(0.09, 0.08),
+    "throughput": Noise(0.09, 0.08),
+    "bandwidth": Noise(0.09, 0.08),
+    "memory": Noise(0.006, 0.005),
 }
 
 
@@ -152,24 +158,49 @@ class ThresholdPolicy:
 
     command_line: used as is. suites: thresholds per suite key (the candidate record's suite sha256, else its
     name). noise: measured relative noise, machine_id (or "*" for any machine) → case_id → metric → fraction.
+    assumed: the noise compare's test assumes per metric where it cannot measure it (DEFAULT_NOISE).
+    run_noise: machine_id → metric → case_id or "*" (all cases) → (SD of a run's log level, where from), measured
+    from history (qbench.compare.noise_model.run_noise); the larger of the case's and the machine's beats
+    `assumed`. process_noise: the same for one process around its run's level (noise_model.process_noise).
     """
 
     command_line: tuple[Threshold, ...] = ()
     suites: Mapping[str, tuple[Threshold, ...]] = field(default_factory=dict)
     noise: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
     defaults: Mapping[str, Threshold] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    assumed: Mapping[str, Noise] = field(default_factory=lambda: dict(DEFAULT_NOISE))
+    run_noise: Mapping[str, Mapping[str, Mapping[str, tuple[float, str]]]] = field(default_factory=dict)
+    process_noise: Mapping[str, Mapping[str, Mapping[str, tuple[float, str]]]] = field(default_factory=dict)
 
     def threshold_for(self, metric: str, base: float, *, case_id: str, machine_id: str | None = None,
-                      suite: str | None = None) -> Threshold:
+                      suite: str | None = None, raise_to_noise: bool = True) -> Threshold:
+        """The threshold of one case and metric; `raise_to_noise=False` leaves noise.json out (compare, whose test
+        takes the noise into its variance instead, so that it is not counted twice)."""
         given = _find(self.command_line, metric)
         if given is not None:
             return given
         configured = _find(self.suites.get(suite, ()), metric) if suite is not None else None
         configured = configured or self.defaults.get(metric) or Threshold(metric, 0.0, True, "no default")
+        if not raise_to_noise:
+            return configured
         fraction = self.noise_fraction(metric, case_id=case_id, machine_id=machine_id)
         if fraction is not None and fraction > configured.allowed_fraction(base):
             return Threshold(metric, fraction, True, "noise.json")
         return configured
+
+    def noise_for(self, metric: str, *, case_id: str, machine_id: str | None = None) -> Noise:
+        """The noise compare's test assumes for one case and metric. Process part: the case's noise.json figure
+        (noise_from_fraction), else measured within the runs of the machine's history (process_noise), else the
+        metric's default. Run part: measured from the machine's history (run_noise), else the default. A measured
+        figure is the larger of the case's and the machine's."""
+        default = self.assumed.get(metric) or DEFAULT_NOISE.get(metric) or DEFAULT_NOISE["latency"]
+        fraction = self.noise_fraction(metric, case_id=case_id, machine_id=machine_id)
+        process, source = _measured(self.process_noise, machine_id, metric, case_id) or \
+            (default.process, default.source)
+        if fraction is not None:
+            process, source = noise_from_fraction(fraction), "noise.json"
+        run, run_source = _measured(self.run_noise, machine_id, metric, case_id) or (default.run, default.run_source)
+        return Noise(process, run, source, run_source)
 
     def noise_fraction(self, metric: str, *, case_id: str, machine_id: str | None) -> float | None:
         for key in (machine_id, "*"):
@@ -177,6 +208,20 @@ class ThresholdPolicy:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
         return None
+
+
+def noise_from_fraction(fraction: float) -> float:
+    """noise.json's figure (the 95th percentile of max/min - 1 between two processes) as the standard deviation of
+    one process's log value: for two values with log SD σ each, |log a - log b| is half-normal with scale σ·√2, so
+    its 95th percentile is 1.96·√2·σ."""
+    return math.log1p(max(fraction, 0.0)) / (1.959964 * math.sqrt(2.0))
+
+
+def _measured(figures: Mapping, machine_id: str | None, metric: str, case_id: str) -> tuple[float, str] | None:
+    """The larger of the machine's ("*") and the case's measured figure, None when neither is known."""
+    measured = (figures.get(machine_id) or {}).get(metric) or {}
+    found = [measured[key] for key in ("*", case_id) if key in measured]
+    return max(found) if found else None
 
 
 def _find(thresholds: Iterable[Threshold], metric: str) -> Threshold | None:

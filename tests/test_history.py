@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 
-from qbench.compare.steps import detect, find_regressions, git_commit_order, latest_runs, threshold_for
+from asv.step_detect import detect_regressions
+
+from qbench.compare.steps import detect, detect_steps, find_regressions, git_commit_order, latest_runs, threshold_for
 from qbench.history.noise import noise_document, write_noise
 from qbench.history.series import build_series
 from qbench.thresholds import ThresholdPolicy
@@ -49,6 +51,20 @@ def test_a_step_in_the_latest_run_alone_is_found():
     (regression,) = detect(series_of(runs, "latency"), 0.05)
     assert regression.first_bad.run_id == runs[-1].header["run_id"]
     assert latest_runs(runs)[MACHINE["machine_id"]] == runs[-1].header["run_id"]
+
+
+def test_a_step_is_found_only_when_larger_than_what_the_series_noise_lets_through():
+    # 8% point noise: asv's rule takes this 30% step in the latest run alone (seed 28), but one point after 11 at
+    # that noise cannot show less than about 35%.
+    noisy_runs = history([0.010] * 11 + [0.013], noise=0.08, seed=28)
+    series = series_of(noisy_runs, "latency")
+    y = [p.value for p in series.points]
+    assert detect_regressions(detect_steps(y), 0.05)[2]
+    assert detect(series, 0.05) == []
+    quiet_runs = history([0.010] * 11 + [0.013], noise=0.01, seed=3)
+    (regression,) = detect(series_of(quiet_runs, "latency"), 0.05)
+    assert 0 < regression.detectable < regression.change
+    assert regression.to_dict()["detectable"] == regression.detectable
 
 
 def test_derived_speedup_drops_when_int8_slows_while_fp32_stays():

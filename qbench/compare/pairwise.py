@@ -11,19 +11,21 @@ Rules (STYLE.md §7):
   the ok processes when both sides have some.
 * Each metric's value on a side is the median of its per-process values (a latency process value is the median of
   its samples). The change must exceed the threshold (qbench.thresholds) to count, in the metric's direction.
-* Noisy metrics must also differ significantly (two-sided, p < ALPHA), tested over per-process values:
-  Mann–Whitney U (asv's test, no assumption on the distribution) when the process counts can reach ALPHA at all
-  (5 vs 5 at 0.01); with 2 to 4 processes per side, Welch's t-test on their logarithms (pyperf's family of test;
-  assumes roughly log-normal process values); when a side has a single process, Mann–Whitney U over the samples
-  of the processes pooled, and the reason says so (within-process noise only: run --repeat 3+ to test across
-  processes). Memory has no samples, so one process a side leaves it untested: the threshold alone decides, and
-  the reason says "untested". ALPHA is 0.01, not asv's 0.002: the change must also exceed the minimum effect, and
-  at 0.002 Mann–Whitney would need 6 vs 7 processes and the t-test at 3 vs 3 a t of about 7.
+* Noisy metrics (latency, memory) are judged by qbench.stats.significance: a t-test on the log per-process values
+  whose variance adds the process noise (measured over the processes when a side has two or more, else assumed:
+  noise.json's figure for the case, else the metric's default) and the run-to-run noise (always assumed: two runs
+  cannot measure it; defaults in qbench.thresholds.DEFAULT_NOISE). Samples within one process never stand in for
+  the process noise. Every verdict states the smallest change the comparison could detect (p < ALPHA with POWER).
+  `regressed`/`improved`: significant and beyond the threshold. `unchanged`: not beyond the threshold, or not
+  significant although a change of the threshold's size was detectable. `undetectable`: not significant, and the
+  smallest detectable change is larger than the threshold, so the comparison cannot say the case is unchanged.
+  The threshold is the configured one (command line, suite, default): noise enters the test, not the threshold.
 * Deterministic metrics (size) use the threshold alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -39,7 +41,7 @@ from qbench.history.validate import finite_positive
 __all__ = ["VERDICTS", "STATUS", "SideSummary", "Comparison", "Difference", "CompareReport", "compare",
            "environment_differences", "suite_key"]
 
-VERDICTS = ("regressed", "improved", "incomparable", "missing", "unchanged")
+VERDICTS = ("regressed", "improved", "incomparable", "missing", "undetectable", "unchanged")
 STATUS = "status"
 _HEALTH = {"ok": 2, "skipped": 1, "failed": 0, "timeout": 0}
 # Environment fields that make two sides' numbers differ for reasons other than the code under test.
@@ -120,7 +122,7 @@ def compare(base: Iterable[RunRecord], cand: Iterable[RunRecord],
     table = METRICS if table is None else table
     policy = thresholds if isinstance(thresholds, ThresholdPolicy) else ThresholdPolicy(command_line=tuple(thresholds))
     if noise:
-        policy = ThresholdPolicy(policy.command_line, policy.suites, {**policy.noise, "*": noise}, policy.defaults)
+        policy = dataclasses.replace(policy, noise={**policy.noise, "*": noise})
     names = tuple(metrics) if metrics is not None else _metric_names(policy, table)
     base_by_case, cand_by_case = _by_case(base), _by_case(cand)
     comparisons = []
@@ -276,12 +278,12 @@ def _compare_metric(case_id, machine_id, metric, base, cand, policy, suite, alph
                           "incomparable", different, machine_id=machine_id)
     base_summary, cand_summary = SideSummary.of(base_values), SideSummary.of(cand_values)
     threshold = policy.threshold_for(metric.name, base_summary.value, case_id=case_id, machine_id=machine_id,
-                                     suite=suite)
+                                     suite=suite, raise_to_noise=False)
     test = None
     if metric.noisy:
+        runs = tuple(len({r.run_id for r in side if metric.extract(r) is not None}) for side in (base, cand))
         test = significance([v.value for v in base_values], [v.value for v in cand_values],
-                            [s for v in base_values for s in v.samples], [s for v in cand_values for s in v.samples],
-                            alpha)
+                            policy.noise_for(metric.name, case_id=case_id, machine_id=machine_id), alpha, runs=runs)
     verdict, reason = _judge(metric, base_summary, cand_summary, threshold, test, table)
     ratio = cand_summary.value / base_summary.value if finite_positive(base_summary.value) else None
     return Comparison(case_id, metric.name, base_summary, cand_summary, ratio, verdict, reason, machine_id=machine_id,
@@ -303,16 +305,23 @@ def _judge(metric: Metric, base: SideSummary, cand: SideSummary, threshold: Thre
            table) -> tuple[str, str]:
     change = _change_text(metric, base.value, cand.value)
     limit = f"{threshold.describe(table)} ({threshold.source})"
-    tested = f"; {test.describe()}" if test is not None else ""
-    if not threshold.exceeded(base.value, cand.value):
-        return "unchanged", f"{change}, within {limit}{tested}"
-    if test is not None and test.significant is False:
-        return "unchanged", f"{change}, beyond {limit} but not significant ({test.describe()})"
-    verdict = "regressed" if metric.is_worse(base.value, cand.value) else "improved"
-    how = "; exact threshold" if test is None else tested
-    if not metric.noisy and (len(set(base.values)) > 1 or len(set(cand.values)) > 1):
-        how += "; values differ between processes of one side"
-    return verdict, f"{change}, beyond {limit}{how}"
+    if test is None or test.significant is None:
+        how = "; exact threshold" if test is None else f"; {test.describe()}"
+        if not threshold.exceeded(base.value, cand.value):
+            return "unchanged", f"{change}, within {limit}{how}"
+        verdict = "regressed" if metric.is_worse(base.value, cand.value) else "improved"
+        if not metric.noisy and (len(set(base.values)) > 1 or len(set(cand.values)) > 1):
+            how += "; values differ between processes of one side"
+        return verdict, f"{change}, beyond {limit}{how}"
+    detectable, tested = test.detectable_text(), test.describe()
+    if test.significant and threshold.exceeded(base.value, cand.value):
+        verdict = "regressed" if metric.is_worse(base.value, cand.value) else "improved"
+        return verdict, f"{change}, beyond {limit} and significant, {detectable}; {tested}"
+    if test.significant:
+        return "unchanged", f"{change}, significant but within {limit}, {detectable}; {tested}"
+    if test.detectable > threshold.allowed_fraction(base.value):
+        return "undetectable", f"{change}, not significant; {detectable} only, more than {limit}; {tested}"
+    return "unchanged", f"{change}, not significant, {detectable} (within {limit}); {tested}"
 
 
 def _change_text(metric: Metric, base: float, cand: float) -> str:

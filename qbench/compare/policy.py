@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 from qbench.compare.pairwise import CompareReport, compare, environment_differences, suite_key
+from qbench.compare.noise_model import process_noise, run_noise
 from qbench.compare.steps import Regression, find_regressions
 from qbench.errors import ConfigError, StoreError
 from qbench.history.noise import load_noise, noise_path
@@ -15,19 +16,27 @@ from qbench.records import RunRecord
 from qbench.suite.load import load_suite, resolve_suite_path
 from qbench.thresholds import ThresholdPolicy
 
-__all__ = ["compare_sides", "suite_thresholds", "load_policy", "regressions_in_runs"]
+__all__ = ["compare_sides", "compare_policy", "suite_thresholds", "load_policy", "regressions_in_runs"]
 
 
 def compare_sides(base: Side, cand: Side, history: ResultsFolder, *, results: str, command_line=(),
                   noise_file: str | None = None) -> CompareReport:
     """The comparison of two resolved sides under the threshold policy (command line > suite > default, raised
     to measured noise); also used by `qbench report --compare`."""
-    policy = ThresholdPolicy(command_line=command_line, suites=suite_thresholds(cand.records),
-                             noise=_noise(results, noise_file, history, cand.records))
+    policy = compare_policy(results, history, cand.records, command_line=command_line, noise_file=noise_file)
     comparisons = compare(base.records, cand.records, policy)
     return CompareReport(base.label, cand.label, tuple(comparisons),
                          tuple(environment_differences(base.records, cand.records)),
                          tuple(str(error) for error in history.errors))
+
+
+def compare_policy(results: str, history: ResultsFolder, records: list[RunRecord], *, command_line=(),
+                   noise_file: str | None = None) -> ThresholdPolicy:
+    """compare's policy for a candidate's records: thresholds (command line > suite > default), noise.json, and the
+    run-to-run and process noise of each machine measured from the history under `results`."""
+    return ThresholdPolicy(command_line=command_line, suites=suite_thresholds(records),
+                           noise=_noise(results, noise_file, history, records), run_noise=run_noise(history.series()),
+                           process_noise=process_noise(history.runs))
 
 
 def suite_thresholds(records: list[RunRecord]) -> dict:

@@ -21,6 +21,13 @@ Steps are relative (a threshold is a fraction of the level before), so a series 
 a finite number > 0. One with a 0, a negative or a non-finite value (agreement 0 and SQNR 0 dB of a model with
 random weights, say) cannot be judged: `unjudged` names it and why, and it never counts as a regression.
 
+A step must also be larger than the smallest step the series could have detected (`detectable`, reported with each
+regression), so that noise is never called a regression: with σ the noise of one point (the robust scale above,
+1.4826 · median |first difference| / √2, which includes run-to-run noise since each point is a run), the levels of
+the n_b points before and the n_a points after the step differ by noise with standard error
+SE = σ·√(1/n_b + 1/n_a), and the detectable step is (z_{1-ALPHA/2} + z_POWER)·SE relative to the level before
+(ALPHA and POWER of qbench.stats.significance; a step found in the latest run alone has n_a = 1).
+
 Thresholds (the minimum relative step) are compare's (qbench.thresholds.ThresholdPolicy): the metric's default,
 raised to the case's measured noise from `results/<machine_id>/noise.json` (qbench noise) when that is larger. A
 speedup's threshold is latency's, its noise that of its two latencies in quadrature; compression's is size's.
@@ -39,9 +46,10 @@ from qbench.errors import ConfigError
 from qbench.history.series import DERIVED_FROM, Point, Series
 from qbench.history.store import RunFile
 from qbench.history.validate import finite_positive
+from qbench.stats.significance import ALPHA, POWER
 from qbench.thresholds import ThresholdPolicy
 
-__all__ = ["Regression", "detect_steps", "detect", "threshold_for", "find_regressions", "unjudged",
+__all__ = ["Regression", "detect_steps", "detect", "point_noise", "detectable_step", "threshold_for", "find_regressions", "unjudged",
            "latest_runs", "git_commit_order"]
 
 GAMMA_FACTOR = 2.0
@@ -67,6 +75,7 @@ class Regression:
     latest: float
     threshold: float
     threshold_source: str
+    detectable: float = 0.0
 
     @property
     def change(self) -> float:
@@ -88,6 +97,7 @@ class Regression:
         return {"machine_id": self.machine_id, "case_id": self.case_id, "case_version": self.case_version,
                 "metric": self.metric, "before": self.before, "after": self.after, "latest": self.latest,
                 "change": self.change, "threshold": self.threshold, "threshold_source": self.threshold_source,
+                "detectable": self.detectable,
                 "environment_changes": {k: list(v) for k, v in self.environment_changes.items()},
                 "last_good": point(self.last_good), "first_bad": point(self.first_bad)}
 
@@ -109,15 +119,29 @@ def detect_steps(y: list[float], w: list[float] | None = None) -> list[tuple]:
     if n == 0:
         return []
     w = w or [1.0] * n
-    diffs = [abs(b - a) for a, b in zip(y, y[1:])]
-    sigma = 1.4826 * statistics.median(diffs) / math.sqrt(2) if diffs else 0.0
-    scale = max(0.8 * sigma, 1e-9 * abs(statistics.median(y)), 1e-300)
+    scale = max(0.8 * point_noise(y), 1e-9 * abs(statistics.median(y)), 1e-300)
     right, values, dists = solve_potts_approx(y, w, gamma=GAMMA_FACTOR * scale * math.log(max(n, 2)))
     steps, left = [], 0
     for r, value, dist in zip(right, values, dists):
         steps.append((left, r, value, min(y[left:r]), abs(dist / (r - left))))
         left = r
     return steps
+
+
+def point_noise(y: list[float]) -> float:
+    """The robust standard deviation of one point of a series: 1.4826 · median |first difference| / √2."""
+    diffs = [abs(b - a) for a, b in zip(y, y[1:])]
+    return 1.4826 * statistics.median(diffs) / math.sqrt(2) if diffs else 0.0
+
+
+def detectable_step(y: list[float], steps: list[tuple], good: int, bad: int) -> float:
+    """The smallest relative step between the segment holding point `good` and the one holding `bad` that the
+    series' noise lets through at ALPHA with POWER (module docstring)."""
+    before = next(s for s in steps if s[0] <= good < s[1])
+    after = next(s for s in steps if s[0] <= bad < s[1])
+    se = point_noise(y) * math.sqrt(1.0 / (before[1] - before[0]) + 1.0 / (after[1] - after[0]))
+    z = statistics.NormalDist().inv_cdf(1 - ALPHA / 2) + statistics.NormalDist().inv_cdf(POWER)
+    return z * se / abs(before[2]) if before[2] else math.inf
 
 
 def detect(series: Series, threshold: float, source: str = "given") -> list[Regression]:
@@ -137,10 +161,16 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
     def back(v: float) -> float:
         return v if lower else 1.0 / v
 
-    return [Regression(machine_id=series.machine_id, case_id=series.case_id, case_version=series.case_version,
-                       metric=series.metric, last_good=points[good], first_bad=points[bad], before=back(before),
-                       after=back(after), latest=back(latest), threshold=threshold, threshold_source=source)
-            for good, bad, before, after in jumps]
+    found = []
+    for good, bad, before, after in jumps:
+        detectable = detectable_step(y, steps, good, bad)
+        if after / before - 1.0 > detectable:
+            found.append(Regression(machine_id=series.machine_id, case_id=series.case_id,
+                                    case_version=series.case_version, metric=series.metric, last_good=points[good],
+                                    first_bad=points[bad], before=back(before), after=back(after),
+                                    latest=back(latest), threshold=threshold, threshold_source=source,
+                                    detectable=detectable))
+    return found
 
 
 def unjudged(series: Series) -> str | None:

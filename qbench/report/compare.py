@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 
 from qbench.compare.pairwise import VERDICTS, Comparison, CompareReport, SideSummary
 from qbench.metrics import METRICS, format_value
+from qbench.stats.significance import Significance
 
 __all__ = ["JSON_SCHEMA_VERSION", "render_table", "render_json", "render_markdown"]
 
-JSON_SCHEMA_VERSION = 1
+JSON_SCHEMA_VERSION = 2
 
 
 def _cell(metric_name: str, summary: SideSummary | None) -> str:
@@ -67,6 +69,23 @@ def _summary_json(summary: SideSummary | None) -> dict | None:
             "samples": summary.samples, "values": list(summary.values)}
 
 
+def _test_json(test: Significance | None) -> dict | None:
+    """The test of a noisy metric; log standard deviations and standard error as fractions (0.05 ≈ 5%)."""
+    if test is None:
+        return None
+    noise = test.noise
+    return {"name": test.test, "p_value": test.p_value, "significant": test.significant, "alpha": test.alpha,
+            "power": test.power, "detectable": _finite(test.detectable), "standard_error": test.standard_error,
+            "df": None if test.df is None or math.isinf(test.df) else test.df, "processes": list(test.processes), "runs": list(test.runs),
+            "process_sd": test.process_sd, "process_sd_measured": test.measured,
+            "run_sd": None if noise is None else noise.run, "assumed_from": None if noise is None else noise.source}
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no infinity: an unbounded figure (nothing detectable) is null."""
+    return value if value is None or math.isfinite(value) else None
+
+
 def render_json(report: CompareReport) -> str:
     comparisons = []
     for c in report.comparisons:
@@ -75,8 +94,7 @@ def render_json(report: CompareReport) -> str:
             "case_id": c.case_id, "machine_id": c.machine_id, "metric": c.metric,
             "unit": metric.unit if metric else None, "verdict": c.verdict, "reason": c.reason, "ratio": c.ratio,
             "base": _summary_json(c.base), "candidate": _summary_json(c.cand), "threshold": c.threshold,
-            "test": None if c.test is None else {"name": c.test.test, "over": c.test.over, "p_value": c.test.p_value,
-                                                 "significant": c.test.significant, "pooled": c.test.pooled},
+            "test": _test_json(c.test),
         })
     document = {"schema_version": JSON_SCHEMA_VERSION, "base": report.base, "candidate": report.cand,
                 "counts": report.counts, "regressed": report.regressed,
@@ -116,7 +134,7 @@ def render_markdown(report: CompareReport) -> str:
         if not rows:
             continue
         title = f"{verdict.capitalize()} ({len(rows)})"
-        if verdict == "unchanged":
+        if verdict in ("undetectable", "unchanged"):
             lines += [f"<details><summary>{title}</summary>", "", *_md_table(rows), "", "</details>", ""]
         else:
             lines += [f"#### {title}", "", *_md_table(rows), ""]

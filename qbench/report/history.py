@@ -42,7 +42,7 @@ def render_regressions(regressions: list[Regression], new: set[int], series: lis
         lines += ["", f"REGRESSION {r.metric} {r.change:+.1%}  {r.case_id}  ({r.machine_id})",
                   f"  {format_series_value(r.before, r.metric)} -> {format_series_value(r.after, r.metric)} (now "
                   f"{format_series_value(r.latest, r.metric)}); threshold {r.threshold:.1%} from "
-                  f"{r.threshold_source}", _where(r.last_good, "last good", False),
+                  f"{r.threshold_source}; detectable {r.detectable:.1%}", _where(r.last_good, "last good", False),
                   _where(r.first_bad, "first bad", id(r) in new)]
         if r.environment_changes:
             lines.append("  changed    " + ", ".join(f"{name} {_unset(a)} -> {_unset(b)}"

@@ -1,102 +1,190 @@
-"""Two-sided significance tests of two samples: Mann–Whitney U, Welch t on logarithms, Student t, incomplete beta."""
+"""Whether two sides of a noisy metric differ, and the smallest change the comparison could have detected.
+
+The model, on logarithms (a change is a ratio): the value of one process is
+
+    log y = level of the code + run effect (shared by the processes of one run) + process effect
+
+with standard deviations `run` and `process` (Noise). The change is estimated by the difference of the sides' mean
+log process values, d = mean(log cand) - mean(log base). Its variance adds two parts:
+
+    SE² = s²·(1/m + 1/n) + run²·(1/r + 1/q)
+
+* s²·(1/m + 1/n), what the processes of these two runs show: s is the pooled standard deviation of the log process
+  values within each side (m + n - 2 degrees of freedom) when a side has two or more processes; when both sides
+  have a single process it cannot be measured, and the assumed `process` figure is used (noise.json's, else the
+  one measured within the runs of the machine's history, else the metric's default). Samples within one process
+  never stand in for it: they miss what varies between processes.
+* run²·(1/r + 1/q), what r base and q candidate runs of unchanged code show (a side named by a commit can hold
+  several runs): `run` is the standard deviation of one run's level (its median over processes), measured from
+  consecutive runs in the machine's history (qbench.compare.noise_model.run_noise), else the metric's default.
+  It cannot be measured from the two runs compared. A run's level already holds some process noise, so the sum
+  counts that twice: it errs towards fewer false alarms. On a shared VM this part dominates: the machine's load
+  moves every case of a run together, and more processes per run do not average it away; only more runs do.
+
+Test: t = d / SE, two-sided, Student's t with the Welch–Satterthwaite degrees of freedom of SE² (only a process
+part measured from these processes has finite degrees of freedom, m + n - 2; assumed figures count as known, so a
+fully assumed SE is a z-test). Significant when p < ALPHA.
+
+Minimum detectable effect (what every verdict reports): the smallest true change that this comparison detects with
+probability POWER at level ALPHA, exp((t_{1-ALPHA/2} + t_{POWER}) · SE) - 1. A change smaller than that is not a
+"same": the comparison could not have told.
+"""
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["ALPHA", "Significance", "significance", "student_t_p"]
+__all__ = ["ALPHA", "POWER", "Noise", "Significance", "significance", "student_t_p", "student_t_quantile",
+           "incomplete_beta", "clopper_pearson", "percent"]
 
 ALPHA = 0.01
+POWER = 0.95
+_NORMAL = statistics.NormalDist()
+_LARGE_DF = 1e4
+_MAX_EXPONENT = 700.0  # exp beyond this overflows a float: nothing is detectable
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Assumed noise of one case and metric, as standard deviations of natural logarithms (0.05 ≈ 5%): `process`
+    of one process's value around its run's level, `run` of a run's level between runs; `source` and `run_source`
+    say where they came from."""
+
+    process: float
+    run: float
+    source: str = "default"
+    run_source: str = "default"
 
 
 @dataclass(frozen=True)
 class Significance:
-    """Outcome of the two-sided test; `significant` is None when no test was possible."""
+    """Outcome of the test; `significant` is None when no test was possible (no positive values)."""
 
     test: str
-    over: str
     p_value: float | None
     significant: bool | None
     processes: tuple[int, int] = (0, 0)
+    runs: tuple[int, int] = (1, 1)
+    detectable: float | None = None
+    standard_error: float | None = None
+    df: float | None = None
+    process_sd: float | None = None
+    measured: bool = False
+    noise: Noise | None = None
+    alpha: float = ALPHA
+    power: float = POWER
 
     @property
-    def pooled(self) -> bool:
-        return self.over == "pooled samples"
+    def process_noise(self) -> str:
+        base, cand = self.processes
+        if self.measured:
+            return f"process noise {percent(self.process_sd)} measured over {base} vs {cand} processes"
+        return f"process noise {percent(self.process_sd)} assumed ({self.noise.source}; one process a side)"
 
     def describe(self) -> str:
         base, cand = self.processes
         if self.significant is None:
-            return f"untested: {base} vs {cand} processes, too few values for a test (use --repeat 3 or more)"
-        name = {"mann-whitney": "Mann–Whitney U", "welch-t": "Welch t-test"}[self.test]
-        if self.pooled:
-            where = f"over the pooled samples of {base} vs {cand} processes (within-process noise only)"
-        else:
-            where = f"over {base} vs {cand} processes"
-        return f"{name} {where}, p={self.p_value:.2g}"
+            return f"untested: {base} vs {cand} processes without positive values"
+        p = "p<0.0001" if self.p_value < 1e-4 else f"p={self.p_value:.2g}"
+        runs = "" if self.runs == (1, 1) else f" over {self.runs[0]} vs {self.runs[1]} runs"
+        return (f"t-test over {base} vs {cand} processes, {p} ({self.process_noise}; run-to-run "
+                f"{percent(self.noise.run)}{runs}, {self.noise.run_source})")
+
+    def detectable_text(self) -> str:
+        """The smallest change this comparison detects, for every verdict's reason."""
+        return f"detectable ±{percent(self.detectable)}"
 
 
-def significance(base_values: list[float], cand_values: list[float], base_samples: Iterable[float] = (),
-                 cand_samples: Iterable[float] = (), alpha: float = ALPHA) -> Significance:
-    """Two-sided test that the sides differ: over per-process values when there are enough of them, else over the
-    pooled samples of single processes (flagged), else none (significant=None). See the module docstring."""
+def percent(fraction: float | None) -> str:
+    """0.034 → "3.4%", 0.25 → "25%", 120 → "1.2e+04%"; "-" for None, "∞%" for no limit."""
+    if fraction is None:
+        return "-"
+    if math.isinf(fraction):
+        return "∞%"
+    return f"{fraction * 100:.1f}%" if fraction < 0.1 else f"{fraction * 100:.0f}%" if fraction < 100 else \
+        f"{fraction * 100:.2g}%"
+
+
+def significance(base_values: list[float], cand_values: list[float], noise: Noise, alpha: float = ALPHA,
+                 power: float = POWER, runs: tuple[int, int] = (1, 1)) -> Significance:
+    """The two-sided test of the module docstring over per-process values, with its minimum detectable effect."""
     m, n = len(base_values), len(cand_values)
-    if _rank_test_can_reach(m, n, alpha):
-        p = _mann_whitney_p(base_values, cand_values)
-        return Significance("mann-whitney", "processes", p, p < alpha, (m, n))
-    if m >= 2 and n >= 2:
-        p = _welch_p(base_values, cand_values)
-        return Significance("welch-t", "processes", p, p < alpha, (m, n))
-    base_samples, cand_samples = list(base_samples), list(cand_samples)
-    if _rank_test_can_reach(len(base_samples), len(cand_samples), alpha):
-        p = _mann_whitney_p(base_samples, cand_samples)
-        return Significance("mann-whitney", "pooled samples", p, p < alpha, (m, n))
-    return Significance("none", "", None, None, (m, n))
-
-
-def _rank_test_can_reach(m: int, n: int, alpha: float) -> bool:
-    """Whether a two-sided Mann–Whitney U over m and n values can give p < alpha at all (2 / C(m+n, m))."""
-    return m >= 1 and n >= 1 and math.comb(m + n, m) > 2.0 / alpha
-
-
-def _mann_whitney_p(x: list[float], y: list[float]) -> float:
-    from asv._stats import mann_whitney_u
-
-    return min(1.0, mann_whitney_u(list(x), list(y))[1])
-
-
-def _welch_p(x: list[float], y: list[float]) -> float:
-    """Welch's two-sided t-test on the logarithms (ratios, not differences, are what change), with the
-    Welch–Satterthwaite degrees of freedom."""
-    if min(x) > 0 and min(y) > 0:
-        x, y = [math.log(v) for v in x], [math.log(v) for v in y]
-    m, n = len(x), len(y)
-    var_x, var_y = statistics.variance(x) / m, statistics.variance(y) / n
+    if not m or not n or min(base_values) <= 0 or min(cand_values) <= 0:
+        return Significance("none", None, None, (m, n), runs, noise=noise, alpha=alpha, power=power)
+    x, y = [math.log(v) for v in base_values], [math.log(v) for v in cand_values]
     difference = statistics.fmean(y) - statistics.fmean(x)
-    if var_x + var_y == 0:
-        return 1.0 if difference == 0 else 0.0
-    t = difference / math.sqrt(var_x + var_y)
-    df = (var_x + var_y) ** 2 / (var_x ** 2 / (m - 1) + var_y ** 2 / (n - 1))
-    return student_t_p(t, df)
+    squares = sum((v - statistics.fmean(x)) ** 2 for v in x) + sum((v - statistics.fmean(y)) ** 2 for v in y)
+    process_df = m + n - 2
+    measured = process_df > 0
+    process_var = squares / process_df if measured else noise.process ** 2
+    process_part = process_var * (1.0 / m + 1.0 / n)
+    run_part = noise.run ** 2 * (1.0 / max(runs[0], 1) + 1.0 / max(runs[1], 1))
+    variance = process_part + run_part
+    df = variance ** 2 / (process_part ** 2 / process_df) if measured and process_part > 0 else math.inf
+    se = math.sqrt(variance)
+    if se == 0:
+        p = 1.0 if difference == 0 else 0.0
+        detectable = 0.0
+    else:
+        p = student_t_p(difference / se, df)
+        exponent = (student_t_quantile(1 - alpha / 2, df) + student_t_quantile(power, df)) * se
+        detectable = math.expm1(exponent) if exponent < _MAX_EXPONENT else math.inf
+    return Significance("t", p, p < alpha, (m, n), runs, detectable, se, df, math.sqrt(process_var), measured,
+                        noise, alpha, power)
 
 
 def student_t_p(t: float, df: float) -> float:
     """Two-sided p-value of Student's t with df degrees of freedom (fractional for Welch, as scipy's ttest_ind):
-    the regularized incomplete beta I_x(df/2, 1/2) at x = df / (df + t^2)."""
+    the regularized incomplete beta I_x(df/2, 1/2) at x = df / (df + t^2); the normal one for df = inf."""
     if t == 0:
         return 1.0
-    return min(1.0, max(0.0, _incomplete_beta(df / 2.0, 0.5, df / (df + t * t))))
+    if df > _LARGE_DF:
+        return min(1.0, 2.0 * (1.0 - _NORMAL.cdf(abs(t))))
+    return min(1.0, max(0.0, incomplete_beta(df / 2.0, 0.5, df / (df + t * t))))
 
 
-def _incomplete_beta(a: float, b: float, x: float) -> float:
+def student_t_quantile(q: float, df: float) -> float:
+    """The q quantile (0.5 < q < 1) of Student's t with df degrees of freedom, by bisection on student_t_p."""
+    if df > _LARGE_DF:
+        return _NORMAL.inv_cdf(q)
+    target = 2.0 * (1.0 - q)
+    low, high = 0.0, 1.0
+    while student_t_p(high, df) > target:
+        low, high = high, high * 2.0
+    for _ in range(100):
+        middle = (low + high) / 2.0
+        low, high = (middle, high) if student_t_p(middle, df) > target else (low, middle)
+    return (low + high) / 2.0
+
+
+def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper–Pearson) two-sided `level` interval of a binomial proportion: the beta quantiles
+    B(a/2; k, n-k+1) and B(1-a/2; k+1, n-k), found by bisection on the regularized incomplete beta."""
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials and trials > 0, got {successes} of {trials}")
+    tail = (1.0 - level) / 2.0
+
+    def beta_quantile(q: float, a: float, b: float) -> float:
+        low, high = 0.0, 1.0
+        for _ in range(200):
+            middle = (low + high) / 2.0
+            low, high = (middle, high) if incomplete_beta(a, b, middle) < q else (low, middle)
+        return (low + high) / 2.0
+
+    lower = 0.0 if successes == 0 else beta_quantile(tail, successes, trials - successes + 1)
+    upper = 1.0 if successes == trials else beta_quantile(1.0 - tail, successes + 1, trials - successes)
+    return lower, upper
+
+
+def incomplete_beta(a: float, b: float, x: float) -> float:
     """Regularized incomplete beta I_x(a, b) by its continued fraction (modified Lentz; Numerical Recipes 6.4)."""
     if x <= 0.0 or x >= 1.0:
         return 0.0 if x <= 0.0 else 1.0
     front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
     if x > (a + 1.0) / (a + b + 2.0):
-        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
+        return 1.0 - incomplete_beta(b, a, 1.0 - x)
     tiny = 1e-300
     c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
     d = 1.0 / (d if abs(d) > tiny else tiny)

@@ -1,0 +1,88 @@
+"""The noise compare's test assumes, measured from a machine's history: how far one run's level moves from run to run
+(run_noise), and how far one process's value moves around its run's level (process_noise). Both are standard
+deviations of natural logarithms, per machine × metric, for all cases ("*") and per case with enough data; compare
+takes the larger of the two (qbench.thresholds.ThresholdPolicy.noise_for; docs/compare.md).
+
+Run noise: the first differences of each series' log values (runs in time order, at least 3 of them: a series of
+two runs is the very pair a comparison tests), robust scale 1.4826 · median |Δ| / √2, so that a real step, which
+moves one difference, does not count. Process noise: the pooled standard deviation of the log per-process values
+of a case within each run that has two or more processes (`qbench run --repeat N`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+
+from qbench.history.series import Series
+from qbench.history.store import RunFile
+from qbench.history.validate import finite_positive
+from qbench.metrics import METRICS
+
+__all__ = ["MIN_RUN_DIFFERENCES", "MIN_CASE_DIFFERENCES", "MIN_PROCESS_DF", "run_noise", "process_noise"]
+
+MIN_RUN_DIFFERENCES = 8
+MIN_CASE_DIFFERENCES = 4
+MIN_PROCESS_DF = 4
+
+
+def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENCES,
+              min_case_differences: int = MIN_CASE_DIFFERENCES) -> dict[str, dict[str, dict]]:
+    """machine_id → metric → case_id or "*" → (SD of one run's log level, where from); the machine's figure needs
+    `min_differences` first differences, a case's `min_case_differences`."""
+    differences: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for one in series:
+        values = [p.value for p in one.points]
+        if len(values) < 3 or not all(finite_positive(v) for v in values):
+            continue
+        logs = [math.log(v) for v in values]
+        by_case = differences.setdefault((one.machine_id, one.metric), {})
+        by_case.setdefault(one.case_id, []).extend(b - a for a, b in zip(logs, logs[1:]))
+    found: dict[str, dict[str, dict]] = {}
+    for (machine_id, metric), by_case in sorted(differences.items()):
+        pooled = [d for diffs in by_case.values() for d in diffs]
+        if len(pooled) < min_differences:
+            continue
+        scales = {"*": (pooled, f"measured over {len(pooled)} consecutive-run differences in history")}
+        scales.update({case_id: (diffs, f"measured over {len(diffs)} consecutive runs of the case in history")
+                       for case_id, diffs in by_case.items() if len(diffs) >= min_case_differences})
+        found.setdefault(machine_id, {})[metric] = {
+            key: (1.4826 * statistics.median(abs(d) for d in diffs) / math.sqrt(2), source)
+            for key, (diffs, source) in scales.items()}
+    return found
+
+
+def process_noise(runs: Iterable[RunFile], min_df: int = MIN_PROCESS_DF) -> dict[str, dict[str, dict]]:
+    """machine_id → metric → case_id or "*" → (SD of one process's log value within its run, where from), for the
+    noisy metrics, from runs with two or more ok processes of a case; each figure needs `min_df` degrees of
+    freedom (processes minus one per run and case)."""
+    squares: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
+    for run in runs:
+        groups = defaultdict(list)
+        for record in run.records:
+            if record.status == "ok":
+                groups[(str(record.machine.get("machine_id")), record.case_id)].append(record)
+        for (machine_id, case_id), records in groups.items():
+            for name, metric in METRICS.items():
+                if not metric.noisy:
+                    continue
+                values = [v.value for v in (metric.extract(r) for r in records) if v is not None]
+                if len(values) < 2 or not all(finite_positive(v) for v in values):
+                    continue
+                logs = [math.log(v) for v in values]
+                mean = statistics.fmean(logs)
+                entry = squares[(machine_id, name)][case_id]
+                entry[0] += sum((v - mean) ** 2 for v in logs)
+                entry[1] += len(logs) - 1
+    found: dict[str, dict[str, dict]] = {}
+    for (machine_id, metric), by_case in sorted(squares.items()):
+        total, df = sum(e[0] for e in by_case.values()), sum(e[1] for e in by_case.values())
+        if df < min_df:
+            continue
+        figures = {"*": (math.sqrt(total / df), f"measured within runs in history, {df} df")}
+        figures.update({case_id: (math.sqrt(ss / n), f"measured within runs of the case in history, {n} df")
+                        for case_id, (ss, n) in by_case.items() if n >= min_df})
+        found.setdefault(machine_id, {})[metric] = figures
+    return found

@@ -240,3 +240,22 @@ def test_a_corrupt_run_file_given_as_a_side_is_named_once_and_exits_3(history, t
     assert done.returncode == 3
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"qbench: error: {bad}:") and "corrupt line" in line
+
+
+def test_output_closed_before_the_command_finished_is_exit_141_without_a_traceback():
+    """`qbench compare ... | head`: the reader goes away; qbench stops quietly with the SIGPIPE convention."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fixtures = Path(__file__).parent / "fixtures" / "records" / "avx2-amd-epyc-zen3"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that is already gone: the first write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "qbench", "compare", "latest~1", "latest", "--results",
+                               str(fixtures)], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr

@@ -2,13 +2,15 @@
 
 Exit codes: 0 ok; 1 a regression was found (commands that compare); 2 bad input (suite file, names, arguments);
 3 infrastructure failure (unreadable results, a worker pool that cannot start, failed cases with --fail-on-error);
-130 interrupted.
+130 interrupted; 141 standard output closed before the command finished (`qbench compare | head`), as a tool
+killed by SIGPIPE reports it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from qbench.errors import ConfigError, QBenchError
@@ -16,6 +18,7 @@ from qbench.errors import ConfigError, QBenchError
 __all__ = ["main", "Command", "COMMANDS", "EXIT_OK", "EXIT_REGRESSION", "EXIT_BAD_INPUT", "EXIT_INFRA"]
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141
 
 
 class Command:
@@ -79,7 +82,7 @@ def _chosen(argv: list[str]) -> str | None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser, with the arguments of the one command `argv` names (all of them when argv is None)."""
     parser = _Parser(prog="qbench", description="Benchmark PyTorch quantization on CPUs and track regressions.",
-                     epilog="exit codes: 0 ok, 1 regression, 2 bad input, 3 infrastructure failure, 130 interrupted")
+                     epilog="exit codes: 0 ok, 1 regression, 2 bad input, 3 infrastructure failure, 130 interrupted, 141 output closed early")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     wanted = COMMANDS if argv is None else [_chosen(argv)]
     for name, help_text in COMMANDS.items():
@@ -105,3 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more can be shown, and Python must not report the failed flush of
+        # stdout at exit either (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

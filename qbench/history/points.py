@@ -1,0 +1,205 @@
+"""Series from summary tables (qbench.history.summary): the points of every machine × case × metric, computed with
+grouped columns instead of record objects, so that a year of nightlies is a few million numbers, not millions of
+parsed records.
+
+The rules are qbench.history.series' (one definition, checked against each other by tests/test_series.py): a point
+is the median over a run's ok records of one case (same machine and case_version) of each record's value; n is how
+many records had one; its precision is the run's `rel_err_<metric>` of that case; its provenance (commit, torch,
+environment) is the case's first ok record's in the run, its run id and start the run header's. speedup and
+compression pair each int8 case with the one fp32 case of the same run, machine and pair_key.
+
+Points are kept as columns (PointList) and made into Point objects only when one is looked at (a regression's last
+good and first bad run), so step detection over every series costs arrays, not objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from qbench.history.series import (DERIVED_FROM, DERIVED_METRICS, Point, Series, derived_version, flat_environment,
+                                   series_metrics)
+from qbench.history.store import RunFile
+
+__all__ = ["PointList", "series_columns", "series_from_summaries"]
+
+_KEYS = ["run", "machine_id", "case_id", "case_version"]
+_FIRST = ["mode", "pair_key", "run_id", "started_at", "qbench_commit", "qbench_dirty", "torch", "environment"]
+
+
+def series_columns(metrics) -> list[str]:
+    """The summary columns series of these metrics need (status is filtered on, not read)."""
+    from qbench.history.summary import NOISY
+
+    measured = {DERIVED_FROM.get(name, name) for name in metrics}
+    columns = _KEYS[1:] + _FIRST
+    for name in sorted(measured):
+        columns.append(f"value_{name}")
+        if name in NOISY:
+            columns.append(f"rel_err_{name}")
+    return columns
+
+
+class _Provenance:
+    """Runs and first-record provenance shared by every PointList of one build."""
+
+    def __init__(self, runs: list[RunFile]):
+        self.runs = [(str(run.header.get("run_id") or ""), str(run.header.get("started_at") or ""), str(run.path))
+                     for run in runs]
+        self.environments: dict[str, tuple] = {}
+
+    def environment(self, text) -> tuple:
+        if text not in self.environments:
+            try:
+                found = json.loads(text) if isinstance(text, str) else {}
+            except json.JSONDecodeError:
+                found = {}
+            self.environments[text] = flat_environment(found if isinstance(found, dict) else {})
+        return self.environments[text]
+
+
+class PointList(Sequence):
+    """The points of one series as columns; `[i]` and iteration make Point objects."""
+
+    def __init__(self, provenance: _Provenance, columns: dict[str, np.ndarray]):
+        self._provenance = provenance
+        self._columns = columns
+
+    def __len__(self) -> int:
+        return len(self._columns["value"])
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        c = self._columns
+        run_id, started_at, file = self._provenance.runs[c["run"][index]]
+        rel_err = float(c["rel_err"][index])
+        dirty = c["qbench_dirty"][index]
+        return Point(run_id=run_id or c["run_id"][index], started_at=started_at or c["started_at"][index],
+                     commit=_text(c["qbench_commit"][index]), dirty=bool(dirty) if _known(dirty) else False,
+                     torch=_text(c["torch"][index]), file=file, value=float(c["value"][index]),
+                     rel_err=None if math.isnan(rel_err) else rel_err, n=int(c["n"][index]),
+                     environment=self._provenance.environment(c["environment"][index]))
+
+    def values(self) -> list[float]:
+        return self._columns["value"].tolist()
+
+    def rel_errs(self) -> list[float | None]:
+        return [None if math.isnan(e) else e for e in self._columns["rel_err"].tolist()]
+
+    def run_ids(self) -> list[str]:
+        return [self._provenance.runs[i][0] or self._columns["run_id"][j]
+                for j, i in enumerate(self._columns["run"].tolist())]
+
+
+def _known(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and value is not pa.NA
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def series_from_summaries(summaries: list[tuple[RunFile, pa.Table]], metrics=None) -> list[Series]:
+    """Series for every machine × case × metric of these runs' summary rows (only ok rows count)."""
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    wanted = set(metrics) if metrics is not None else set(series_metrics())
+    columns = series_columns(wanted)
+    tables = []
+    for index, (_, table) in enumerate(summaries):
+        if "status" in table.column_names:
+            table = table.filter(pc.equal(table["status"], "ok"))
+        table = table.select(columns)
+        tables.append(table.append_column("run", pa.array(np.full(len(table), index, np.int32))))
+    provenance = _Provenance([run for run, _ in summaries])
+    if not tables or not sum(len(t) for t in tables):
+        return []
+    frame = pa.concat_tables(tables).to_pandas(strings_to_categorical=True)
+    for name in ("machine_id", "case_id", "case_version"):
+        frame[name] = frame[name].astype("category")
+    first = frame.drop_duplicates(_KEYS, keep="first").set_index(_KEYS)[_FIRST]
+    figures: dict[str, pd.DataFrame] = {}
+    for name in {DERIVED_FROM.get(m, m) for m in wanted}:
+        figures[name] = _figures(frame, name)
+    series: list[Series] = []
+    for name in sorted(wanted):
+        if name in DERIVED_METRICS:
+            points = _derived(figures[DERIVED_FROM[name]], first)
+        else:
+            points = figures[name].join(first, how="inner").reset_index()
+            points["sources"] = list(zip(points["case_id"].astype(str)))
+            points["series_version"] = points["case_version"].astype(str)
+        series.extend(_split(points, name, provenance))
+    return sorted(series, key=lambda s: (s.machine_id, s.case_id, s.metric, s.case_version))
+
+
+def _figures(frame, name: str):
+    """Per run and case: value (median of the records' values), n, rel_err."""
+    value = f"value_{name}"
+    error = f"rel_err_{name}"
+    picked = frame[_KEYS + [value] + ([error] if error in frame else [])].dropna(subset=[value])
+    grouped = picked.groupby(_KEYS, observed=True, sort=False)
+    out = grouped[value].agg(["median", "size"]).rename(columns={"median": "value", "size": "n"})
+    out["rel_err"] = grouped[error].first() if error in frame else np.nan
+    return out
+
+
+def _derived(figures, first):
+    """int8 / fp32 pairs of one run, machine and pair_key: value = fp32 figure / int8 figure."""
+    cases = first.reset_index()
+    fp32 = cases[cases["mode"] == "fp32"]
+    unique = fp32[~fp32.duplicated(["run", "machine_id", "pair_key"], keep=False)]
+    base = unique[["run", "machine_id", "pair_key", "case_id", "case_version"]].rename(
+        columns={"case_id": "base_case", "case_version": "base_version"})
+    quant = cases[cases["mode"] != "fp32"].merge(base, on=["run", "machine_id", "pair_key"])
+    with_figures = figures.reset_index()
+    quant = quant.merge(with_figures, on=_KEYS)
+    base_figures = with_figures.rename(columns={"case_id": "base_case", "case_version": "base_version",
+                                                "value": "base_value", "n": "base_n", "rel_err": "base_err"})
+    quant = quant.merge(base_figures, on=["run", "machine_id", "base_case", "base_version"])
+    quant = quant[quant["value"] != 0]
+    quant = quant.assign(value=quant["base_value"] / quant["value"],
+                         rel_err=np.hypot(quant["rel_err"], quant["base_err"]),
+                         n=np.minimum(quant["n"], quant["base_n"]))
+    quant["sources"] = list(zip(quant["case_id"].astype(str), quant["base_case"].astype(str)))
+    quant["series_version"] = [derived_version(str(a), str(b))
+                               for a, b in zip(quant["case_version"], quant["base_version"])]
+    return quant
+
+
+def _split(points, metric: str, provenance: _Provenance) -> list[Series]:
+    if points.empty:
+        return []
+    runs = provenance.runs
+    points = points.assign(_started=[runs[i][1] or s for i, s in zip(points["run"], points["started_at"].astype(str))],
+                           _run_id=[runs[i][0] or r for i, r in zip(points["run"], points["run_id"].astype(str))])
+    points = points.sort_values(["machine_id", "case_id", "series_version", "_started", "_run_id"], kind="stable")
+    out = []
+    kept = ("run", "value", "rel_err", "n", "qbench_commit", "qbench_dirty", "torch", "environment", "run_id",
+            "started_at")
+    arrays = {name: _array(points[name]) for name in kept}
+    keys = list(zip(points["machine_id"].astype(str), points["case_id"].astype(str), points["series_version"]))
+    sources = points["sources"].tolist()
+    start = 0
+    for stop in range(1, len(keys) + 1):
+        if stop == len(keys) or keys[stop] != keys[start]:
+            machine_id, case_id, version = keys[start]
+            columns = {name: array[start:stop] for name, array in arrays.items()}
+            out.append(Series(machine_id, case_id, version, metric, sources[start],
+                              PointList(provenance, columns)))
+            start = stop
+    return out
+
+
+def _array(column) -> np.ndarray:
+    if column.name in ("value", "rel_err"):
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    if column.name in ("run", "n"):
+        return column.to_numpy(dtype=np.int64)
+    return column.astype(object).where(column.notna(), None).to_numpy(dtype=object)

@@ -128,8 +128,8 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
     if len(points) < 3 or unjudged(series):
         return []
     lower = series.info.direction == "lower"
-    y = [p.value if lower else 1.0 / p.value for p in points]
-    steps = detect_steps(y, _weights(y, [p.rel_err for p in points]))
+    y = [v if lower else 1.0 / v for v in series.values]
+    steps = detect_steps(y, _weights(y, series.rel_errs))
     latest, _, jumps = detect_regressions(steps, threshold)
     if not jumps:
         return []
@@ -145,11 +145,13 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
 
 def unjudged(series: Series) -> str | None:
     """Why step detection cannot judge this series (None when it can): relative steps need values > 0."""
-    bad = [p for p in series.points if not finite_positive(p.value)]
+    values = series.values
+    bad = [i for i, value in enumerate(values) if not finite_positive(value)]
     if not bad:
         return None
-    return (f"{len(bad)} of {len(series.points)} values are 0, negative or not finite (first: {bad[0].value!r} in "
-            f"run {bad[0].run_id[:8]}); relative steps need values > 0")
+    first = series.points[bad[0]]
+    return (f"{len(bad)} of {len(values)} values are 0, negative or not finite (first: {first.value!r} in "
+            f"run {first.run_id[:8]}); relative steps need values > 0")
 
 
 def threshold_for(series: Series, policy: ThresholdPolicy) -> tuple[float, str]:

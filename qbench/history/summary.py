@@ -26,7 +26,7 @@ from qbench.history.frame import COLUMNS, record_row
 from qbench.metrics import METRICS
 from qbench.records import RunRecord
 
-__all__ = ["SCHEMA", "FILE_COLUMNS", "NOISY", "summary_table", "empty_summary", "pair_digest"]
+__all__ = ["SCHEMA", "FILE_COLUMNS", "NOISY", "summary_table", "run_summary", "empty_summary", "pair_digest"]
 
 _STRINGS = ("run_id", "record_id", "suite", "case_id", "case_version", "model", "mode", "engine", "weights", "qconfig",
             "runner", "status", "reason", "machine_id", "cpu_model", "isa", "cpu_capability", "torch",
@@ -117,3 +117,17 @@ def summary_table(records: list[RunRecord]) -> pa.Table:
 def empty_summary(columns: list[str] | None = None) -> pa.Table:
     schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(name) for name in columns])
     return schema.empty_table()
+
+
+def run_summary(run, columns: list[str] | None = None, ok_only: bool = False) -> pa.Table:
+    """A run's summary rows, only these columns (and only ok records with `ok_only`): read from the store's columns
+    for a compacted run, computed from its records for a JSON-lines one. Without ok_only, row i is record i."""
+    import pyarrow.compute as pc
+
+    reader = getattr(run, "summary", None)
+    if reader is not None:
+        return reader(columns, ok_only)
+    table = summary_table(run.records)
+    if ok_only:
+        table = table.filter(pc.equal(table["status"], "ok"))
+    return table if columns is None else table.select(columns)

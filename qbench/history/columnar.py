@@ -67,15 +67,17 @@ def _target(root: Path, machine_id: str, stem: str, header: dict, fallback_month
     return Path(root) / machine_id / STORE_DIR / f"month={month}" / f"{stem}{SUFFIX}"
 
 
-def write_run(target: Path, header: dict, records: list, footer: dict | None) -> Path:
-    """Write one run (RunRecords that passed the value rules) as a store file, atomically."""
+def write_run(target: Path, header: dict, records: list, footer: dict | None, lines: list[str] | None = None) -> Path:
+    """Write one run (RunRecords that passed the value rules) as a store file, atomically. `lines`: the records' JSON
+    lines when the caller already has them (qbench.history.synthetic), else made from the records."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from qbench.history.summary import summary_table
     from qbench.history.validate import RULES_VERSION
 
-    lines = [json.dumps(r.to_dict(), sort_keys=True, allow_nan=False) for r in records]
+    if lines is None:
+        lines = [json.dumps(r.to_dict(), sort_keys=True, allow_nan=False) for r in records]
     table = summary_table(records).append_column("record", pa.array(lines, pa.large_string()))
     table = table.replace_schema_metadata({
         "qbench.store_version": str(STORE_VERSION), "qbench.value_rules": str(RULES_VERSION),

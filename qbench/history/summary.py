@@ -98,6 +98,7 @@ def summary_table(records: list[RunRecord]) -> pa.Table:
     """The summary rows of a run's records (in their order) as a table of SCHEMA."""
     columns: dict[str, list] = {field.name: [] for field in SCHEMA}
     errors = _case_errors(records)
+    pairs: dict[str, str] = {}  # case_version -> pair_digest: a function of the case
     for record, case_errors in zip(records, errors):
         row = record_row(record)
         for name in COLUMNS:
@@ -108,7 +109,10 @@ def summary_table(records: list[RunRecord]) -> pa.Table:
             columns[f"value_{name}"].append(found.value if found is not None else None)
         for name in NOISY:
             columns[f"rel_err_{name}"].append(case_errors.get(name))
-        columns["pair_key"].append(pair_digest(record))
+        version = record.case.case_version
+        if version not in pairs:
+            pairs[version] = pair_digest(record)
+        columns["pair_key"].append(pairs[version])
         columns["environment"].append(json.dumps(record.environment, sort_keys=True, default=str))
     arrays = [pa.array([_coerce(v, field.type) for v in columns[field.name]], field.type) for field in SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)

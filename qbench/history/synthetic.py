@@ -8,10 +8,15 @@ series. Skipped cases are written as skipped records with their reason. Each nig
 (worker.repeat 0..repeat-1), one run file per night in the layout of qbench.history.store, each night a new torch
 nightly build at one qbench commit.
 
-    python -m qbench.history.synthetic --plan cases.jsonl --templates tests/fixtures/records --nights 30 \
-        --repeat 3 --out /tmp/history
+    python -m qbench.history.synthetic --plan cases.jsonl --templates tests/fixtures/records --nights 365 \
+        --repeat 3 --out /tmp/history [--store jsonl]
 
-Pure stdlib; files are written whole (no per-line fsync: this is a fixture, not a run).
+By default each night is written straight into the columnar store (qbench.history.columnar.write_run: the same
+summary columns and record JSON `qbench compact` writes), which is how a year of nightlies is kept; `--store jsonl`
+writes JSON-lines run files instead (what `qbench run` writes; `qbench compact` then gives the same store). The
+clones are not checked against the value rules again: their templates were when they were read, and cloning only
+replaces identities and scales latency samples by a positive factor. Files are written whole (no per-line fsync:
+this is a fixture, not a run).
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ import hashlib
 import json
 import random
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from qbench.history.columnar import STORE_DIR, SUFFIX, write_run
 from qbench.history.store import FINAL, read_run_file, run_files
-from qbench.records import SCHEMA_VERSION, Case
+from qbench.records import SCHEMA_VERSION, Case, RunRecord
 
 __all__ = ["load_templates", "load_plan", "generate", "main"]
 
@@ -34,14 +41,14 @@ COMMIT = "5ca1e0" + "0" * 34
 FIRST_NIGHT = datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)
 
 
-def load_templates(folder: Path) -> dict[tuple, list[dict]]:
-    """(mode, engine) → the ok case lines under `folder`, plus (mode,) and () keys for the fallbacks."""
+def load_templates(folder: Path) -> dict[tuple, list[str]]:
+    """(mode, engine) → the ok case lines (JSON text) under `folder`, plus (mode,) and () keys for the fallbacks."""
     found: dict[tuple, list[dict]] = {}
     for path in run_files(folder):
         for record in read_run_file(path).records:
             if record.status != "ok":
                 continue
-            line = record.to_dict()
+            line = json.dumps(record.to_dict(), sort_keys=True)
             for key in ((record.case.mode, record.case.engine), (record.case.mode,), ()):
                 found.setdefault(key, []).append(line)
     if not found:
@@ -62,7 +69,22 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _template(templates: dict, case: Case, index: int) -> dict:
+_IDENTITIES: dict[str, dict] = {}
+
+
+def _identity(case: Case) -> dict:
+    if case.case_version not in _IDENTITIES:
+        _IDENTITIES[case.case_version] = case.to_dict()
+    return copy.deepcopy(_IDENTITIES[case.case_version])
+
+
+def _as_record(line: dict, case: Case) -> RunRecord:
+    """RunRecord.from_dict(line), sharing the plan's Case object (its case_version is computed once)."""
+    fields = {k: v for k, v in line.items() if k not in ("kind", "case", "case_id", "case_version")}
+    return RunRecord(case=case, **fields)
+
+
+def _template(templates: dict, case: Case, index: int) -> str:
     for key in ((case.mode, case.engine), (case.mode,), ()):
         if key in templates:
             choices = templates[key]
@@ -70,11 +92,10 @@ def _template(templates: dict, case: Case, index: int) -> dict:
     raise AssertionError("load_templates always has the () key")
 
 
-def _record(template: dict, case: Case, run_id: str, night: int, repeat: int, started: datetime, torch: str,
+def _record(template: str, case: Case, run_id: str, night: int, repeat: int, started: datetime, torch: str,
             skip_reason: str | None, rng: random.Random, drift: float) -> dict:
-    line = copy.deepcopy(template)
-    identity = case.to_dict()
-    line.update({"case": identity, "case_id": case.case_id, "case_version": case.case_version, "run_id": run_id,
+    line = json.loads(template)
+    line.update({"case": _identity(case), "case_id": case.case_id, "case_version": case.case_version, "run_id": run_id,
                  "record_id": uuid.UUID(int=rng.getrandbits(128)).hex, "started_at": _stamp(started),
                  "finished_at": _stamp(started + timedelta(seconds=5)), "schema_version": SCHEMA_VERSION})
     line["qbench"] = {**line.get("qbench", {}), "commit": COMMIT, "dirty": False}
@@ -91,15 +112,16 @@ def _record(template: dict, case: Case, run_id: str, night: int, repeat: int, st
 
 
 def generate(out: Path, plan: list[tuple[Case, str | None]], templates: dict, nights: int, repeat: int = 3,
-             machine: dict | None = None, seed: int = 0) -> list[Path]:
-    """Write `nights` run files under out/<machine_id>/runs/<YYYY-MM>/; returns their paths."""
-    machine = machine or _template(templates, plan[0][0], 0)["machine"]
+             machine: dict | None = None, seed: int = 0, store: str = "jsonl", first: int = 0) -> list[Path]:
+    """Write nights `first` .. `nights - 1` as run files under out/<machine_id>/runs/<YYYY-MM>/ (store "jsonl") or
+    as compacted runs under out/<machine_id>/store/ (store "parquet"); returns their paths."""
+    machine = machine or json.loads(_template(templates, plan[0][0], 0))["machine"]
     folder = Path(out) / machine["machine_id"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "machine.json").write_text(json.dumps(machine, indent=2, sort_keys=True) + "\n")
     suite = {"name": "nightly", "path": "suites/nightly.toml", "sha256": hashlib.sha256(b"nightly").hexdigest()}
     paths = []
-    for night in range(nights):
+    for night in range(first, nights):
         rng = random.Random(f"{seed}/{night}")
         started = FIRST_NIGHT + timedelta(days=night)
         run_id = uuid.UUID(int=rng.getrandbits(128)).hex
@@ -108,7 +130,7 @@ def generate(out: Path, plan: list[tuple[Case, str | None]], templates: dict, ni
                   "machine": machine, "qbench": {"version": "0.1.0", "commit": COMMIT, "dirty": False},
                   "started_at": _stamp(started), "argv": ["run", "--suite", "nightly"],
                   "planned_cases": len(plan), "repeat": repeat, "filter": [], "isolation": "fork"}
-        lines = [json.dumps(header, sort_keys=True)]
+        lines = []
         counts: dict[str, int] = {}
         for index in range(repeat):
             for number, (case, skip_reason) in enumerate(plan):
@@ -119,14 +141,21 @@ def generate(out: Path, plan: list[tuple[Case, str | None]], templates: dict, ni
                 line = _record(_template(templates, case, number), case, run_id, night, index, started, torch,
                                skip_reason, rng, drift)
                 counts[line["status"]] = counts.get(line["status"], 0) + 1
-                lines.append(json.dumps(line, sort_keys=True, allow_nan=False))
-        lines.append(json.dumps({"kind": "run_end", "schema_version": SCHEMA_VERSION, "run_id": run_id,
-                                 "finished_at": _stamp(started + timedelta(hours=2)), "interrupted": False,
-                                 "counts": counts}, sort_keys=True))
+                lines.append((line, case))
+        footer = {"kind": "run_end", "schema_version": SCHEMA_VERSION, "run_id": run_id,
+                  "finished_at": _stamp(started + timedelta(hours=2)), "interrupted": False, "counts": counts}
+        stem = f"{started:%Y%m%dT%H%M%S}Z_{COMMIT[:8]}_{run_id[:8]}"
+        if store == "parquet":
+            target = folder / STORE_DIR / f"month={started:%Y-%m}" / f"{stem}{SUFFIX}"
+            text = [json.dumps(line, sort_keys=True, allow_nan=False) for line, _ in lines]
+            paths.append(write_run(target, header, [_as_record(line, case) for line, case in lines], footer, text))
+            continue
         month = folder / "runs" / f"{started:%Y-%m}"
         month.mkdir(parents=True, exist_ok=True)
-        path = month / f"{started:%Y%m%dT%H%M%S}Z_{COMMIT[:8]}_{run_id[:8]}{FINAL}"
-        path.write_text("\n".join(lines) + "\n")
+        path = month / f"{stem}{FINAL}"
+        text = [json.dumps(header, sort_keys=True)] + [json.dumps(line, sort_keys=True, allow_nan=False)
+                                                       for line, _ in lines] + [json.dumps(footer, sort_keys=True)]
+        path.write_text("\n".join(text) + "\n")
         paths.append(path)
     return paths
 
@@ -139,11 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--store", choices=("parquet", "jsonl"), default="parquet")
+    parser.add_argument("--first", type=int, default=0, help="start at this night (to add nights to a history)")
+    parser.add_argument("--jobs", type=int, default=1, help="processes, each writing a share of the nights")
     args = parser.parse_args(argv)
-    paths = generate(Path(args.out), load_plan(Path(args.plan)), load_templates(Path(args.templates)), args.nights,
-                     args.repeat, seed=args.seed)
+    plan, templates = load_plan(Path(args.plan)), load_templates(Path(args.templates))
+    bounds = [args.first + (args.nights - args.first) * i // max(args.jobs, 1) for i in range(max(args.jobs, 1) + 1)]
+    with ProcessPoolExecutor(len(bounds) - 1) as pool:
+        shares = [pool.submit(generate, Path(args.out), plan, templates, stop, args.repeat, seed=args.seed,
+                              store=args.store, first=start) for start, stop in zip(bounds, bounds[1:])]
+        paths = [path for share in shares for path in share.result()]
     size = sum(p.stat().st_size for p in paths)
-    print(f"synthetic {len(paths)} nightlies in {args.out}: {size / 2**20:.1f} MiB of JSON lines")
+    kind = "compacted" if args.store == "parquet" else "JSON lines"
+    print(f"synthetic {len(paths)} nightlies in {args.out}: {size / 2**20:.1f} MiB of {kind}")
     return 0
 
 

@@ -99,6 +99,7 @@ def summary_table(records: list[RunRecord]) -> pa.Table:
     columns: dict[str, list] = {field.name: [] for field in SCHEMA}
     errors = _case_errors(records)
     pairs: dict[str, str] = {}  # case_version -> pair_digest: a function of the case
+    environments: dict[int, str] = {}  # id -> JSON of the environment dicts records share (alive during the call)
     for record, case_errors in zip(records, errors):
         row = record_row(record)
         for name in COLUMNS:
@@ -113,7 +114,9 @@ def summary_table(records: list[RunRecord]) -> pa.Table:
         if version not in pairs:
             pairs[version] = pair_digest(record)
         columns["pair_key"].append(pairs[version])
-        columns["environment"].append(json.dumps(record.environment, sort_keys=True, default=str))
+        if id(record.environment) not in environments:
+            environments[id(record.environment)] = json.dumps(record.environment, sort_keys=True, default=str)
+        columns["environment"].append(environments[id(record.environment)])
     arrays = [pa.array([_coerce(v, field.type) for v in columns[field.name]], field.type) for field in SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 

@@ -41,14 +41,14 @@ COMMIT = "5ca1e0" + "0" * 34
 FIRST_NIGHT = datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)
 
 
-def load_templates(folder: Path) -> dict[tuple, list[str]]:
-    """(mode, engine) → the ok case lines (JSON text) under `folder`, plus (mode,) and () keys for the fallbacks."""
+def load_templates(folder: Path) -> dict[tuple, list[dict]]:
+    """(mode, engine) → the ok case lines under `folder`, plus (mode,) and () keys for the fallbacks."""
     found: dict[tuple, list[dict]] = {}
     for path in run_files(folder):
         for record in read_run_file(path).records:
             if record.status != "ok":
                 continue
-            line = json.dumps(record.to_dict(), sort_keys=True)
+            line = record.to_dict()
             for key in ((record.case.mode, record.case.engine), (record.case.mode,), ()):
                 found.setdefault(key, []).append(line)
     if not found:
@@ -70,6 +70,17 @@ def _stamp(moment: datetime) -> str:
 
 
 _IDENTITIES: dict[str, dict] = {}
+_ENVIRONMENTS: dict[tuple[int, str], dict] = {}
+
+
+def _environment(template: dict, torch: str) -> dict:
+    """The template's environment with this night's torch build: one shared dict per template and night."""
+    key = (id(template), torch)
+    if key not in _ENVIRONMENTS:
+        if len(_ENVIRONMENTS) > 256:
+            _ENVIRONMENTS.clear()
+        _ENVIRONMENTS[key] = {**template, "torch": torch}
+    return _ENVIRONMENTS[key]
 
 
 def _identity(case: Case) -> dict:
@@ -84,7 +95,7 @@ def _as_record(line: dict, case: Case) -> RunRecord:
     return RunRecord(case=case, **fields)
 
 
-def _template(templates: dict, case: Case, index: int) -> str:
+def _template(templates: dict, case: Case, index: int) -> dict:
     for key in ((case.mode, case.engine), (case.mode,), ()):
         if key in templates:
             choices = templates[key]
@@ -92,14 +103,14 @@ def _template(templates: dict, case: Case, index: int) -> str:
     raise AssertionError("load_templates always has the () key")
 
 
-def _record(template: str, case: Case, run_id: str, night: int, repeat: int, started: datetime, torch: str,
+def _record(template: dict, case: Case, run_id: str, night: int, repeat: int, started: datetime, torch: str,
             skip_reason: str | None, rng: random.Random, drift: float) -> dict:
-    line = json.loads(template)
+    line = dict(template)  # shallow: nested parts are shared with the template and never changed, only replaced
     line.update({"case": _identity(case), "case_id": case.case_id, "case_version": case.case_version, "run_id": run_id,
                  "record_id": uuid.UUID(int=rng.getrandbits(128)).hex, "started_at": _stamp(started),
                  "finished_at": _stamp(started + timedelta(seconds=5)), "schema_version": SCHEMA_VERSION})
     line["qbench"] = {**line.get("qbench", {}), "commit": COMMIT, "dirty": False}
-    line["environment"] = {**line.get("environment", {}), "torch": torch}
+    line["environment"] = _environment(line.get("environment") or {}, torch)
     line["worker"] = {**line.get("worker", {}), "repeat": repeat}
     if skip_reason:
         line.update({"status": "skipped", "reason": skip_reason, "error_tail": None, "metrics": {}, "details": {}})
@@ -107,7 +118,7 @@ def _record(template: str, case: Case, run_id: str, night: int, repeat: int, sta
     latency = (line.get("metrics") or {}).get("latency")
     if latency and latency.get("samples"):
         factor = drift * rng.lognormvariate(0.0, 0.03)
-        latency["samples"] = [s * factor for s in latency["samples"]]
+        line["metrics"] = {**line["metrics"], "latency": {**latency, "samples": [s * factor for s in latency["samples"]]}}
     return line
 
 
@@ -115,7 +126,7 @@ def generate(out: Path, plan: list[tuple[Case, str | None]], templates: dict, ni
              machine: dict | None = None, seed: int = 0, store: str = "jsonl", first: int = 0) -> list[Path]:
     """Write nights `first` .. `nights - 1` as run files under out/<machine_id>/runs/<YYYY-MM>/ (store "jsonl") or
     as compacted runs under out/<machine_id>/store/ (store "parquet"); returns their paths."""
-    machine = machine or json.loads(_template(templates, plan[0][0], 0))["machine"]
+    machine = machine or _template(templates, plan[0][0], 0)["machine"]
     folder = Path(out) / machine["machine_id"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "machine.json").write_text(json.dumps(machine, indent=2, sort_keys=True) + "\n")
@@ -125,6 +136,11 @@ def generate(out: Path, plan: list[tuple[Case, str | None]], templates: dict, ni
         rng = random.Random(f"{seed}/{night}")
         started = FIRST_NIGHT + timedelta(days=night)
         run_id = uuid.UUID(int=rng.getrandbits(128)).hex
+        stem = f"{started:%Y%m%dT%H%M%S}Z_{COMMIT[:8]}_{run_id[:8]}"
+        target = folder / STORE_DIR / f"month={started:%Y-%m}" / f"{stem}{SUFFIX}"
+        if store == "parquet" and target.exists():  # written whole (atomic rename) by an earlier, stopped call
+            paths.append(target)
+            continue
         torch = f"2.13.0.dev{started:%Y%m%d}+cpu"
         header = {"kind": "run", "schema_version": SCHEMA_VERSION, "run_id": run_id, "suite": suite,
                   "machine": machine, "qbench": {"version": "0.1.0", "commit": COMMIT, "dirty": False},
@@ -144,9 +160,7 @@ def generate(out: Path, plan: list[tuple[Case, str | None]], templates: dict, ni
                 lines.append((line, case))
         footer = {"kind": "run_end", "schema_version": SCHEMA_VERSION, "run_id": run_id,
                   "finished_at": _stamp(started + timedelta(hours=2)), "interrupted": False, "counts": counts}
-        stem = f"{started:%Y%m%dT%H%M%S}Z_{COMMIT[:8]}_{run_id[:8]}"
         if store == "parquet":
-            target = folder / STORE_DIR / f"month={started:%Y-%m}" / f"{stem}{SUFFIX}"
             text = [json.dumps(line, sort_keys=True, allow_nan=False) for line, _ in lines]
             paths.append(write_run(target, header, [_as_record(line, case) for line, case in lines], footer, text))
             continue

@@ -22,11 +22,12 @@ def compare_sides(base: Side, cand: Side, history: ResultsFolder, *, results: st
                   noise_file: str | None = None) -> CompareReport:
     """The comparison of two resolved sides under the threshold policy (command line > suite > default, raised
     to measured noise); also used by `qbench report --compare`."""
-    policy = ThresholdPolicy(command_line=command_line, suites=suite_thresholds(cand.records),
-                             noise=_noise(results, noise_file, history, cand.records))
-    comparisons = compare(base.records, cand.records, policy)
+    base_records, cand_records = base.compare_records, cand.compare_records
+    policy = ThresholdPolicy(command_line=command_line, suites=suite_thresholds(cand_records),
+                             noise=_noise(results, noise_file, history, cand_records))
+    comparisons = compare(base_records, cand_records, policy)
     return CompareReport(base.label, cand.label, tuple(comparisons),
-                         tuple(environment_differences(base.records, cand.records)),
+                         tuple(environment_differences(base_records, cand_records)),
                          tuple(str(error) for error in history.errors))
 
 

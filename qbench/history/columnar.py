@@ -5,8 +5,10 @@ and month, which readers query for only the rows and columns they need.
 
 Store version 2 (written): one row per record with the run's summary columns (qbench.history.summary.SCHEMA: case
 identity, status, every metric's per-process value, the precision of each noisy metric's point, provenance), computed
-once at compaction from records that passed the value rules, and `record`, the record's JSON line exactly as qbench
-wrote it (raw samples included), compressed with zstd. The run's header and footer lines are kept whole in the file's
+once at compaction from records that passed the value rules, and the record itself, whole (raw samples included)
+but cut into JSON columns: `json_<section>` for each of SECTIONS (null when the record has none) and `json_rest` for
+its other fields, all compressed with zstd. A reader that needs records but not their details (compare) leaves the
+biggest columns unread, and the columns that repeat (machine, environment, suite, case) are parsed once per value. The run's header and footer lines are kept whole in the file's
 key-value metadata (`qbench.header`, `qbench.footer`), next to `qbench.store_version` and `qbench.value_rules` (the
 version of the rules the records passed: qbench.history.validate.RULES_VERSION). So compacting loses nothing, and a
 compacted run reads back as the same RunFile (qbench.history.store reads both kinds through `read_run_file`).
@@ -35,12 +37,30 @@ from pathlib import Path
 from qbench.errors import StoreError
 
 __all__ = ["STORE_VERSION", "STORE_DIR", "SUFFIX", "compact", "compacted_files", "CompactedRun", "read_compacted",
-           "write_run", "scan"]
+           "write_run", "scan", "SECTIONS"]
 
 STORE_VERSION = 2
 STORE_DIR = f"store/v{STORE_VERSION}"
 SUFFIX = ".parquet"
 _COMPRESSION = {"compression": "zstd", "compression_level": 9}
+# Parts of a record kept as JSON columns of their own; every other field goes into `json_rest`.
+SECTIONS = ("case", "metrics", "details", "machine", "environment", "qbench", "suite", "worker")
+# Sections compare does not read (qbench.compare.pairwise): left unread by CompactedRun.records_without_details.
+DETAIL_SECTIONS = ("details", "worker")
+_SHARED = ("case", "machine", "environment", "qbench", "suite")  # few distinct values per run: parsed once each
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, sort_keys=True, allow_nan=False)
+
+
+def _sections(dicts: list[dict]) -> dict[str, list]:
+    columns = {f"json_{name}": [] for name in (*SECTIONS, "rest")}
+    for line in dicts:
+        for name in SECTIONS:
+            columns[f"json_{name}"].append(_dumps(line[name]) if name in line else None)
+        columns["json_rest"].append(_dumps({k: v for k, v in line.items() if k not in SECTIONS}))
+    return columns
 
 
 def _version_of(path: Path) -> int:
@@ -67,18 +87,19 @@ def _target(root: Path, machine_id: str, stem: str, header: dict, fallback_month
     return Path(root) / machine_id / STORE_DIR / f"month={month}" / f"{stem}{SUFFIX}"
 
 
-def write_run(target: Path, header: dict, records: list, footer: dict | None, lines: list[str] | None = None) -> Path:
-    """Write one run (RunRecords that passed the value rules) as a store file, atomically. `lines`: the records' JSON
-    lines when the caller already has them (qbench.history.synthetic), else made from the records."""
+def write_run(target: Path, header: dict, records: list, footer: dict | None, lines: list[dict] | None = None) -> Path:
+    """Write one run (RunRecords that passed the value rules) as a store file, atomically. `lines`: the records as
+    dicts (`to_dict()`) when the caller already has them (qbench.history.synthetic), else made from the records."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from qbench.history.summary import summary_table
     from qbench.history.validate import RULES_VERSION
 
-    if lines is None:
-        lines = [json.dumps(r.to_dict(), sort_keys=True, allow_nan=False) for r in records]
-    table = summary_table(records).append_column("record", pa.array(lines, pa.large_string()))
+    dicts = [r.to_dict() for r in records] if lines is None else lines
+    table = summary_table(records)
+    for name, values in _sections(dicts).items():
+        table = table.append_column(name, pa.array(values, pa.large_string()))
     table = table.replace_schema_metadata({
         "qbench.store_version": str(STORE_VERSION), "qbench.value_rules": str(RULES_VERSION),
         "qbench.header": json.dumps(header, sort_keys=True), "qbench.footer": json.dumps(footer, sort_keys=True)})
@@ -179,44 +200,151 @@ class CompactedRun:
 
     def records_at(self, rows: list[int]):
         """The records of these rows (summary row numbers) only."""
-        import pyarrow.parquet as pq
-
         if self._records is not None or self.version < 2:
             return [self.records[i] for i in rows]
-        if not rows:
-            return []
-        try:
-            lines = pq.read_table(self.path, columns=["record"]).column("record").take(rows).to_pylist()
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"{self.path}: cannot read: {exc}") from None
-        return self._parse(lines, [i + 1 for i in rows])
+        return self._parse(rows) if rows else []
+
+    def records_without_details(self):
+        """The records with `details` and `worker` left empty (not read): what compare needs, at a fraction of the
+        cost. JSON-lines and store v1 runs give their full records."""
+        if self._records is not None or self.version < 2:
+            return self.records
+        return self._parse(None, skip=DETAIL_SECTIONS)
+
+    def records_for_compare(self):
+        """The records as compare reads them (qbench.compare.pairwise: identity, status, provenance, and the fields
+        qbench.metrics extracts, rebuilt from the summary columns; `details`, `worker` and the rest of `metrics` left
+        empty): a run's records at a fraction of the parsing. tests/test_columnar.py checks that every metric and
+        basis extracts the same from them as from the full records. JSON-lines and store v1 runs give their full
+        records."""
+        if self._records is not None or self.version < 2 or not self.checked:
+            return self.records
+        from qbench.history.store import _migrate
+        from qbench.records import RunRecord
+
+        names = [f"json_{n}" for n in _SHARED] + ["json_rest"]
+        table = self._columns(names + list(_METRIC_FIELDS), None)
+        columns = {name: _decoded(table.column(name)) for name in names}
+        values = {name: table.column(name).to_pylist() for name in _METRIC_FIELDS}
+        cases: dict[int, object] = {}
+        records = []
+        for index in range(len(table)):
+            where = f"{self.path}:row {index + 1}"
+            try:
+                line = columns["json_rest"][index]
+                for name in names[:-1]:
+                    if columns[name][index] is not _ABSENT:
+                        line[name[5:]] = columns[name][index]
+                line = _migrate(line, where)
+                line["metrics"] = _metrics_from({name: column[index] for name, column in values.items()})
+                shared = id(line["case"]) if isinstance(line.get("case"), dict) else None
+                record = RunRecord.from_dict(line, cases.get(shared) if shared else None)
+                if shared:
+                    cases.setdefault(shared, record.case)
+                records.append(record)
+            except StoreError as exc:
+                self._rejected.append(StoreError(f"{where}: left out: {exc}"))
+        return records
 
     def _load(self):
+        return self._parse(None)
+
+    def _columns(self, names: list[str], rows: list[int] | None):
         import pyarrow.parquet as pq
 
         try:
-            lines = pq.read_table(self.path, columns=["record"]).column("record").to_pylist()
+            table = pq.read_table(self.path, columns=names, read_dictionary=[n for n in names if n[5:] in _SHARED])
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self.path}: cannot read: {exc}") from None
-        return self._parse(lines, range(1, len(lines) + 1))
+        return table if rows is None else table.take(rows)
 
-    def _parse(self, lines, numbers):
+    def _parse(self, rows: list[int] | None, skip: tuple[str, ...] = ()):
         from qbench.history.store import _migrate
         from qbench.history.validate import check_case_line
         from qbench.records import RunRecord
 
+        if self.version < 2:
+            return self._parse_v1(rows)
+        names = [f"json_{n}" for n in SECTIONS if n not in skip] + ["json_rest"]
+        table = self._columns(names, rows)
+        columns = {name: _decoded(table.column(name)) for name in names}
+        numbers = range(1, len(table) + 1) if rows is None else [i + 1 for i in rows]
+        cases: dict[int, object] = {}
+        records = []
+        for index, number in enumerate(numbers):
+            where = f"{self.path}:row {number}"
+            try:
+                line = columns["json_rest"][index]  # a fresh object per row (not a dictionary column)
+                for name in names[:-1]:
+                    value = columns[name][index]
+                    if value is not _ABSENT:
+                        line[name[5:]] = value
+                line = _migrate(line, where)
+                problem = None if self.checked else check_case_line(line)
+                if problem:
+                    raise StoreError(problem)
+                # one object per distinct case text (a dictionary column): its Case is made and checked once
+                shared = id(line["case"]) if isinstance(line.get("case"), dict) else None
+                record = RunRecord.from_dict(line, cases.get(shared) if shared else None)
+                if shared:
+                    cases.setdefault(shared, record.case)
+                records.append(record)
+            except (StoreError, json.JSONDecodeError) as exc:
+                self._rejected.append(StoreError(f"{where}: left out: {exc}"))
+        return records
+
+    def _parse_v1(self, rows):
+        from qbench.history.store import _migrate
+        from qbench.history.validate import check_case_line
+        from qbench.records import RunRecord
+
+        lines = self._columns(["record"], rows).column("record").to_pylist()
+        numbers = range(1, len(lines) + 1) if rows is None else [i + 1 for i in rows]
         records = []
         for number, text in zip(numbers, lines):
             where = f"{self.path}:row {number}"
             try:
                 line = _migrate(json.loads(text), where)
-                problem = None if self.checked else check_case_line(line)
+                problem = check_case_line(line)
                 if problem:
                     raise StoreError(problem)
                 records.append(RunRecord.from_dict(line))
             except (StoreError, json.JSONDecodeError) as exc:
                 self._rejected.append(StoreError(f"{where}: left out: {exc}"))
         return records
+
+
+_ABSENT = object()
+# Summary column -> where qbench.metrics reads it in a record (section, field, ...).
+_METRIC_FIELDS = {"latency_samples": ("latency", "samples"), "size_bytes": ("size", "state_dict_bytes"),
+                  "peak_rss_run_bytes": ("memory", "peak_rss_run"), "bytes_moved": ("bandwidth", "bytes_total"),
+                  "top1": ("accuracy", "top1"), "top5": ("accuracy", "top5"), "agreement": ("accuracy", "agreement"),
+                  "sqnr_db": ("accuracy", "sqnr_db"), "labelled": ("accuracy", "labelled"),
+                  "eval_subset": ("accuracy", "subset", "files_sha256")}
+
+
+def _metrics_from(values: dict) -> dict:
+    metrics: dict = {}
+    for name, path in _METRIC_FIELDS.items():
+        if values[name] is None:
+            continue
+        place = metrics
+        for part in path[:-1]:
+            place = place.setdefault(part, {})
+        place[path[-1]] = values[name]
+    return metrics
+
+
+def _decoded(column) -> list:
+    """The JSON values of a column, row by row (_ABSENT for null); a dictionary column's values are parsed once each,
+    so rows with the same text share one (read-only) object."""
+    import pyarrow as pa
+
+    column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_dictionary(column.type):
+        values = [json.loads(text) for text in column.dictionary.to_pylist()]
+        return [_ABSENT if i is None else values[i] for i in column.indices.to_pylist()]
+    return [_ABSENT if text is None else json.loads(text) for text in column.to_pylist()]
 
 
 def _summary_names() -> list[str]:

@@ -44,6 +44,12 @@ class Side:
     def records(self) -> list[RunRecord]:
         return [record for run in self.runs for record in run.records]
 
+    @property
+    def compare_records(self) -> list[RunRecord]:
+        """The records as compare reads them: a compacted run's without their details (qbench.history.columnar)."""
+        return [record for run in self.runs
+                for record in (run.records_for_compare() if hasattr(run, "records_for_compare") else run.records)]
+
 
 class ResultsFolder:
     """The run files under a results folder, each read once; files that cannot be read are kept in `errors`."""

@@ -4,7 +4,8 @@ A run's summary has one row per record: every column of the history frame (qbenc
 `file` and `run_complete`, which belong to the file), each metric's per-process value (`value_<metric>`, as
 qbench.metrics extracts it), for noisy metrics the relative error of the run's point of that case (`rel_err_<metric>`:
 qbench.history.series' precision of the median over the case's pooled samples in this run), the key that pairs an
-int8 case with its fp32 parent (`pair_key`) and the worker environment as JSON (`environment`).
+int8 case with its fp32 parent (`pair_key`), the worker environment as JSON (`environment`) and the raw latency
+samples (`latency_samples`).
 
 The columnar store (qbench.history.columnar, store v2) writes these columns at compaction, once, from records that
 passed the value rules; readers of a compacted run read only the columns they name and never parse its records.
@@ -52,7 +53,7 @@ SCHEMA = pa.schema(
     [(name, _type(name)) for name in COLUMNS if name not in FILE_COLUMNS]
     + [(f"value_{name}", pa.float64()) for name in METRICS]
     + [(f"rel_err_{name}", pa.float64()) for name in NOISY]
-    + [("pair_key", pa.string()), ("environment", pa.string())])
+    + [("pair_key", pa.string()), ("environment", pa.string()), ("latency_samples", pa.list_(pa.float64()))])
 
 
 def _coerce(value, kind: pa.DataType):
@@ -62,6 +63,9 @@ def _coerce(value, kind: pa.DataType):
         return value if isinstance(value, str) else None
     if kind == pa.bool_():
         return value if isinstance(value, bool) else None
+    if pa.types.is_list(kind):
+        return [float(v) for v in value] if isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if kind == pa.int64():
@@ -117,6 +121,7 @@ def summary_table(records: list[RunRecord]) -> pa.Table:
         if id(record.environment) not in environments:
             environments[id(record.environment)] = json.dumps(record.environment, sort_keys=True, default=str)
         columns["environment"].append(environments[id(record.environment)])
+        columns["latency_samples"].append((record.metrics.get("latency") or {}).get("samples"))
     arrays = [pa.array([_coerce(v, field.type) for v in columns[field.name]], field.type) for field in SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 

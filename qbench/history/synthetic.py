@@ -161,8 +161,8 @@ def generate(out: Path, plan: list[tuple[Case, str | None]], templates: dict, ni
         footer = {"kind": "run_end", "schema_version": SCHEMA_VERSION, "run_id": run_id,
                   "finished_at": _stamp(started + timedelta(hours=2)), "interrupted": False, "counts": counts}
         if store == "parquet":
-            text = [json.dumps(line, sort_keys=True, allow_nan=False) for line, _ in lines]
-            paths.append(write_run(target, header, [_as_record(line, case) for line, case in lines], footer, text))
+            paths.append(write_run(target, header, [_as_record(line, case) for line, case in lines], footer,
+                                   [line for line, _ in lines]))
             continue
         month = folder / "runs" / f"{started:%Y-%m}"
         month.mkdir(parents=True, exist_ok=True)

@@ -238,6 +238,8 @@ class CompactedRun:
                 line = _migrate(line, where)
                 line["metrics"] = _metrics_from({name: column[index] for name, column in values.items()})
                 shared = id(line["case"]) if isinstance(line.get("case"), dict) else None
+                if shared and shared not in cases:
+                    cases[shared] = _checked_case(line["case"], line.get("case_version"))
                 record = RunRecord.from_dict(line, cases.get(shared) if shared else None)
                 if shared:
                     cases.setdefault(shared, record.case)
@@ -321,6 +323,17 @@ _METRIC_FIELDS = {"latency_samples": ("latency", "samples"), "size_bytes": ("siz
                   "top1": ("accuracy", "top1"), "top5": ("accuracy", "top5"), "agreement": ("accuracy", "agreement"),
                   "sqnr_db": ("accuracy", "sqnr_db"), "labelled": ("accuracy", "labelled"),
                   "eval_subset": ("accuracy", "subset", "files_sha256")}
+
+
+def _checked_case(data: dict, version):
+    """The Case of a record that passed compaction's checks, its case_version (checked then: it matched the
+    definition) taken as stored instead of hashed again."""
+    from qbench.records import Case
+
+    case = Case.from_dict(data)
+    if isinstance(version, str):
+        case.__dict__["case_version"] = version  # functools.cached_property's slot
+    return case
 
 
 def _metrics_from(values: dict) -> dict:

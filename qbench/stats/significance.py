@@ -73,13 +73,19 @@ def _welch_p(x: list[float], y: list[float]) -> float:
     if min(x) > 0 and min(y) > 0:
         x, y = [math.log(v) for v in x], [math.log(v) for v in y]
     m, n = len(x), len(y)
-    var_x, var_y = statistics.variance(x) / m, statistics.variance(y) / n
+    var_x, var_y = _variance(x) / m, _variance(y) / n
     difference = statistics.fmean(y) - statistics.fmean(x)
     if var_x + var_y == 0:
         return 1.0 if difference == 0 else 0.0
     t = difference / math.sqrt(var_x + var_y)
     df = (var_x + var_y) ** 2 / (var_x ** 2 / (m - 1) + var_y ** 2 / (n - 1))
     return student_t_p(t, df)
+
+
+def _variance(values: list[float]) -> float:
+    """Sample variance in floats (statistics.variance is exact, in Fractions: too slow for a full grid's compare)."""
+    mean = statistics.fmean(values)
+    return math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
 
 
 def student_t_p(t: float, df: float) -> float:

@@ -127,6 +127,8 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
     points = series.points
     if len(points) < 3 or unjudged(series):
         return []
+    if min(series.values) == max(series.values):
+        return []  # a flat series has no step (most deterministic metrics): no need to fit one
     lower = series.info.direction == "lower"
     y = [v if lower else 1.0 / v for v in series.values]
     steps = detect_steps(y, _weights(y, series.rel_errs))

@@ -35,6 +35,8 @@ import os
 from pathlib import Path
 
 from qbench.errors import StoreError
+from qbench.history.record_columns import (ABSENT, DETAIL_SECTIONS, METRIC_FIELDS, SECTIONS, SHARED, checked_case,
+                                           decoded, metrics_from, sections)
 
 __all__ = ["STORE_VERSION", "STORE_DIR", "SUFFIX", "compact", "compacted_files", "CompactedRun", "read_compacted",
            "write_run", "scan", "SECTIONS"]
@@ -43,26 +45,6 @@ STORE_VERSION = 2
 STORE_DIR = f"store/v{STORE_VERSION}"
 SUFFIX = ".parquet"
 _COMPRESSION = {"compression": "zstd", "compression_level": 9}
-# Parts of a record kept as JSON columns of their own; every other field goes into `json_rest`.
-SECTIONS = ("case", "metrics", "details", "machine", "environment", "qbench", "suite", "worker")
-# Sections compare does not read (qbench.compare.pairwise): left unread by CompactedRun.records_without_details.
-DETAIL_SECTIONS = ("details", "worker")
-_SHARED = ("case", "machine", "environment", "qbench", "suite")  # few distinct values per run: parsed once each
-
-
-def _dumps(value) -> str:
-    return json.dumps(value, sort_keys=True, allow_nan=False)
-
-
-def _sections(dicts: list[dict]) -> dict[str, list]:
-    columns = {f"json_{name}": [] for name in (*SECTIONS, "rest")}
-    for line in dicts:
-        for name in SECTIONS:
-            columns[f"json_{name}"].append(_dumps(line[name]) if name in line else None)
-        columns["json_rest"].append(_dumps({k: v for k, v in line.items() if k not in SECTIONS}))
-    return columns
-
-
 def _version_of(path: Path) -> int:
     name = path.parents[1].name
     return int(name[1:]) if name[1:].isdigit() else 0
@@ -98,7 +80,7 @@ def write_run(target: Path, header: dict, records: list, footer: dict | None, li
 
     dicts = [r.to_dict() for r in records] if lines is None else lines
     table = summary_table(records)
-    for name, values in _sections(dicts).items():
+    for name, values in sections(dicts).items():
         table = table.append_column(name, pa.array(values, pa.large_string()))
     table = table.replace_schema_metadata({
         "qbench.store_version": str(STORE_VERSION), "qbench.value_rules": str(RULES_VERSION),
@@ -189,9 +171,9 @@ class CompactedRun:
         if self.version < 2:
             table = summary_table(self.records)
         else:
-            wanted = None if columns is None else list(dict.fromkeys([*columns, "status"]))
-            try:
-                table = pq.read_table(self.path, columns=wanted or [c for c in _summary_names()])
+            wanted = list(dict.fromkeys([*columns, "status"])) if columns is not None else _summary_names()
+            try:  # strings as dictionaries: a value repeated over a run's rows (environment, case) is held once
+                table = pq.read_table(self.path, columns=wanted, read_dictionary=[n for n in wanted if n in _STRINGS])
             except (OSError, ValueError, KeyError) as exc:
                 raise StoreError(f"{self.path}: cannot read: {exc}") from None
         if ok_only:
@@ -222,10 +204,10 @@ class CompactedRun:
         from qbench.history.store import _migrate
         from qbench.records import RunRecord
 
-        names = [f"json_{n}" for n in _SHARED] + ["json_rest"]
-        table = self._columns(names + list(_METRIC_FIELDS), None)
-        columns = {name: _decoded(table.column(name)) for name in names}
-        values = {name: table.column(name).to_pylist() for name in _METRIC_FIELDS}
+        names = [f"json_{n}" for n in SHARED] + ["json_rest"]
+        table = self._columns(names + list(METRIC_FIELDS), None)
+        columns = {name: decoded(table.column(name)) for name in names}
+        values = {name: table.column(name).to_pylist() for name in METRIC_FIELDS}
         cases: dict[int, object] = {}
         records = []
         for index in range(len(table)):
@@ -233,13 +215,13 @@ class CompactedRun:
             try:
                 line = columns["json_rest"][index]
                 for name in names[:-1]:
-                    if columns[name][index] is not _ABSENT:
+                    if columns[name][index] is not ABSENT:
                         line[name[5:]] = columns[name][index]
                 line = _migrate(line, where)
-                line["metrics"] = _metrics_from({name: column[index] for name, column in values.items()})
+                line["metrics"] = metrics_from({name: column[index] for name, column in values.items()})
                 shared = id(line["case"]) if isinstance(line.get("case"), dict) else None
                 if shared and shared not in cases:
-                    cases[shared] = _checked_case(line["case"], line.get("case_version"))
+                    cases[shared] = checked_case(line["case"], line.get("case_version"))
                 record = RunRecord.from_dict(line, cases.get(shared) if shared else None)
                 if shared:
                     cases.setdefault(shared, record.case)
@@ -255,7 +237,7 @@ class CompactedRun:
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(self.path, columns=names, read_dictionary=[n for n in names if n[5:] in _SHARED])
+            table = pq.read_table(self.path, columns=names, read_dictionary=[n for n in names if n[5:] in SHARED])
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self.path}: cannot read: {exc}") from None
         return table if rows is None else table.take(rows)
@@ -269,7 +251,7 @@ class CompactedRun:
             return self._parse_v1(rows)
         names = [f"json_{n}" for n in SECTIONS if n not in skip] + ["json_rest"]
         table = self._columns(names, rows)
-        columns = {name: _decoded(table.column(name)) for name in names}
+        columns = {name: decoded(table.column(name)) for name in names}
         numbers = range(1, len(table) + 1) if rows is None else [i + 1 for i in rows]
         cases: dict[int, object] = {}
         records = []
@@ -279,7 +261,7 @@ class CompactedRun:
                 line = columns["json_rest"][index]  # a fresh object per row (not a dictionary column)
                 for name in names[:-1]:
                     value = columns[name][index]
-                    if value is not _ABSENT:
+                    if value is not ABSENT:
                         line[name[5:]] = value
                 line = _migrate(line, where)
                 problem = None if self.checked else check_case_line(line)
@@ -316,48 +298,9 @@ class CompactedRun:
         return records
 
 
-_ABSENT = object()
-# Summary column -> where qbench.metrics reads it in a record (section, field, ...).
-_METRIC_FIELDS = {"latency_samples": ("latency", "samples"), "size_bytes": ("size", "state_dict_bytes"),
-                  "peak_rss_run_bytes": ("memory", "peak_rss_run"), "bytes_moved": ("bandwidth", "bytes_total"),
-                  "top1": ("accuracy", "top1"), "top5": ("accuracy", "top5"), "agreement": ("accuracy", "agreement"),
-                  "sqnr_db": ("accuracy", "sqnr_db"), "labelled": ("accuracy", "labelled"),
-                  "eval_subset": ("accuracy", "subset", "files_sha256")}
-
-
-def _checked_case(data: dict, version):
-    """The Case of a record that passed compaction's checks, its case_version (checked then: it matched the
-    definition) taken as stored instead of hashed again."""
-    from qbench.records import Case
-
-    case = Case.from_dict(data)
-    if isinstance(version, str):
-        case.__dict__["case_version"] = version  # functools.cached_property's slot
-    return case
-
-
-def _metrics_from(values: dict) -> dict:
-    metrics: dict = {}
-    for name, path in _METRIC_FIELDS.items():
-        if values[name] is None:
-            continue
-        place = metrics
-        for part in path[:-1]:
-            place = place.setdefault(part, {})
-        place[path[-1]] = values[name]
-    return metrics
-
-
-def _decoded(column) -> list:
-    """The JSON values of a column, row by row (_ABSENT for null); a dictionary column's values are parsed once each,
-    so rows with the same text share one (read-only) object."""
-    import pyarrow as pa
-
-    column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    if pa.types.is_dictionary(column.type):
-        values = [json.loads(text) for text in column.dictionary.to_pylist()]
-        return [_ABSENT if i is None else values[i] for i in column.indices.to_pylist()]
-    return [_ABSENT if text is None else json.loads(text) for text in column.to_pylist()]
+_STRINGS = ("run_id", "suite", "case_id", "case_version", "model", "mode", "engine", "weights", "qconfig", "runner",
+            "status", "machine_id", "cpu_model", "isa", "cpu_capability", "torch", "torchvision", "python",
+            "qbench_commit", "started_at", "eval_subset", "pair_key", "environment")
 
 
 def _summary_names() -> list[str]:

@@ -92,7 +92,7 @@ class PointList(Sequence):
         return [None if math.isnan(e) else e for e in self._columns["rel_err"].tolist()]
 
     def run_ids(self) -> list[str]:
-        return [self._provenance.runs[i][0] or self._columns["run_id"][j]
+        return [self._provenance.runs[i][0] or str(self._columns["run_id"][j])
                 for j, i in enumerate(self._columns["run"].tolist())]
 
 
@@ -116,6 +116,7 @@ def series_from_summaries(summaries: list[tuple[RunFile, pa.Table]], metrics=Non
         if "status" in table.column_names:
             table = table.filter(pc.equal(table["status"], "ok"))
         table = table.select(columns)
+        table = pa.table({name: _as_dictionary(table.column(name)) for name in columns})
         tables.append(table.append_column("run", pa.array(np.full(len(table), index, np.int32))))
     provenance = _Provenance([run for run, _ in summaries])
     if not tables or not sum(len(t) for t in tables):
@@ -197,9 +198,35 @@ def _split(points, metric: str, provenance: _Provenance) -> list[Series]:
     return out
 
 
-def _array(column) -> np.ndarray:
+def _as_dictionary(column):
+    """Strings as dictionary arrays (one type for every run's table, whether read from the store or computed)."""
+    import pyarrow as pa
+
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        column = column.cast(pa.string()).dictionary_encode()
+    if pa.types.is_dictionary(column.type) and column.type.index_type != pa.int32():
+        column = column.cast(pa.dictionary(pa.int32(), column.type.value_type))
+    return column
+
+
+class _Coded:
+    """A categorical column as codes into shared categories: 4 bytes a point, not a reference to a string."""
+
+    def __init__(self, codes: np.ndarray, categories: list):
+        self.codes, self.categories = codes, categories
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return _Coded(self.codes[index], self.categories)
+        code = self.codes[index]
+        return None if code < 0 else self.categories[code]
+
+
+def _array(column):
     if column.name in ("value", "rel_err"):
         return column.to_numpy(dtype=float, na_value=np.nan)
     if column.name in ("run", "n"):
         return column.to_numpy(dtype=np.int64)
+    if hasattr(column, "cat"):
+        return _Coded(column.cat.codes.to_numpy(dtype=np.int32), list(column.cat.categories))
     return column.astype(object).where(column.notna(), None).to_numpy(dtype=object)

@@ -222,7 +222,7 @@ def load_history(root: Path, errors: list | None = None, columns: list[str] | No
         report_rejected(run, errors)
         extra = {"run_complete": pa.array([run.complete] * len(table), pa.bool_()),
                  "file": pa.array([str(run.path)] * len(table), pa.string())}
-        tables.append(pa.table({name: extra[name] if name in extra else table[name] for name in wanted}))
+        tables.append(pa.table({name: extra[name] if name in extra else _plain(table[name]) for name in wanted}))
     if not tables:
         import pandas as pd
 
@@ -233,6 +233,13 @@ def load_history(root: Path, errors: list | None = None, columns: list[str] | No
 
         frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
     return frame
+
+
+def _plain(column):
+    """A dictionary-encoded column as its values (the store reads strings as dictionaries)."""
+    import pyarrow as pa
+
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
 def report_rejected(run: RunFile, errors: list | None) -> None:

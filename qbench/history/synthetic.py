@@ -189,7 +189,6 @@ def replay(out: Path, nights: int, seed: int = 0) -> list[Path]:
     hex digits of every record id are rewritten (in the summary columns, the record's JSON and the header and
     footer); values repeat with period K. Column for column what generate() writes, at a tenth of its cost: for
     readers' cost at scale when there is no time to generate every night."""
-    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 

@@ -22,7 +22,6 @@ from qbench.errors import ConfigError, StoreError
 from qbench.records import RunRecord
 from qbench.history.store import RunFile, read_run_file, run_files
 from qbench.history.series import series_metrics
-from qbench.history.summary import run_summary
 
 __all__ = ["Side", "ResultsFolder", "resolve_side", "describe_run", "MIN_PREFIX"]
 
@@ -88,6 +87,8 @@ class ResultsFolder:
     def summaries(self, columns: list[str], ok_only: bool = False) -> list[tuple[RunFile, object]]:
         """(run, its summary rows: these columns of qbench.history.summary.SCHEMA) for every readable run; a run whose
         columns cannot be read is added to `errors` and left out."""
+        from qbench.history.summary import run_summary  # pyarrow: only for readers of summaries
+
         found = []
         for run in self.runs:
             try:

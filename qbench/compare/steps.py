@@ -147,8 +147,16 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
 
 def unjudged(series: Series) -> str | None:
     """Why step detection cannot judge this series (None when it can): relative steps need values > 0."""
+    import numpy as np
+
     values = series.values
-    bad = [i for i, value in enumerate(values) if not finite_positive(value)]
+    try:  # a year of nightlies is millions of points: check them as an array
+        judged = np.asarray(values, dtype=float)
+        bad = np.flatnonzero(~(np.isfinite(judged) & (judged > 0))).tolist()
+        bad += [i for i, value in enumerate(values) if isinstance(value, bool)]
+    except (TypeError, ValueError):
+        bad = [i for i, value in enumerate(values) if not finite_positive(value)]
+    bad = sorted(set(bad))
     if not bad:
         return None
     first = series.points[bad[0]]

@@ -50,6 +50,9 @@ class _Provenance:
     def __init__(self, runs: list[RunFile]):
         self.runs = [(str(run.header.get("run_id") or ""), str(run.header.get("started_at") or ""), str(run.path))
                      for run in runs]
+        order = sorted(range(len(self.runs)), key=lambda i: (self.runs[i][1], self.runs[i][0]))
+        self.rank = np.empty(len(order), np.int64)  # run index -> position in time order
+        self.rank[order] = np.arange(len(order))
         self.environments: dict[str, tuple] = {}
 
     def environment(self, text) -> tuple:
@@ -134,8 +137,7 @@ def series_from_summaries(summaries: list[tuple[RunFile, pa.Table]], metrics=Non
             points = _derived(figures[DERIVED_FROM[name]], first)
         else:
             points = figures[name].join(first, how="inner").reset_index()
-            points["sources"] = list(zip(points["case_id"].astype(str)))
-            points["series_version"] = points["case_version"].astype(str)
+            points["series_version"] = points["case_version"]
         series.extend(_split(points, name, provenance))
     return sorted(series, key=lambda s: (s.machine_id, s.case_id, s.metric, s.case_version))
 
@@ -168,33 +170,35 @@ def _derived(figures, first):
     quant = quant.assign(value=quant["base_value"] / quant["value"],
                          rel_err=np.hypot(quant["rel_err"], quant["base_err"]),
                          n=np.minimum(quant["n"], quant["base_n"]))
-    quant["sources"] = list(zip(quant["case_id"].astype(str), quant["base_case"].astype(str)))
-    quant["series_version"] = [derived_version(str(a), str(b))
-                               for a, b in zip(quant["case_version"], quant["base_version"])]
+    pair = quant["case_version"].astype(str) + "/" + quant["base_version"].astype(str)
+    versions = {key: derived_version(*key.split("/")) for key in pair.unique()}
+    quant["series_version"] = pair.map(versions).astype("category")
     return quant
 
 
 def _split(points, metric: str, provenance: _Provenance) -> list[Series]:
+    """One Series per machine × case × (series) case_version, its points in run order, as column slices."""
     if points.empty:
         return []
-    runs = provenance.runs
-    points = points.assign(_started=[runs[i][1] or s for i, s in zip(points["run"], points["started_at"].astype(str))],
-                           _run_id=[runs[i][0] or r for i, r in zip(points["run"], points["run_id"].astype(str))])
-    points = points.sort_values(["machine_id", "case_id", "series_version", "_started", "_run_id"], kind="stable")
-    out = []
+    group = points.groupby(["machine_id", "case_id", "series_version"], sort=False, observed=True).ngroup()
+    points = points.assign(_group=group.to_numpy(), _rank=provenance.rank[points["run"].to_numpy()])
+    points = points.sort_values(["_group", "_rank"], kind="stable")
+    groups = points["_group"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    stops = np.r_[starts[1:], len(groups)]
+    firsts = points.iloc[starts]
+    machines, cases = firsts["machine_id"].astype(str).tolist(), firsts["case_id"].astype(str).tolist()
+    versions = firsts["series_version"].astype(str).tolist()
+    bases = firsts["base_case"].astype(str).tolist() if "base_case" in points else None
     kept = ("run", "value", "rel_err", "n", "qbench_commit", "qbench_dirty", "torch", "environment", "run_id",
             "started_at")
     arrays = {name: _array(points[name]) for name in kept}
-    keys = list(zip(points["machine_id"].astype(str), points["case_id"].astype(str), points["series_version"]))
-    sources = points["sources"].tolist()
-    start = 0
-    for stop in range(1, len(keys) + 1):
-        if stop == len(keys) or keys[stop] != keys[start]:
-            machine_id, case_id, version = keys[start]
-            columns = {name: array[start:stop] for name, array in arrays.items()}
-            out.append(Series(machine_id, case_id, version, metric, sources[start],
-                              PointList(provenance, columns)))
-            start = stop
+    out = []
+    for index, (start, stop) in enumerate(zip(starts.tolist(), stops.tolist())):
+        sources = (cases[index],) if bases is None else (cases[index], bases[index])
+        columns = {name: array[start:stop] for name, array in arrays.items()}
+        out.append(Series(machines[index], cases[index], versions[index], metric, sources,
+                          PointList(provenance, columns)))
     return out
 
 

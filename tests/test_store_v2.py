@@ -164,3 +164,23 @@ def test_history_report_and_shard_costs_read_a_mixed_folder(nightly, tmp_path):
     assert set(costs) == {FP32.case_id, INT8.case_id} and all(v >= 0 for v in costs.values())
     done = qbench("report", "--results", str(nightly), "--out", str(tmp_path / "report"))
     assert done.returncode == 0, done.stderr
+
+
+def test_replayed_nights_are_new_runs_with_their_own_identity(tmp_path):
+    from qbench.history.synthetic import replay
+
+    plan = [(Case.from_dict(case.to_dict()), None) for case in (FP32, INT8)]
+    generate(tmp_path, plan, load_templates(TEMPLATES), 2, repeat=2, store="parquet")
+    assert len(replay(tmp_path, 5)) == 3
+    history = ResultsFolder(tmp_path)
+    assert len(history.runs) == 5 and not history.errors
+    runs = [run.header["run_id"] for run in history.runs]
+    records = [r for run in history.runs for r in run.records]
+    assert len(set(runs)) == 5 and len({r.record_id for r in records}) == len(records) == 5 * 4
+    for run in history.runs:
+        assert {r.run_id for r in run.records} == {run.header["run_id"]}
+        assert {r.started_at[:10] for r in run.records} == {run.header["started_at"][:10]}
+        assert {r.environment["torch"] for r in run.records} == {f"2.13.0.dev{run.header['started_at'][:10]}+cpu"
+                                                                 .replace("-", "")}
+    latency = [s for s in history.series(["latency"]) if s.case_id == INT8.case_id]
+    assert len(latency[0].points) == 5

@@ -125,9 +125,12 @@ def series_from_summaries(summaries: list[tuple[RunFile, pa.Table]], metrics=Non
     if not tables or not sum(len(t) for t in tables):
         return []
     frame = pa.concat_tables(tables).to_pandas(strings_to_categorical=True)
+    del tables
     for name in ("machine_id", "case_id", "case_version"):
         frame[name] = frame[name].astype("category")
-    first = frame.drop_duplicates(_KEYS, keep="first").set_index(_KEYS)[_FIRST]
+    # one integer per run × machine × case × definition: the tables below join on it, not on four columns
+    frame["_gid"] = frame.groupby(_KEYS, observed=True, sort=False).ngroup().to_numpy()
+    first = frame.drop_duplicates("_gid", keep="first").set_index("_gid")[_KEYS + _FIRST]
     figures: dict[str, pd.DataFrame] = {}
     for name in {DERIVED_FROM.get(m, m) for m in wanted}:
         figures[name] = _figures(frame, name)
@@ -136,7 +139,7 @@ def series_from_summaries(summaries: list[tuple[RunFile, pa.Table]], metrics=Non
         if name in DERIVED_METRICS:
             points = _derived(figures[DERIVED_FROM[name]], first)
         else:
-            points = figures[name].join(first, how="inner").reset_index()
+            points = figures[name].join(first, how="inner")
             points["series_version"] = points["case_version"]
         series.extend(_split(points, name, provenance))
     return sorted(series, key=lambda s: (s.machine_id, s.case_id, s.metric, s.case_version))
@@ -146,8 +149,8 @@ def _figures(frame, name: str):
     """Per run and case: value (median of the records' values), n, rel_err."""
     value = f"value_{name}"
     error = f"rel_err_{name}"
-    picked = frame[_KEYS + [value] + ([error] if error in frame else [])].dropna(subset=[value])
-    grouped = picked.groupby(_KEYS, observed=True, sort=False)
+    picked = frame[["_gid", value] + ([error] if error in frame else [])].dropna(subset=[value])
+    grouped = picked.groupby("_gid", sort=False)
     out = grouped[value].agg(["median", "size"]).rename(columns={"median": "value", "size": "n"})
     out["rel_err"] = grouped[error].first() if error in frame else np.nan
     return out
@@ -158,14 +161,12 @@ def _derived(figures, first):
     cases = first.reset_index()
     fp32 = cases[cases["mode"] == "fp32"]
     unique = fp32[~fp32.duplicated(["run", "machine_id", "pair_key"], keep=False)]
-    base = unique[["run", "machine_id", "pair_key", "case_id", "case_version"]].rename(
-        columns={"case_id": "base_case", "case_version": "base_version"})
+    base = unique[["run", "machine_id", "pair_key", "case_id", "case_version", "_gid"]].rename(
+        columns={"case_id": "base_case", "case_version": "base_version", "_gid": "base_gid"})
     quant = cases[cases["mode"] != "fp32"].merge(base, on=["run", "machine_id", "pair_key"])
-    with_figures = figures.reset_index()
-    quant = quant.merge(with_figures, on=_KEYS)
-    base_figures = with_figures.rename(columns={"case_id": "base_case", "case_version": "base_version",
-                                                "value": "base_value", "n": "base_n", "rel_err": "base_err"})
-    quant = quant.merge(base_figures, on=["run", "machine_id", "base_case", "base_version"])
+    quant = quant.merge(figures, left_on="_gid", right_index=True)
+    base_figures = figures.rename(columns={"value": "base_value", "n": "base_n", "rel_err": "base_err"})
+    quant = quant.merge(base_figures, left_on="base_gid", right_index=True)
     quant = quant[quant["value"] != 0]
     quant = quant.assign(value=quant["base_value"] / quant["value"],
                          rel_err=np.hypot(quant["rel_err"], quant["base_err"]),

@@ -7,9 +7,8 @@ Store version 2 (written): one row per record with the run's summary columns (qb
 identity, status, every metric's per-process value, the precision of each noisy metric's point, provenance), computed
 once at compaction from records that passed the value rules, and the record itself, whole (raw samples included)
 but cut into JSON columns: `json_<section>` for each of SECTIONS (null when the record has none) and `json_rest` for
-its other fields, all compressed with zstd. A reader that needs records but not their details (compare) leaves the
-biggest columns unread, and the columns that repeat (machine, environment, suite, case) are parsed once per value. The run's header and footer lines are kept whole in the file's
-key-value metadata (`qbench.header`, `qbench.footer`), next to `qbench.store_version` and `qbench.value_rules` (the
+its other fields, all compressed with zstd; the parts that repeat (machine, environment, suite, case) are parsed once
+per value. The run's header and footer lines are kept whole in the file's key-value metadata (`qbench.header`, `qbench.footer`), next to `qbench.store_version` and `qbench.value_rules` (the
 version of the rules the records passed: qbench.history.validate.RULES_VERSION). So compacting loses nothing, and a
 compacted run reads back as the same RunFile (qbench.history.store reads both kinds through `read_run_file`).
 
@@ -19,9 +18,10 @@ is refused by name (exit 3), the rest is read. A run present in two versions (a 
 writing the new file and removing the old one) is read once, from the newest.
 
 What it buys: a reader that only needs runs (which is `latest`, which commit) reads a file's footer, not its records;
-`summary(columns)` reads named columns only (history, report's regressions, shard costs, load_history), and a run's
-records are parsed only when a command needs raw samples (compare's two runs): without re-checking them when the
-file says they passed the current value rules.
+`summary(columns)` reads named columns only (history, report's regressions, shard costs, load_history); compare
+rebuilds its two runs' records from summary columns and raw samples (`records_for_compare`), and full records are
+parsed only for a command that describes a run (report, claims), without re-checking them when the file says they
+passed the current value rules.
 
 Only sealed, complete runs whose every record passes the value rules are compacted; killed runs (`.partial`) stay
 JSON lines until they are resumed and sealed. Writing is atomic (a temporary file, then rename) and the JSON-lines
@@ -35,7 +35,7 @@ import os
 from pathlib import Path
 
 from qbench.errors import StoreError
-from qbench.history.record_columns import (ABSENT, DETAIL_SECTIONS, METRIC_FIELDS, SECTIONS, SHARED, checked_case,
+from qbench.history.record_columns import (ABSENT, METRIC_FIELDS, SECTIONS, SHARED, checked_case,
                                            decoded, metrics_from, sections)
 
 __all__ = ["STORE_VERSION", "STORE_DIR", "SUFFIX", "compact", "compacted_files", "CompactedRun", "read_compacted",
@@ -186,13 +186,6 @@ class CompactedRun:
             return [self.records[i] for i in rows]
         return self._parse(rows) if rows else []
 
-    def records_without_details(self):
-        """The records with `details` and `worker` left empty (not read): what compare needs, at a fraction of the
-        cost. JSON-lines and store v1 runs give their full records."""
-        if self._records is not None or self.version < 2:
-            return self.records
-        return self._parse(None, skip=DETAIL_SECTIONS)
-
     def records_for_compare(self):
         """The records as compare reads them (qbench.compare.pairwise: identity, status, provenance, and the fields
         qbench.metrics extracts, rebuilt from the summary columns; `details`, `worker` and the rest of `metrics` left
@@ -242,14 +235,14 @@ class CompactedRun:
             raise StoreError(f"{self.path}: cannot read: {exc}") from None
         return table if rows is None else table.take(rows)
 
-    def _parse(self, rows: list[int] | None, skip: tuple[str, ...] = ()):
+    def _parse(self, rows: list[int] | None):
         from qbench.history.store import _migrate
         from qbench.history.validate import check_case_line
         from qbench.records import RunRecord
 
         if self.version < 2:
             return self._parse_v1(rows)
-        names = [f"json_{n}" for n in SECTIONS if n not in skip] + ["json_rest"]
+        names = [f"json_{n}" for n in SECTIONS] + ["json_rest"]
         table = self._columns(names, rows)
         columns = {name: decoded(table.column(name)) for name in names}
         numbers = range(1, len(table) + 1) if rows is None else [i + 1 for i in rows]

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["SECTIONS", "DETAIL_SECTIONS", "SHARED", "ABSENT", "METRIC_FIELDS", "sections", "decoded", "metrics_from",
+__all__ = ["SECTIONS", "SHARED", "ABSENT", "METRIC_FIELDS", "sections", "decoded", "metrics_from",
            "checked_case"]
 
 # Parts of a record kept as JSON columns of their own; every other field goes into `json_rest`.
 SECTIONS = ("case", "metrics", "details", "machine", "environment", "qbench", "suite", "worker")
-# Sections compare does not read (qbench.compare.pairwise): left unread by CompactedRun.records_without_details.
-DETAIL_SECTIONS = ("details", "worker")
 SHARED = ("case", "machine", "environment", "qbench", "suite")  # few distinct values per run: parsed once each
 
 

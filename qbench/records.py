@@ -269,12 +269,14 @@ class RunRecord:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> RunRecord:
+    def from_dict(cls, data: dict, case: Case | None = None) -> RunRecord:
+        """case: the Case read from an equal `case` object, when a reader shares one per distinct case."""
         if not isinstance(data, dict):
             raise StoreError(f"record: expected an object, got {type(data).__name__}")
         data = dict(data)
         data.pop("kind", None)
-        case = Case.from_dict(data.pop("case", None))
+        raw_case = data.pop("case", None)
+        case = case if case is not None else Case.from_dict(raw_case)
         stored_id, stored_version = data.pop("case_id", None), data.pop("case_version", None)
         if stored_version is not None and stored_version != case.case_version:
             raise StoreError(f"record {data.get('record_id')}: case_version {stored_version} does not match its case "

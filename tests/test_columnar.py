@@ -48,7 +48,7 @@ def test_compacting_round_trips_every_record_header_and_footer(nightly):
         old = before[path.name[:-len(".parquet")]]
         assert run.header == old.header and run.footer == old.footer and run.complete
         assert [r.to_dict() for r in run.records] == [r.to_dict() for r in old.records]
-    assert re.fullmatch(r"month=2026-11", written[0].parent.name) and written[0].parents[1].name == "v1"
+    assert re.fullmatch(r"month=2026-11", written[0].parent.name) and written[0].parents[1].name == "v2"
 
 
 def test_readers_give_the_same_answers_before_and_after_compaction(nightly, tmp_path):

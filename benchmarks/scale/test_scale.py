@@ -1,24 +1,22 @@
-"""Scale benchmark of qbench's readers (pytest-benchmark; not a unit test, not collected by `pytest`): the wall time,
-peak memory (max RSS of the qbench process) and on-disk size of `compare latest~1 latest`, `history --metric
-latency` and `report` over a synthetic history of N nightlies of the full grid (suites/nightly.toml, 1,878 cases,
-repeat 3, records cloned from the real runs in tests/fixtures/records by qbench.history.synthetic), as JSON lines
-and compacted (qbench.history.columnar).
+"""Scale benchmark of qbench's readers (pytest-benchmark; not a unit test, not collected by `pytest`): wall and CPU
+seconds, peak memory (max RSS of the qbench process) and on-disk size of `compare latest~1 latest`, `history
+--metric latency` and `report` over a synthetic history of N nightlies of the full grid (suites/nightly.toml, 1,878
+cases, repeat 3: 5,634 records a night, cloned from the real runs in tests/fixtures/records by
+qbench.history.synthetic), kept in the columnar store (store v2) as `qbench compact` leaves it.
 
     .venv/bin/qbench list --suite nightly --json > build/scale/nightly-cases.jsonl
-    QBENCH_SCALE_NIGHTS=1,30 .venv/bin/python -m pytest benchmarks/scale -p no:cacheprovider \
+    .venv/bin/python -m qbench.history.synthetic --plan build/scale/nightly-cases.jsonl \
+        --templates tests/fixtures/records --nights 365 --jobs 2 --out build/scale/nightlies
+    QBENCH_SCALE_NIGHTS=1,30,365 .venv/bin/python -m pytest benchmarks/scale -p no:cacheprovider -s \
         --benchmark-columns=min,rounds --benchmark-json build/scale/result.json
 
-QBENCH_SCALE_DIR [build/scale] keeps the generated histories between sessions (30 nightlies: 1.2 GB of JSON lines).
-`compare` at 365 nightlies runs on the compacted store built by `compact_clones` below (QBENCH_SCALE_CLONED=365):
-the two newest nights are generated in full and the older ones are copies of a compacted night whose header and
-footer are rewritten (their records repeat one night's), which is what compare's cost depends on (it reads every
-run's footer and the two runs' records); history and report read every record, so they are measured only at N
-generated nights.
+The N-night history is the first N nights of build/scale/nightlies (hard links). Nights missing there are generated
+(qbench.history.synthetic.generate, ~2 CPU s a night); with QBENCH_SCALE_REPLAY=1 they are instead replayed from the
+generated ones under their own identities (qbench.history.synthetic.replay: same columns and sizes, values repeating
+with the period of the generated nights), for when a year cannot be generated in the time there is.
 """
 
-import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -29,67 +27,61 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCALE = Path(os.environ.get("QBENCH_SCALE_DIR", ROOT / "build" / "scale"))
 NIGHTS = [int(n) for n in os.environ.get("QBENCH_SCALE_NIGHTS", "1,30").split(",") if n]
-CLONED = [int(n) for n in os.environ.get("QBENCH_SCALE_CLONED", "").split(",") if n]
+REPLAY = os.environ.get("QBENCH_SCALE_REPLAY") == "1"
 PLAN = SCALE / "nightly-cases.jsonl"
+SOURCE = SCALE / "nightlies"
 TEMPLATES = ROOT / "tests" / "fixtures" / "records"
+# Columns that hold raw samples or the rest of the record (qbench.history.columnar): without them, only summaries.
+RAW = ("latency_samples", "json_")
 
 
 def disk_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def history(nights: int, store: str) -> Path:
-    """A synthetic history of `nights` nightlies, as JSON lines or compacted, generated once and kept."""
+def summary_bytes(folder: Path) -> int:
+    """Compressed bytes of the store's summary columns only (no raw samples, no record JSON)."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in folder.rglob("*.parquet"):
+        meta = pq.ParquetFile(path).metadata
+        for group in range(meta.num_row_groups):
+            for index in range(meta.num_columns):
+                column = meta.row_group(group).column(index)
+                if not column.path_in_schema.startswith(RAW):
+                    total += column.total_compressed_size
+    return total
+
+
+def history(nights: int) -> Path:
+    """The first `nights` nightlies of the generated store, as a results folder of their own (hard links)."""
     sys.path.insert(0, str(ROOT))
-    from qbench.history.columnar import compact
-    from qbench.history.synthetic import generate, load_plan, load_templates
+    from qbench.history.columnar import STORE_DIR
+    from qbench.history.synthetic import generate, load_plan, load_templates, replay
 
     if not PLAN.is_file():
         pytest.skip(f"{PLAN} missing: qbench list --suite nightly --json > {PLAN}")
-    lines = SCALE / f"jsonl-{nights}"
-    if not (lines / ".done").exists():
-        shutil.rmtree(lines, ignore_errors=True)
-        generate(lines, load_plan(PLAN), load_templates(TEMPLATES), nights, repeat=3)
-        (lines / ".done").touch()
-    if store == "jsonl":
-        return lines
-    compacted = SCALE / f"compacted-{nights}"
-    if not (compacted / ".done").exists():
-        shutil.rmtree(compacted, ignore_errors=True)
-        shutil.copytree(lines, compacted)
-        compact(compacted)
-        (compacted / ".done").touch()
-    return compacted
-
-
-def compact_clones(nights: int) -> Path:
-    """A compacted history of `nights` nightlies whose nights older than the newest two are rewritten copies of one."""
-    import pyarrow.parquet as pq
-
-    folder = SCALE / f"cloned-{nights}"
+    folder = SCALE / f"store-{nights}"
     if (folder / ".done").exists():
         return folder
+    if REPLAY and SOURCE.is_dir():
+        replay(SOURCE, nights)
+    else:
+        generate(SOURCE, load_plan(PLAN), load_templates(TEMPLATES), nights, repeat=3, store="parquet")
     shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(history(3, "compacted"), folder)
-    files = sorted(folder.rglob("*.parquet"))
-    table = pq.read_table(files[0])
-    metadata = table.schema.metadata
-    header, footer = json.loads(metadata[b"qbench.header"]), json.loads(metadata[b"qbench.footer"])
-    files[0].unlink()
-    for day in range(1, nights - 1):  # the two real nights are the newest: move them after the clones
-        stamp = f"2025-{1 + (day - 1) // 28:02d}-{1 + (day - 1) % 28:02d}T02:00:00.000000Z"
-        run_id = f"{day:08x}" + header["run_id"][8:]
-        new = {**metadata, b"qbench.header": json.dumps({**header, "run_id": run_id, "started_at": stamp}).encode(),
-               b"qbench.footer": json.dumps({**footer, "run_id": run_id}).encode()}
-        target = files[0].parents[1] / f"month={stamp[:7]}" / f"{stamp[:10].replace('-', '')}T020000Z_5ca1e000_{run_id[:8]}.parquet"
+    (machine,) = [p for p in SOURCE.iterdir() if (p / STORE_DIR).is_dir()]
+    files = sorted((machine / STORE_DIR).rglob("*.parquet"))[:nights]
+    for path in files + [machine / "machine.json"]:
+        target = folder / path.relative_to(SOURCE)
         target.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table.replace_schema_metadata(new), target, compression="zstd")
+        os.link(path, target)
     (folder / ".done").touch()
     return folder
 
 
 def run_qbench(*args) -> dict:
-    """Run one qbench command; its exit code and the peak RSS of its process (and its children)."""
+    """Run one qbench command; its exit code, CPU seconds and the peak RSS of its process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
     process = subprocess.Popen([sys.executable, "-m", "qbench", *args], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, env=env, cwd=ROOT)
@@ -106,31 +98,28 @@ COMMANDS = {
     "compare": lambda root, nights: ("compare", "latest~1" if nights > 1 else "latest", "latest", "--results",
                                      str(root)),
     "history": lambda root, nights: ("history", "--metric", "latency", "--results", str(root)),
-    "report": lambda root, nights: ("report", "--results", str(root), "--out", str(SCALE / "report-out")),
+    "report": lambda root, nights: ("report", "--results", str(root), "--out", str(SCALE / f"report-{nights}")),
 }
 
 
-def measure(benchmark, root: Path, command: str, nights: int, store: str) -> None:
+def measure(benchmark, root: Path, command: str, nights: int) -> None:
     outcome = {}
 
     def once():
         outcome.update(run_qbench(*COMMANDS[command](root, nights)))
 
     benchmark.pedantic(once, rounds=1, iterations=1)
-    benchmark.extra_info.update({"nights": nights, "store": store, "disk_mib": round(disk_bytes(root) / 2**20, 1),
-                                 **outcome})
-    print(f"\nscale {command:8} {store:10} {nights:4} nights: {benchmark.stats.stats.min:8.2f} s wall, "
-          f"{outcome['cpu_s']:8.2f} s CPU, peak RSS "
-          f"{outcome['peak_rss_mib']:8.1f} MiB, on disk {disk_bytes(root) / 2**20:9.1f} MiB")
+    load = os.getloadavg()[0]
+    disk, summaries = disk_bytes(root), summary_bytes(root)
+    benchmark.extra_info.update({"nights": nights, "disk_mib": round(disk / 2**20, 1),
+                                 "summary_mib": round(summaries / 2**20, 1), "load1": load, **outcome})
+    print(f"\nscale {command:8} {nights:4} nights: {benchmark.stats.stats.min:7.2f} s wall, {outcome['cpu_s']:7.2f} s "
+          f"CPU, peak RSS {outcome['peak_rss_mib']:7.1f} MiB; on disk {disk / 2**20:7.1f} MiB "
+          f"({summaries / 2**20:.1f} MiB without raw samples and record JSON); load {load:.1f}")
 
 
-@pytest.mark.parametrize("store", ["jsonl", "compacted"])
 @pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize("nights", NIGHTS)
-def test_scale(benchmark, nights, command, store):
-    measure(benchmark, history(nights, store), command, nights, store)
+def test_scale(benchmark, nights, command):
+    measure(benchmark, history(nights), command, nights)
 
-
-@pytest.mark.parametrize("nights", CLONED)
-def test_scale_compare_cloned(benchmark, nights):
-    measure(benchmark, compact_clones(nights), "compare", nights, "cloned")

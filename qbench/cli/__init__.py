@@ -52,7 +52,7 @@ COMMANDS = {
     "compare": "compare two runs, commits or results folders case by case and metric by metric; exit 1 on regression",
     "history": "find steps in history and list regressions (exit 1 when one starts in the latest run)",
     "claims": "judge PyTorch's INT8 claims (size, bandwidth, speed, accuracy) per case of a run",
-    "compact": "compact finished runs into Parquet (results/<machine>/store/v1/month=…); readers read both kinds",
+    "compact": "compact finished runs into Parquet (results/<machine>/store/v2/month=…); readers read both kinds",
     "merge": "merge results folders (e.g. CI shards' artifacts) into one history, never overwriting",
     "noise": "measure A/A noise by repeating a suite's cases and write per-case thresholds (noise.json)",
     "ab": "compare two sides (git refs, Python environments) in interleaved pairs of fresh processes",

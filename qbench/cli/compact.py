@@ -1,4 +1,5 @@
-"""`qbench compact`: move finished runs from JSON lines into the columnar store (qbench.history.columnar)."""
+"""`qbench compact`: move finished runs from JSON lines into the columnar store (qbench.history.columnar), and
+rewrite runs of older store versions (v1) in the current one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ __all__ = ["CompactCommand", "COMMAND"]
 
 class CompactCommand(Command):
     name = "compact"
-    help = "compact finished runs into Parquet (results/<machine>/store/v1/month=…); readers read both kinds"
+    help = "compact finished runs into Parquet (results/<machine>/store/v2/month=…); readers read both kinds"
 
     def add_arguments(self, parser):
         parser.add_argument("--results", default="results", help="history folder (default: results)")

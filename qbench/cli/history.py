@@ -73,11 +73,11 @@ class HistoryCommand(Command):
         regressions = find_regressions(series, policy)
         latest = latest_runs(history.runs)
         new = {id(r) for r in regressions if latest.get(r.machine_id) == r.first_bad.run_id}
-        records = [record for run in history.runs for record in run.records]
+        records = history.accuracy_records()
         findings = gate([r for r in records if r.run_id in set(latest.values())], records)
         if args.format == "json":
             print(json.dumps({"results": str(args.results), "series": len(series),
-                              "runs": len({p.run_id for s in series for p in s.points}), "latest_runs": latest,
+                              "runs": len({run_id for s in series for run_id in s.run_ids}), "latest_runs": latest,
                               "regressions": [{**r.to_dict(), "in_latest_run": id(r) in new} for r in regressions],
                               "accuracy_gate": [f.to_dict() for f in findings],
                               "unjudged": [{"machine_id": s.machine_id, "case_id": s.case_id, "metric": s.metric,

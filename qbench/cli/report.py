@@ -13,6 +13,7 @@ from qbench.cli.common import add_results_argument
 from qbench.compare.policy import compare_sides, load_policy
 from qbench.compare.steps import find_regressions
 from qbench.errors import ConfigError
+from qbench.history.series import series_metrics
 from qbench.history.sides import ResultsFolder, resolve_side
 from qbench.report.compare import render_markdown
 from qbench.history.store import run_files
@@ -48,7 +49,8 @@ class ReportCommand(Command):
             comparison = compare_sides(base, cand, history, results=args.results)
             sections.insert(0, (f"Comparison: {base.label} → {cand.label}", render_markdown(comparison)))
         machines = {(run.header.get("machine") or {}).get("machine_id") for run in side.runs}
-        series = [s for s in history.series() if s.machine_id in machines]
+        # one metric's series at a time: a year of nightlies holds millions of points per metric
+        series = (s for metric in series_metrics() for s in history.series([metric]) if s.machine_id in machines)
         regressions = find_regressions(series, load_policy(args.results, machines, history.errors))
         md_path, html_path = write_report(args.out, side.runs, label=side.label, regressions=regressions,
                                           sections=sections, errors=history.errors)

@@ -290,5 +290,5 @@ def gate_runs(results, run_ids: set[str]) -> tuple[list[AccuracyFinding], list]:
     from qbench.history.sides import ResultsFolder
 
     history = ResultsFolder(results)
-    records = [record for run in history.runs for record in run.records]
+    records = history.accuracy_records()
     return gate([r for r in records if r.run_id in run_ids], records), history.errors

@@ -17,15 +17,18 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from qbench.history.series import Series
-from qbench.history.store import RunFile
 from qbench.history.validate import finite_positive
 from qbench.metrics import METRICS
 
-__all__ = ["MIN_RUN_DIFFERENCES", "MIN_CASE_DIFFERENCES", "MIN_PROCESS_DF", "run_noise", "process_noise"]
+__all__ = ["MIN_RUN_DIFFERENCES", "MIN_CASE_DIFFERENCES", "MIN_PROCESS_DF", "NOISY_METRICS", "SUMMARY_COLUMNS",
+           "run_noise", "process_noise"]
 
 MIN_RUN_DIFFERENCES = 8
 MIN_CASE_DIFFERENCES = 4
 MIN_PROCESS_DF = 4
+NOISY_METRICS = tuple(name for name, metric in METRICS.items() if metric.noisy)
+# What process_noise reads of each run's summary.
+SUMMARY_COLUMNS = ["machine_id", "case_id", *(f"value_{name}" for name in NOISY_METRICS)]
 
 
 def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENCES,
@@ -54,24 +57,22 @@ def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENC
     return found
 
 
-def process_noise(runs: Iterable[RunFile], min_df: int = MIN_PROCESS_DF) -> dict[str, dict[str, dict]]:
+def process_noise(summaries: Iterable[tuple[object, object]], min_df: int = MIN_PROCESS_DF) -> dict[str, dict[str, dict]]:
     """machine_id → metric → case_id or "*" → (SD of one process's log value within its run, where from), for the
     noisy metrics, from runs with two or more ok processes of a case; each figure needs `min_df` degrees of
-    freedom (processes minus one per run and case)."""
+    freedom (processes minus one per run and case). `summaries`: (run, its ok rows' summary columns `machine_id`,
+    `case_id` and `value_<metric>` of the noisy metrics), as ResultsFolder.summaries gives them: no record is parsed."""
     squares: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
-    for run in runs:
-        groups = defaultdict(list)
-        for record in run.records:
-            if record.status == "ok":
-                groups[(str(record.machine.get("machine_id")), record.case_id)].append(record)
-        for (machine_id, case_id), records in groups.items():
-            for name, metric in METRICS.items():
-                if not metric.noisy:
+    for _run, table in summaries:
+        columns = table.to_pydict()
+        for name in NOISY_METRICS:
+            groups = defaultdict(list)
+            for machine_id, case_id, value in zip(columns["machine_id"], columns["case_id"], columns[f"value_{name}"]):
+                if value is not None and finite_positive(value):
+                    groups[(str(machine_id), case_id)].append(math.log(value))
+            for (machine_id, case_id), logs in groups.items():
+                if len(logs) < 2:
                     continue
-                values = [v.value for v in (metric.extract(r) for r in records) if v is not None]
-                if len(values) < 2 or not all(finite_positive(v) for v in values):
-                    continue
-                logs = [math.log(v) for v in values]
                 mean = statistics.fmean(logs)
                 entry = squares[(machine_id, name)][case_id]
                 entry[0] += sum((v - mean) ** 2 for v in logs)

@@ -3,11 +3,12 @@ defaults, each raised to the case's measured noise (noise.json); and the compari
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 
 from qbench.compare.pairwise import CompareReport, compare, environment_differences, suite_key
-from qbench.compare.noise_model import process_noise, run_noise
+from qbench.compare.noise_model import NOISY_METRICS, SUMMARY_COLUMNS, process_noise, run_noise
 from qbench.compare.steps import Regression, find_regressions
 from qbench.errors import ConfigError, StoreError
 from qbench.history.noise import load_noise, noise_path
@@ -16,6 +17,9 @@ from qbench.records import RunRecord
 from qbench.suite.load import load_suite, resolve_suite_path
 from qbench.thresholds import ThresholdPolicy
 
+# Runs (newest) whose series and processes give compare its measured noise: a month of nightlies of one runner.
+NOISE_WINDOW = 60
+
 __all__ = ["compare_sides", "compare_policy", "suite_thresholds", "load_policy", "regressions_in_runs"]
 
 
@@ -23,20 +27,25 @@ def compare_sides(base: Side, cand: Side, history: ResultsFolder, *, results: st
                   noise_file: str | None = None) -> CompareReport:
     """The comparison of two resolved sides under the threshold policy (command line > suite > default, raised
     to measured noise); also used by `qbench report --compare`."""
-    policy = compare_policy(results, history, cand.records, command_line=command_line, noise_file=noise_file)
-    comparisons = compare(base.records, cand.records, policy)
+    base_records, cand_records = base.compare_records, cand.compare_records
+    policy = compare_policy(results, history, cand_records, command_line=command_line, noise_file=noise_file)
+    comparisons = compare(base_records, cand_records, policy)
     return CompareReport(base.label, cand.label, tuple(comparisons),
-                         tuple(environment_differences(base.records, cand.records)),
+                         tuple(environment_differences(base_records, cand_records)),
                          tuple(str(error) for error in history.errors))
 
 
 def compare_policy(results: str, history: ResultsFolder, records: list[RunRecord], *, command_line=(),
                    noise_file: str | None = None) -> ThresholdPolicy:
     """compare's policy for a candidate's records: thresholds (command line > suite > default), noise.json, and the
-    run-to-run and process noise of each machine measured from the history under `results`."""
+    run-to-run and process noise of each machine measured from the newest NOISE_WINDOW runs of the history under
+    `results` (the machine's recent noise, at a cost that does not grow with the history's age)."""
+    recent = copy.copy(history)
+    recent.runs = history.runs[-NOISE_WINDOW:]
     return ThresholdPolicy(command_line=command_line, suites=suite_thresholds(records),
-                           noise=_noise(results, noise_file, history, records), run_noise=run_noise(history.series()),
-                           process_noise=process_noise(history.runs))
+                           noise=_noise(results, noise_file, history, records),
+                           run_noise=run_noise(recent.series(list(NOISY_METRICS))),
+                           process_noise=process_noise(recent.summaries(SUMMARY_COLUMNS, ok_only=True)))
 
 
 def suite_thresholds(records: list[RunRecord]) -> dict:

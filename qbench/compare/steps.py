@@ -151,9 +151,11 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
     points = series.points
     if len(points) < 3 or unjudged(series):
         return []
+    if min(series.values) == max(series.values):
+        return []  # a flat series has no step (most deterministic metrics): no need to fit one
     lower = series.info.direction == "lower"
-    y = [p.value if lower else 1.0 / p.value for p in points]
-    steps = detect_steps(y, _weights(y, [p.rel_err for p in points]))
+    y = [v if lower else 1.0 / v for v in series.values]
+    steps = detect_steps(y, _weights(y, series.rel_errs))
     latest, _, jumps = detect_regressions(steps, threshold)
     if not jumps:
         return []
@@ -175,11 +177,21 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
 
 def unjudged(series: Series) -> str | None:
     """Why step detection cannot judge this series (None when it can): relative steps need values > 0."""
-    bad = [p for p in series.points if not finite_positive(p.value)]
+    import numpy as np
+
+    values = series.values
+    try:  # a year of nightlies is millions of points: check them as an array
+        judged = np.asarray(values, dtype=float)
+        bad = np.flatnonzero(~(np.isfinite(judged) & (judged > 0))).tolist()
+        bad += [i for i, value in enumerate(values) if isinstance(value, bool)]
+    except (TypeError, ValueError):
+        bad = [i for i, value in enumerate(values) if not finite_positive(value)]
+    bad = sorted(set(bad))
     if not bad:
         return None
-    return (f"{len(bad)} of {len(series.points)} values are 0, negative or not finite (first: {bad[0].value!r} in "
-            f"run {bad[0].run_id[:8]}); relative steps need values > 0")
+    first = series.points[bad[0]]
+    return (f"{len(bad)} of {len(values)} values are 0, negative or not finite (first: {first.value!r} in "
+            f"run {first.run_id[:8]}); relative steps need values > 0")
 
 
 def threshold_for(series: Series, policy: ThresholdPolicy) -> tuple[float, str]:

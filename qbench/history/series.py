@@ -26,7 +26,8 @@ from qbench.records import Case, RunRecord, canonical_json
 from qbench.history.store import RunFile
 
 __all__ = ["DERIVED_METRICS", "DERIVED_FROM", "series_metrics", "Point", "Series", "record_values", "pair_key",
-           "build_series", "order_by_commits", "format_series_value"]
+           "build_series", "order_by_commits", "format_series_value", "case_figures", "derived_version",
+           "flat_environment"]
 
 
 def _per_run_only(record: RunRecord) -> None:
@@ -68,7 +69,8 @@ class Point:
 
 @dataclass(frozen=True)
 class Series:
-    """`sources`: the case ids the values come from (the int8 then the fp32 case for a derived series)."""
+    """`sources`: the case ids the values come from (the int8 then the fp32 case for a derived series). `points`:
+    a sequence of Point (qbench.history.points.PointList makes each Point only when it is looked at)."""
 
     machine_id: str
     case_id: str
@@ -83,7 +85,18 @@ class Series:
 
     @property
     def values(self) -> list[float]:
-        return [p.value for p in self.points]
+        fast = getattr(self.points, "values", None)
+        return fast() if fast is not None else [p.value for p in self.points]
+
+    @property
+    def rel_errs(self) -> list[float | None]:
+        fast = getattr(self.points, "rel_errs", None)
+        return fast() if fast is not None else [p.rel_err for p in self.points]
+
+    @property
+    def run_ids(self) -> list[str]:
+        fast = getattr(self.points, "run_ids", None)
+        return fast() if fast is not None else [p.run_id for p in self.points]
 
 
 def format_series_value(value: float, metric: str) -> str:
@@ -109,7 +122,7 @@ def _rel_err(samples: list[float], value: float) -> float | None:
     return (high - low) / 2 / abs(value)
 
 
-def _case_figures(records: list[RunRecord]) -> dict[str, tuple[float, float | None, int]]:
+def case_figures(records: list[RunRecord]) -> dict[str, tuple[float, float | None, int]]:
     """metric → (value, rel_err, n) for the records of one case in one run."""
     out = {}
     for name, metric in METRICS.items():
@@ -129,16 +142,7 @@ def _case_figures(records: list[RunRecord]) -> dict[str, tuple[float, float | No
     return out
 
 
-def _point(run: RunFile, records: list[RunRecord], value: float, rel_err: float | None, n: int) -> Point:
-    first = records[0]
-    return Point(run_id=run.header.get("run_id") or first.run_id,
-                 started_at=run.header.get("started_at") or first.started_at,
-                 commit=first.qbench.get("commit"), dirty=bool(first.qbench.get("dirty")),
-                 torch=first.environment.get("torch"), file=str(run.path), value=value, rel_err=rel_err, n=n,
-                 environment=_flat_environment(first.environment))
-
-
-def _flat_environment(environment: dict) -> tuple[tuple[str, str], ...]:
+def flat_environment(environment: dict) -> tuple[tuple[str, str], ...]:
     flat = {key: str(value) for key, value in environment.items() if key != "variables"}
     flat.update({name: str(value) for name, value in (environment.get("variables") or {}).items()})
     return tuple(sorted(flat.items()))
@@ -152,68 +156,22 @@ def pair_key(case: Case) -> str:
     return canonical_json(shared)
 
 
-def _derived_version(int8_version: str, fp32_version: str) -> str:
+def derived_version(int8_version: str, fp32_version: str) -> str:
+    """The case_version of a derived series: of its int8 case and its fp32 parent together."""
     return hashlib.sha256(f"{int8_version}/{fp32_version}".encode()).hexdigest()[:16]
-
-
-def _hypot(*errs: float | None) -> float | None:
-    return None if any(e is None for e in errs) else math.hypot(*errs)
 
 
 def build_series(pairs: Iterable[tuple[RunFile, RunRecord]], metrics: Iterable[str] | None = None) -> list[Series]:
     """Series for every machine × case × metric in the records (ok records only), points ordered by run start."""
-    wanted = set(metrics) if metrics is not None else set(series_metrics())
+    from qbench.history.points import series_from_summaries
+    from qbench.history.summary import summary_table
+
     runs: dict[str, RunFile] = {}
-    cases: dict[tuple, list[RunRecord]] = defaultdict(list)
+    records: dict[str, list[RunRecord]] = defaultdict(list)
     for run, record in pairs:
-        if record.status != "ok":
-            continue
         runs[str(run.path)] = run
-        key = (str(run.path), record.machine.get("machine_id"), record.case.case_id, record.case.case_version)
-        cases[key].append(record)
-    points: dict[tuple, list[Point]] = defaultdict(list)
-    sources: dict[tuple, tuple[str, ...]] = {}
-    figures: dict[tuple, dict] = {}
-    for case_key, records in cases.items():
-        path, machine_id, case_id, version = case_key
-        figures[case_key] = _case_figures(records)
-        for metric, (value, err, n) in figures[case_key].items():
-            if metric in wanted:
-                key = (machine_id, case_id, version, metric)
-                points[key].append(_point(runs[path], records, value, err, n))
-                sources[key] = (case_id,)
-    _add_derived(cases, runs, figures, wanted, points, sources)
-    series = [Series(*key, sources=sources[key], points=tuple(sorted(found, key=lambda p: (p.started_at, p.run_id))))
-              for key, found in points.items()]
-    return sorted(series, key=lambda s: (s.machine_id, s.case_id, s.metric, s.case_version))
-
-
-def _add_derived(cases, runs, figures, wanted, points, sources) -> None:
-    """speedup and compression points: each int8 case against the fp32 case of the same run, model and setup."""
-    if not wanted & set(DERIVED_METRICS):
-        return
-    fp32: dict[tuple, list[tuple]] = defaultdict(list)
-    for key, records in cases.items():
-        if records[0].case.mode == "fp32":
-            fp32[(key[0], key[1], pair_key(records[0].case))].append(key)
-    for key, records in cases.items():
-        path, machine_id, case_id, version = key
-        if records[0].case.mode == "fp32":
-            continue
-        matches = fp32.get((path, machine_id, pair_key(records[0].case)), [])
-        if len(matches) != 1:
-            continue
-        base_key = matches[0]
-        base, quant = figures[base_key], figures[key]
-        derived_version = _derived_version(version, base_key[3])
-        for metric, source in DERIVED_FROM.items():
-            if metric not in wanted or source not in base or source not in quant or not quant[source][0]:
-                continue
-            (b_value, b_err, b_n), (q_value, q_err, q_n) = base[source], quant[source]
-            series_key = (machine_id, case_id, derived_version, metric)
-            points[series_key].append(_point(runs[path], records, b_value / q_value, _hypot(b_err, q_err),
-                                             min(b_n, q_n)))
-            sources[series_key] = (case_id, base_key[2])
+        records[str(run.path)].append(record)
+    return series_from_summaries([(run, summary_table(records[key])) for key, run in runs.items()], metrics)
 
 
 def order_by_commits(series: list[Series], commits: list[str]) -> tuple[list[Series], set[str]]:

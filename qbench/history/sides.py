@@ -21,7 +21,7 @@ from pathlib import Path
 from qbench.errors import ConfigError, StoreError
 from qbench.records import RunRecord
 from qbench.history.store import RunFile, read_run_file, run_files
-from qbench.history.series import build_series
+from qbench.history.series import series_metrics
 
 __all__ = ["Side", "ResultsFolder", "resolve_side", "describe_run", "MIN_PREFIX"]
 
@@ -42,6 +42,12 @@ class Side:
     @property
     def records(self) -> list[RunRecord]:
         return [record for run in self.runs for record in run.records]
+
+    @property
+    def compare_records(self) -> list[RunRecord]:
+        """The records as compare reads them: a compacted run's without their details (qbench.history.columnar)."""
+        return [record for run in self.runs
+                for record in (run.records_for_compare() if hasattr(run, "records_for_compare") else run.records)]
 
 
 class ResultsFolder:
@@ -70,8 +76,57 @@ class ResultsFolder:
         return folder
 
     def series(self, metrics=None) -> list:
-        """Every machine × case × metric series of these runs (qbench.history.series.build_series)."""
-        return build_series([(run, record) for run in self.runs for record in run.records], metrics)
+        """Every machine × case × metric series of these runs (the rules of qbench.history.series.build_series),
+        from their summary columns: a compacted run's records are not parsed."""
+        from qbench.history.points import series_columns, series_from_summaries
+
+        columns = ["status", *series_columns(metrics or series_metrics())]
+        return series_from_summaries([(run, table) for run, table in self.summaries(columns, ok_only=True)],
+                                     metrics)
+
+    def summaries(self, columns: list[str], ok_only: bool = False) -> list[tuple[RunFile, object]]:
+        """(run, its summary rows: these columns of qbench.history.summary.SCHEMA) for every readable run; a run whose
+        columns cannot be read is added to `errors` and left out."""
+        from qbench.history.summary import run_summary  # pyarrow: only for readers of summaries
+
+        found = []
+        for run in self.runs:
+            try:
+                found.append((run, run_summary(run, columns, ok_only)))
+            except StoreError as exc:
+                self.errors.append(exc)
+        return found
+
+    def records_where(self, columns: list[str], keep) -> list[RunRecord]:
+        """The records whose summary row passes `keep(table of these columns) -> boolean array`; only those are
+        parsed (a compacted run with none is never opened past its columns)."""
+        import numpy as np
+
+        out = []
+        for run, table in self.summaries(columns):
+            rows = np.flatnonzero(np.asarray(keep(table).fill_null(False)))
+            if len(rows) == 0:
+                continue
+            try:
+                picked = run.records_at(rows.tolist()) if hasattr(run, "records_at") else \
+                    [run.records[i] for i in rows]
+            except StoreError as exc:
+                self.errors.append(exc)
+                continue
+            self.errors.extend(e for e in run.rejected if e not in self.errors)
+            out.extend(picked)
+        return out
+
+    def accuracy_records(self) -> list[RunRecord]:
+        """The records the accuracy gate (qbench.compare.accuracy_gate) can judge, found from summary columns: ok,
+        with a top-1, weights not random (a superset of the gate's own rule, which it applies again)."""
+        import pyarrow.compute as pc
+
+        def keep(table):
+            return pc.and_(pc.and_(pc.equal(table["status"], "ok"), pc.is_valid(table["top1"])),
+                           pc.not_equal(table["weights"], "random"))
+
+        return self.records_where(["status", "top1", "weights"], keep)
 
     def read(self, paths) -> list[RunFile]:
         """The readable ones of these run files, oldest first."""

@@ -198,17 +198,48 @@ def iter_records(root: Path, errors: list | None = None) -> Iterator[tuple[RunFi
             yield run, record
 
 
-def load_history(root: Path, errors: list | None = None):
-    """All history under root as a pandas DataFrame, one row per record, with summaries derived from samples."""
-    import pandas as pd
+def load_history(root: Path, errors: list | None = None, columns: list[str] | None = None):
+    """All history under root as a pandas DataFrame, one row per record (qbench.history.frame.COLUMNS, or only
+    `columns` of them), with summaries derived from samples: a compacted run's come from its summary columns, a
+    JSON-lines run's from its records (qbench.history.summary, one definition)."""
+    import pyarrow as pa
 
-    from qbench.history.frame import record_row
+    from qbench.history.frame import COLUMNS
+    from qbench.history.summary import FILE_COLUMNS, run_summary
 
-    rows = [record_row(record, run.path, run.complete) for run, record in iter_records(root, errors)]
-    frame = pd.DataFrame(rows)
-    if not frame.empty:
+    wanted = list(columns or COLUMNS)
+    stored = [name for name in wanted if name not in FILE_COLUMNS]
+    tables = []
+    for path in run_files(root):
+        try:
+            run = read_run_file(path)
+            table = run_summary(run, stored)
+        except StoreError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            continue
+        report_rejected(run, errors)
+        extra = {"run_complete": pa.array([run.complete] * len(table), pa.bool_()),
+                 "file": pa.array([str(run.path)] * len(table), pa.string())}
+        tables.append(pa.table({name: extra[name] if name in extra else _plain(table[name]) for name in wanted}))
+    if not tables:
+        import pandas as pd
+
+        return pd.DataFrame()
+    frame = pa.concat_tables(tables).to_pandas()
+    if "started_at" in frame:
+        import pandas as pd
+
         frame["started_at"] = pd.to_datetime(frame["started_at"], utc=True)
     return frame
+
+
+def _plain(column):
+    """A dictionary-encoded column as its values (the store reads strings as dictionaries)."""
+    import pyarrow as pa
+
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
 def report_rejected(run: RunFile, errors: list | None) -> None:

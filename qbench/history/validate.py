@@ -22,7 +22,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
-__all__ = ["check_case_line", "check_header_line", "describe_error"]
+__all__ = ["RULES_VERSION", "check_case_line", "check_header_line", "describe_error"]
+
+# The version of the value rules below. The columnar store records it for the records it checked at compaction;
+# a reader re-checks a compacted run's records only when its rules are another version.
+RULES_VERSION = 1
 
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]

@@ -14,7 +14,7 @@ from pathlib import Path
 from qbench.plan.expand import PlannedCase
 from qbench.errors import ConfigError
 from qbench.history.series import pair_key
-from qbench.history.store import iter_records
+from qbench.history.store import load_history
 
 __all__ = ["parse_shard", "expected_costs", "assign_shards", "select_shard"]
 
@@ -31,10 +31,13 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def expected_costs(results: Path | str, machine_id: str) -> dict[str, float]:
     """case_id -> median seconds of its past runs on this machine (unreadable files are passed over)."""
+    frame = load_history(results, errors=[], columns=["machine_id", "status", "case_id", "duration_s"])
+    if frame.empty:
+        return {}
+    frame = frame[(frame["machine_id"] == machine_id) & (frame["status"] != "skipped") & frame["duration_s"].notna()]
     durations: dict[str, list[float]] = defaultdict(list)
-    for _, record in iter_records(results, errors=[]):
-        if record.machine.get("machine_id") == machine_id and record.status != "skipped":
-            durations[record.case_id].append(record.duration_s)
+    for case_id, seconds in zip(frame["case_id"], frame["duration_s"]):
+        durations[case_id].append(float(seconds))
     return {case_id: statistics.median(values) for case_id, values in durations.items()}
 
 

@@ -27,6 +27,9 @@ __all__ = ["case_frame", "ratio_frame", "plot_latency", "plot_ratios", "render_m
 
 PLOT_DPI = 110
 HATCHES = ("", "//", "..", "xx")
+# Beyond this many models (or model × setting labels) grouped bars are unreadable and slow to draw (the full nightly
+# grid is 80 models): the plots show each mode · engine's distribution over the cases instead.
+MAX_BAR_LABELS = 24
 
 
 def case_frame(records: Iterable[RunRecord]):
@@ -34,7 +37,10 @@ def case_frame(records: Iterable[RunRecord]):
     per-process figures (n says how many)."""
     import pandas as pd
 
-    rows = [{**record_row(r), "label": _label(r), "pair": pair_key(r.case)} for r in records if r.status == "ok"]
+    pairs: dict[str, str] = {}  # case_version -> pair_key: a function of the case, asked once per case
+    rows = [{**record_row(r), "label": _label(r),
+             "pair": pairs.get(r.case.case_version) or pairs.setdefault(r.case.case_version, pair_key(r.case))}
+            for r in records if r.status == "ok"]
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
@@ -123,6 +129,9 @@ def plot_latency(cases, path: Path) -> Path | None:
     engines = sorted(set(cases["engine"]) - {"-"}) or ["-"]
     panels = [(e, b, t) for e in engines for b, t in _groups(cases)]
     models = sorted(set(cases["label"]))
+    if len(models) > MAX_BAR_LABELS:
+        return _plot_distributions(cases, "latency_s", 1e3, path, f"Median latency of {len(cases)} cases by mode and "
+                                   f"engine (box: quartiles over the cases)", "median latency per forward pass (ms")
     colors = _mode_colors()
     span = cases["latency_s"].max() / cases["latency_s"].min()
     figure = Figure(figsize=(max(6.0, 1.4 * len(models) + 2.5), 3.6 * len(panels)), layout="constrained")
@@ -159,6 +168,12 @@ def plot_ratios(ratios, column: str, path: Path) -> Path | None:
     if ratios.empty:
         return None
     settings = _groups(ratios)
+    if len(set(ratios["label"])) * len(settings) > MAX_BAR_LABELS:
+        size = column == "size_ratio"
+        what = "size ratio: fp32 bytes / int8 bytes" if size else "speedup: fp32 latency / int8 latency"
+        return _plot_distributions(ratios, column, 1.0, path, f"{'Size' if size else 'Speedup'} ratio, fp32 over int8, "
+                                   f"of {len(ratios)} cases by mode and engine (box: quartiles over the cases)",
+                                   f"{what} (×", reference=4.0 if size else 1.0)
     ratios = ratios.assign(label=[m if len(settings) == 1 else f"{m}\nb{b} t{t}" for m, b, t in
                                   zip(ratios["label"], ratios["batch_size"], ratios["threads"])])
     labels = sorted(set(ratios["label"]))
@@ -190,6 +205,36 @@ def plot_ratios(ratios, column: str, path: Path) -> Path | None:
     ax.margins(y=0.1)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", title="mode · engine", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.savefig(path, dpi=PLOT_DPI)
+    return path
+
+
+def _plot_distributions(frame, column: str, scale: float, path: Path, title: str, ylabel: str,
+                        reference: float | None = None) -> Path | None:
+    """One box per mode · engine of `column` (× scale) over the rows: what a grid too large for bars looks like."""
+    from matplotlib.figure import Figure
+
+    frame = frame[frame[column].notna() & (frame[column] > 0)]
+    if frame.empty:
+        return None
+    variants = sorted({(m, e) for m, e in zip(frame["mode"], frame["engine"])}, key=lambda v: (mode_rank(v[0]), v[1]))
+    values = [frame[(frame["mode"] == m) & (frame["engine"] == e)][column].to_numpy() * scale for m, e in variants]
+    colors = _mode_colors()
+    figure = Figure(figsize=(max(6.0, 0.6 * len(variants) + 3.0), 4.6), layout="constrained")
+    ax = figure.subplots()
+    boxes = ax.boxplot(values, tick_labels=[f"{m} · {e}" for m, e in variants], patch_artist=True, showfliers=True,
+                       flierprops={"markersize": 2})
+    for box, (mode, _) in zip(boxes["boxes"], variants):
+        box.set_facecolor(colors[mode])
+    if reference is not None:
+        ax.axhline(reference, color="0.4", linestyle="--", linewidth=1)
+    if max(v.max() for v in values) / min(v.min() for v in values) > 10:
+        _log_scale(ax)
+        ylabel += ", log scale"
+    ax.set_ylabel(ylabel + ")")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title, fontsize="medium")
     figure.savefig(path, dpi=PLOT_DPI)
     return path
 
@@ -237,10 +282,11 @@ def _regression_lines(regressions: Sequence[Regression], run_ids: set[str]) -> l
 
 def render_markdown(runs: Sequence[RunFile], *, images: dict[str, str], label: str | None = None,
                     regressions: Sequence[Regression] = (), sections: Sequence[tuple[str, str]] = (),
-                    errors: Sequence[object] = ()) -> str:
-    """The report as markdown. images: plot name → relative path; sections: (title, markdown) appended as is."""
+                    errors: Sequence[object] = (), cases=None) -> str:
+    """The report as markdown. images: plot name → relative path; sections: (title, markdown) appended as is;
+    cases: case_frame of the runs' records when the caller has it."""
     records = [r for run in runs for r in run.records]
-    cases = case_frame(records)
+    cases = case_frame(records) if cases is None else cases
     ratios = ratio_frame(cases)
     suites = ", ".join(sorted({str((run.header.get("suite") or {}).get("name")) for run in runs}))
     label = label or ", ".join(f"run {(run.header.get('run_id') or '')[:8]}" for run in runs)
@@ -302,7 +348,7 @@ def write_report(out: Path | str, runs: Sequence[RunFile], *, label: str | None 
             "speedup": plot_ratios(ratios, "speedup", out / "speedup.png")}
     images = {name: path.name for name, path in made.items() if path is not None}
     markdown = render_markdown(runs, images=images, label=label, regressions=regressions, sections=sections,
-                               errors=errors)
+                               errors=errors, cases=cases)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(markdown, encoding="utf-8")
     data = {path.name: path.read_bytes() for path in made.values() if path is not None}

@@ -23,7 +23,7 @@ def _unset(value: str | None) -> str:
 
 def render_regressions(regressions: list[Regression], new: set[int], series: list[Series],
                  policy: ThresholdPolicy) -> str:
-    runs = {p.run_id for s in series for p in s.points}
+    runs = {run_id for s in series for run_id in s.run_ids}
     from_noise = sum(1 for s in series if threshold_for(s, policy)[1] == "noise.json")
     defaults = ", ".join(f"{name} {t.describe()}" for name, t in DEFAULT_THRESHOLDS.items())
     lines = [f"history   {len(series)} series over {len(runs)} runs on {len({s.machine_id for s in series})} "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import statistics
 from collections.abc import Sequence
 
 from qbench.stats.summary import percentile
@@ -24,6 +23,19 @@ def ratio_of_medians_interval(numerator: Sequence[float], denominator: Sequence[
     `resamples` times from random.Random(seed): seeded, so repeatable."""
     rng = random.Random(seed)
     a, b = [float(v) for v in numerator], [float(v) for v in denominator]
-    tops = [statistics.median(rng.choices(a, k=len(a))) for _ in range(resamples)]
-    bottoms = [statistics.median(rng.choices(b, k=len(b))) for _ in range(resamples)]
+    tops, bottoms = _resampled_medians(a, resamples, rng), _resampled_medians(b, resamples, rng)
     return percentile_interval([top / bottom for top, bottom in zip(tops, bottoms)], confidence)
+
+
+def _resampled_medians(values: list[float], resamples: int, rng: random.Random) -> list[float]:
+    """Medians of `resamples` resamples with replacement: one flat draw of indices, then a sort per resample (a full
+    grid's report bootstraps ~1,700 speedups; random.choices and statistics.median per resample took minutes)."""
+    n = len(values)
+    draw = rng.random
+    picks = [values[int(draw() * n)] for _ in range(resamples * n)]
+    middle, even = n // 2, n % 2 == 0
+    medians = []
+    for start in range(0, resamples * n, n):
+        chunk = sorted(picks[start:start + n])
+        medians.append((chunk[middle - 1] + chunk[middle]) / 2 if even else chunk[middle])
+    return medians

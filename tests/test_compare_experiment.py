@@ -86,8 +86,8 @@ def test_a_case_noisier_than_its_machine_gets_its_own_run_noise():
 
 def test_process_noise_is_pooled_within_runs_of_two_or_more_processes():
     (_, records), _ = aa_runs(str(FIXTURE), "quick", None)
-    assert process_noise([_run_of(records)]) == {}  # one process a case: nothing to pool
-    doubled = _run_of(records + slowed(records, 1.10))
+    assert process_noise([_summary_of(records)]) == {}  # one process a case: nothing to pool
+    doubled = _summary_of(records + slowed(records, 1.10))
     found = process_noise([doubled])[records[0].machine["machine_id"]]["latency"]
     # Each case has two processes 10% apart: SD of (0, ln 1.1) is ln(1.1) / √2.
     assert found["*"][0] == pytest.approx(math.log(1.1) / math.sqrt(2))
@@ -95,7 +95,11 @@ def test_process_noise_is_pooled_within_runs_of_two_or_more_processes():
     assert found["*"][1] == "measured within runs in history, 12 df"
 
 
-def _run_of(records):
+def _summary_of(records):
+    """(run, its ok rows' summary columns) as ResultsFolder.summaries gives them to process_noise."""
+    from qbench.compare.noise_model import SUMMARY_COLUMNS
     from qbench.history.store import RunFile
+    from qbench.history.summary import run_summary
 
-    return RunFile(Path("x.jsonl"), {}, records, {})
+    run = RunFile(Path("x.jsonl"), {}, records, {})
+    return run, run_summary(run, SUMMARY_COLUMNS, ok_only=True)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import defaultdict
 from collections.abc import Iterable
 
+import numpy as np
+
 from qbench.history.series import Series
-from qbench.history.validate import finite_positive
 from qbench.metrics import METRICS
 
 __all__ = ["MIN_RUN_DIFFERENCES", "MIN_CASE_DIFFERENCES", "MIN_PROCESS_DF", "NOISY_METRICS", "SUMMARY_COLUMNS",
@@ -37,12 +37,12 @@ def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENC
     `min_differences` first differences, a case's `min_case_differences`."""
     differences: dict[tuple[str, str], dict[str, list[float]]] = {}
     for one in series:
-        values = [p.value for p in one.points]
-        if len(values) < 3 or not all(finite_positive(v) for v in values):
+        points = one.points
+        values = np.asarray(points.values() if hasattr(points, "values") else [p.value for p in points], float)
+        if len(values) < 3 or not (np.isfinite(values).all() and (values > 0).all()):
             continue
-        logs = [math.log(v) for v in values]
         by_case = differences.setdefault((one.machine_id, one.metric), {})
-        by_case.setdefault(one.case_id, []).extend(b - a for a, b in zip(logs, logs[1:]))
+        by_case.setdefault(one.case_id, []).extend(np.diff(np.log(values)).tolist())
     found: dict[str, dict[str, dict]] = {}
     for (machine_id, metric), by_case in sorted(differences.items()):
         pooled = [d for diffs in by_case.values() for d in diffs]
@@ -62,21 +62,23 @@ def process_noise(summaries: Iterable[tuple[object, object]], min_df: int = MIN_
     noisy metrics, from runs with two or more ok processes of a case; each figure needs `min_df` degrees of
     freedom (processes minus one per run and case). `summaries`: (run, its ok rows' summary columns `machine_id`,
     `case_id` and `value_<metric>` of the noisy metrics), as ResultsFolder.summaries gives them: no record is parsed."""
-    squares: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0]))
-    for _run, table in summaries:
-        columns = table.to_pydict()
-        for name in NOISY_METRICS:
-            groups = defaultdict(list)
-            for machine_id, case_id, value in zip(columns["machine_id"], columns["case_id"], columns[f"value_{name}"]):
-                if value is not None and finite_positive(value):
-                    groups[(str(machine_id), case_id)].append(math.log(value))
-            for (machine_id, case_id), logs in groups.items():
-                if len(logs) < 2:
-                    continue
-                mean = statistics.fmean(logs)
-                entry = squares[(machine_id, name)][case_id]
-                entry[0] += sum((v - mean) ** 2 for v in logs)
-                entry[1] += len(logs) - 1
+    import pandas as pd
+
+    frames = [table.to_pandas().assign(run=index) for index, (_run, table) in enumerate(summaries)]
+    squares: dict[tuple[str, str], dict[str, list[float]]] = {}
+    if not frames:
+        return {}
+    rows = pd.concat(frames, ignore_index=True)
+    rows["machine_id"] = rows["machine_id"].astype(str)
+    for name in NOISY_METRICS:
+        values = rows[f"value_{name}"].to_numpy(dtype=float, na_value=np.nan)
+        usable = np.isfinite(values) & (values > 0)
+        part = rows.loc[usable, ["run", "machine_id", "case_id"]].assign(log=np.log(values[usable]))
+        groups = part.groupby(["run", "machine_id", "case_id"], sort=False)["log"]
+        per_run = pd.DataFrame({"ss": groups.var(ddof=0) * groups.count(), "df": groups.count() - 1})
+        per_run = per_run[per_run["df"] > 0].groupby(level=["machine_id", "case_id"]).sum()
+        for (machine_id, case_id), row in per_run.iterrows():
+            squares.setdefault((machine_id, name), {})[case_id] = [float(row["ss"]), int(row["df"])]
     found: dict[str, dict[str, dict]] = {}
     for (machine_id, metric), by_case in sorted(squares.items()):
         total, df = sum(e[0] for e in by_case.values()), sum(e[1] for e in by_case.values())

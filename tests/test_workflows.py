@@ -319,7 +319,7 @@ def test_a_nightly_shard_and_the_merge_job_run_end_to_end_with_the_history_branc
     assert git(tmp_path, "--git-dir", str(remote), "rev-parse", "results^") == seeded
     files = git(tmp_path, "--git-dir", str(remote), "ls-tree", "-r", "--name-only", pushed).splitlines()
     stems = {p.name[:-len(".jsonl")] for p in [*run_files(past), new_run]}
-    assert {Path(f).stem for f in files if "/store/v1/month=" in f and f.endswith(".parquet")} == stems
+    assert {Path(f).stem for f in files if "/store/v2/month=" in f and f.endswith(".parquet")} == stems
     assert not [f for f in files if "/runs/" in f]  # the branch holds the store, no JSON lines
     # The night's commit only adds files, and removes only the JSON lines it compacted.
     changes = git(tmp_path, "--git-dir", str(remote), "diff-tree", "-r", "--no-renames", "--name-status", seeded,
@@ -330,16 +330,23 @@ def test_a_nightly_shard_and_the_merge_job_run_end_to_end_with_the_history_branc
 
 
 # QBENCH_PYTHON for the tests below: after `qbench compact`, one stored run is rewritten (same rows, other bytes) as a
-# store that rewrites its files would (REWRITE=1); history, report and publish are skipped (these tests are about the
-# push).
+# store that rewrites its files would (REWRITE=1), or moved under the next store version as a `qbench compact` that
+# migrates the store does (REWRITE=migrate); history, report, export and publish are skipped (these tests are about
+# the push).
 REWRITING_STORE = """#!/usr/bin/env bash
 case " $* " in
-    *" history "*|*" report "*|*" publish "*) exit 0 ;;
+    *" history "*|*" report "*|*" export "*|*" publish "*) exit 0 ;;
 esac
 "$REAL" "$@" || exit $?
-if [[ " $* " == *" compact "* && "$REWRITE" == 1 ]]; then
-    stored=$(find "$RESULTS" -path '*/store/v1/*' -name '*.parquet' | sort | head -n 1)
-    "$REAL" -c 'import sys, pyarrow.parquet as pq; pq.write_table(pq.read_table(sys.argv[1]), sys.argv[1], compression="gzip")' "$stored"
+if [[ " $* " == *" compact "* && -n "$REWRITE" ]]; then
+    stored=$(find "$RESULTS" -path '*/store/v*/*' -name '*.parquet' | sort | head -n 1)
+    if [ "$REWRITE" = migrate ]; then
+        month=$(dirname "$stored"); version=$(basename "$(dirname "$month")")
+        moved="$(dirname "$(dirname "$month")")/v$(( ${version#v} + 1 ))/$(basename "$month")"
+        mkdir -p "$moved" && mv "$stored" "$moved/"
+    else
+        "$REAL" -c 'import sys, pyarrow.parquet as pq; pq.write_table(pq.read_table(sys.argv[1]), sys.argv[1], compression="gzip")' "$stored"
+    fi
 fi
 """
 
@@ -370,11 +377,25 @@ def test_the_merge_job_refuses_to_push_a_change_to_a_stored_run(repo, tmp_path):
     assert done.returncode == 3, done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("qbench: error: the history branch is append-only, and this push would change or remove "
-                           "1 stored run file(s) (first: ") and "/store/v1/month=" in last
+                           "1 stored run file(s) (first: ") and "/store/v2/month=" in last
     assert git(tmp_path, "--git-dir", str(remote), "rev-parse", "results") == seeded
     done = merge_night(repo, tmp_path, remote, wrapper, "unchanged")  # the same night, stored runs left alone
     assert done.returncode == 0, done.stdout + done.stderr
     assert git(tmp_path, "--git-dir", str(remote), "rev-parse", "results^") == seeded
+
+
+def test_the_merge_job_pushes_a_stored_run_moved_to_a_newer_store_version(repo, tmp_path):
+    """`qbench compact` rewrites an older store version's files as the current one: the run is still there, so the
+    append-only rule lets the old file go."""
+    remote, seeded, wrapper = compacted_history_branch(tmp_path)
+    done = merge_night(repo, tmp_path, remote, wrapper, "merged", REWRITE="migrate")
+    assert done.returncode == 0, done.stdout + done.stderr
+    changes = git(tmp_path, "--git-dir", str(remote), "diff-tree", "-r", "--no-renames", "--name-status", seeded,
+                  "results").splitlines()
+    removed = [line.split("\t", 1)[1] for line in changes if line.startswith("D")]
+    assert len(removed) == 1 and "/store/v2/month=" in removed[0], changes
+    stem = removed[0].rsplit("/", 1)[1]
+    assert any(line.startswith("A") and "/store/v3/month=" in line and line.endswith(stem) for line in changes), changes
 
 
 def test_the_merge_job_keeps_the_branch_as_one_commit_with_single(repo, tmp_path):

@@ -185,6 +185,13 @@ def read_run_file(path: Path) -> RunFile:
 def iter_records(root: Path, errors: list | None = None) -> Iterator[tuple[RunFile, RunRecord]]:
     """Every record under root. With `errors` given, unreadable files and records left out are listed there;
     without, an unreadable file is raised and a record left out is a warning."""
+    for run in _readable_runs(root, errors):
+        for record in run.records:
+            yield run, record
+
+
+def _readable_runs(root: Path, errors: list | None) -> Iterator[RunFile]:
+    """The run files under root that can be read (see iter_records for `errors`), their left-out records reported."""
     for path in run_files(root):
         try:
             run = read_run_file(path)
@@ -194,8 +201,7 @@ def iter_records(root: Path, errors: list | None = None) -> Iterator[tuple[RunFi
             errors.append(exc)
             continue
         report_rejected(run, errors)
-        for record in run.records:
-            yield run, record
+        yield run
 
 
 def load_history(root: Path, errors: list | None = None, columns: list[str] | None = None):
@@ -210,16 +216,14 @@ def load_history(root: Path, errors: list | None = None, columns: list[str] | No
     wanted = list(columns or COLUMNS)
     stored = [name for name in wanted if name not in FILE_COLUMNS]
     tables = []
-    for path in run_files(root):
+    for run in _readable_runs(root, errors):
         try:
-            run = read_run_file(path)
             table = run_summary(run, stored)
         except StoreError as exc:
             if errors is None:
                 raise
             errors.append(exc)
             continue
-        report_rejected(run, errors)
         extra = {"run_complete": pa.array([run.complete] * len(table), pa.bool_()),
                  "file": pa.array([str(run.path)] * len(table), pa.string())}
         tables.append(pa.table({name: extra[name] if name in extra else _plain(table[name]) for name in wanted}))

@@ -1,6 +1,7 @@
 """Property tests (Hypothesis): histories with arbitrary metric values, missing fields and wrong types go through
 every reader command (compare, history, report, claims, merge, publish), which exits 0, 1 or 3 and never raises."""
 
+import atexit
 import contextlib
 import functools
 import io
@@ -114,6 +115,7 @@ def test_report_exits_0_or_3_on_any_values(runs):
 def asv_project() -> tuple[Path, list[str]]:
     """A repository with this asv.conf.json and four commits, made once for every example."""
     project = Path(tempfile.mkdtemp(prefix="qbench-publish-"))
+    atexit.register(shutil.rmtree, project, ignore_errors=True)  # Hypothesis examples share it; gone with pytest
     (project / "asv.conf.json").write_text((Path(__file__).resolve().parent.parent / "asv.conf.json").read_text())
     git(project, "init", "-q", "-b", "main")
     return project, [commit(project, str(n)) for n in range(4)]

@@ -80,6 +80,22 @@ def tiny_suite_text(name: str = "tiny", *, engines=("x86", "qnnpack"), models=("
 
 # -- run files ------------------------------------------------------------------------------------------------------
 
+def ab_suite_text(name: str, model: str, timeout_s: float = 120.0) -> str:
+    """The one-case fp32 suite `qbench ab` and `qbench bisect` tests measure: short sampling, one model."""
+    return f"""
+[suite]
+name = "{name}"
+[[matrix]]
+models = ["{model}"]
+modes = ["fp32"]
+[measure]
+warmup_rounds = 1
+min_time_s = 0.05
+min_rounds = 3
+timeout_s = {timeout_s}
+"""
+
+
 def write_run(root, records, *, run_id: str | None = None, started_at: str = STARTED_AT, commit: str | None = "c" * 40,
               dirty: bool = False, suite: str | dict | None = None, machine: dict = MACHINE, finish: bool = True,
               stamp: bool = False) -> Path:

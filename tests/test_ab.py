@@ -19,20 +19,9 @@ from qbench.report.ab import render_markdown, render_table
 from qbench.stats.paired import compare_pairs, median_interval, min_pairs, verdict_of
 from qbench.errors import ConfigError, InfraError
 from qbench.suite.load import parse_suite
-from tests.factories import make_case, simulate
+from tests.factories import ab_suite_text, make_case, simulate
 
-SUITE = """
-[suite]
-name = "ab-tiny"
-[[matrix]]
-models = ["abexp_model:blocks"]
-modes = ["fp32"]
-[measure]
-warmup_rounds = 1
-min_time_s = 0.05
-min_rounds = 3
-timeout_s = 120.0
-"""
+SUITE = ab_suite_text("ab-tiny", "abexp_model:blocks")
 
 
 # -- statistics -------------------------------------------------------------------------------------------------

@@ -14,21 +14,11 @@ from pathlib import Path
 import pytest
 
 from qbench.launch.ab_sides import source_root
+from tests.factories import ab_suite_text
 
 BEFORE_LAYOUT = "e180110"  # Worker builds the fp32 reference only when accuracy is on ... (the last flat-layout commit)
 
-SUITE = """
-[suite]
-name = "ab-across-layout"
-[[matrix]]
-models = ["tests.tiny_models:convnet"]
-modes = ["fp32"]
-[measure]
-warmup_rounds = 1
-min_time_s = 0.05
-min_rounds = 3
-timeout_s = 120.0
-"""
+SUITE = ab_suite_text("ab-across-layout", "tests.tiny_models:convnet")
 
 
 def git(*args: str, cwd: Path) -> str:

@@ -13,19 +13,9 @@ import pytest
 from qbench.errors import ConfigError, InfraError
 from qbench.launch.ab_envs import _share_files, parse_requirements, pinned_versions, plan_env, requirement_name
 from qbench.launch.ab_sides import CodeSide, parse_side, source_root
+from tests.factories import ab_suite_text
 
-SUITE = """
-[suite]
-name = "ab-env-tiny"
-[[matrix]]
-models = ["tests.tiny_models:convnet"]
-modes = ["fp32"]
-[measure]
-warmup_rounds = 1
-min_time_s = 0.05
-min_rounds = 3
-timeout_s = 300.0
-"""
+SUITE = ab_suite_text("ab-env-tiny", "tests.tiny_models:convnet", timeout_s=300.0)
 
 
 def test_requirements_are_normalized_sorted_and_read_from_files(tmp_path):

@@ -18,22 +18,11 @@ from qbench.launch.ab import ABReport, ABSettings, CaseComparison, compare_outpu
 from qbench.launch.ab_sides import parse_side, source_root
 from qbench.launch.bisect import STEP_EXIT, Step, bisect, candidates_between, judge
 from qbench.stats.paired import compare_pairs
-from tests.factories import make_case
+from tests.factories import ab_suite_text, make_case
 from tests.factories import simulate
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", "-c", "init.defaultBranch=main"]
-SUITE = """
-[suite]
-name = "bisect-tiny"
-[[matrix]]
-models = ["mymodels.net:net"]
-modes = ["fp32"]
-[measure]
-warmup_rounds = 1
-min_time_s = 0.05
-min_rounds = 3
-timeout_s = 120.0
-"""
+SUITE = ab_suite_text("bisect-tiny", "mymodels.net:net")
 
 
 def model_source(blocks: int, forward_tail: str = "return self.head(x.mean((2, 3)))") -> str:

@@ -31,7 +31,10 @@ EPILOG = """\
 Series: one point per run for every machine x case (same definition) x metric, the median over the run's
 processes; plus speedup (fp32/int8 latency) and compression (fp32/int8 size) per quantized case. Steps are found
 with asv's Potts solver and regression rule; thresholds are compare's defaults raised to the case's measured noise
-(<results>/<machine>/noise.json from qbench noise).
+(<results>/<machine>/noise.json from qbench noise). Latency, throughput and bandwidth are judged with each run's
+shared shift divided out (the median over its cases): a shift with a new qbench commit or torch/torchvision/torchao
+build is one regression of "(every case)"; one with nothing changed is the machine's level, listed, never a
+regression (qbench.compare.run_shifts).
 
 exit codes (a nightly CI job can gate on them):
   0  no regression starts in a machine's latest complete run (older, still-present ones are listed)
@@ -70,7 +73,8 @@ class HistoryCommand(Command):
         if args.order == "commit":
             series, dropped = order_by_commits(series, git_commit_order(args.repo))
         policy = load_policy(args.results, {s.machine_id for s in series}, history.errors)
-        regressions = find_regressions(series, policy)
+        shifts: list = []
+        regressions = find_regressions(series, policy, machine_shifts=shifts)
         latest = latest_runs(history.runs)
         new = {id(r) for r in regressions if latest.get(r.machine_id) == r.first_bad.run_id}
         records = history.accuracy_records()
@@ -79,12 +83,13 @@ class HistoryCommand(Command):
             print(json.dumps({"results": str(args.results), "series": len(series),
                               "runs": len({run_id for s in series for run_id in s.run_ids}), "latest_runs": latest,
                               "regressions": [{**r.to_dict(), "in_latest_run": id(r) in new} for r in regressions],
+                              "machine_shifts": [r.to_dict() for r in shifts],
                               "accuracy_gate": [f.to_dict() for f in findings],
                               "unjudged": [{"machine_id": s.machine_id, "case_id": s.case_id, "metric": s.metric,
                                             "why": unjudged(s)} for s in series if unjudged(s)],
                               "errors": [str(e) for e in history.errors]}, indent=2))
         else:
-            print(render_regressions(regressions, new, series, policy))
+            print(render_regressions(regressions, new, series, policy, shifts))
             print(render_findings(findings))
         if dropped:
             print(f"qbench: note: {len(dropped)} run(s) with commits not in {args.repo} were left out",

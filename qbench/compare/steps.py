@@ -35,6 +35,7 @@ speedup's threshold is latency's, its noise that of its two latencies in quadrat
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import subprocess
@@ -76,6 +77,7 @@ class Regression:
     threshold: float
     threshold_source: str
     detectable: float = 0.0
+    run_shift: float = 0.0
 
     @property
     def change(self) -> float:
@@ -97,7 +99,7 @@ class Regression:
         return {"machine_id": self.machine_id, "case_id": self.case_id, "case_version": self.case_version,
                 "metric": self.metric, "before": self.before, "after": self.after, "latest": self.latest,
                 "change": self.change, "threshold": self.threshold, "threshold_source": self.threshold_source,
-                "detectable": self.detectable,
+                "detectable": self.detectable, "run_shift": self.run_shift,
                 "environment_changes": {k: list(v) for k, v in self.environment_changes.items()},
                 "last_good": point(self.last_good), "first_bad": point(self.first_bad)}
 
@@ -144,8 +146,24 @@ def detectable_step(y: list[float], steps: list[tuple], good: int, bad: int) -> 
     return z * se / abs(before[2]) if before[2] else math.inf
 
 
-def detect(series: Series, threshold: float, source: str = "given") -> list[Regression]:
-    """The regressions still present at the end of one series."""
+def _above_the_level_before(y: list[float], steps: list[tuple], bad: int, after: float, threshold: float) -> bool:
+    """asv measures a step from the best segment before it; on a noisy series one short lucky segment then makes
+    an ordinary level look like a step. So the level after must also clear the threshold and the detectable step
+    against the median of every point before the first bad one (measured on the A/A runs of quick: a 2-run dip
+    followed by the usual level was a +15% "regression")."""
+    overall = statistics.median(y[:bad])
+    if overall <= 0:
+        return False
+    segment = next(s for s in steps if s[0] <= bad < s[1])
+    se = point_noise(y) * math.sqrt(1.0 / bad + 1.0 / (segment[1] - segment[0]))
+    z = statistics.NormalDist().inv_cdf(1 - ALPHA / 2) + statistics.NormalDist().inv_cdf(POWER)
+    return after / overall - 1.0 > max(threshold, z * se / overall)
+
+
+def detect(series: Series, threshold: float, source: str = "given", shifts: list[float] | None = None
+           ) -> list[Regression]:
+    """The regressions still present at the end of one series. shifts: each point's run-wide factor
+    (qbench.compare.run_shifts, > 1 is worse), divided out before the steps are fitted."""
     from asv.step_detect import detect_regressions
 
     points = series.points
@@ -155,6 +173,8 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
         return []  # a flat series has no step (most deterministic metrics): no need to fit one
     lower = series.info.direction == "lower"
     y = [v if lower else 1.0 / v for v in series.values]
+    if shifts:
+        y = [v / f for v, f in zip(y, shifts)]
     steps = detect_steps(y, _weights(y, series.rel_errs))
     latest, _, jumps = detect_regressions(steps, threshold)
     if not jumps:
@@ -166,12 +186,13 @@ def detect(series: Series, threshold: float, source: str = "given") -> list[Regr
     found = []
     for good, bad, before, after in jumps:
         detectable = detectable_step(y, steps, good, bad)
-        if after / before - 1.0 > detectable:
+        if after / before - 1.0 > detectable and _above_the_level_before(y, steps, bad, after, threshold):
             found.append(Regression(machine_id=series.machine_id, case_id=series.case_id,
                                     case_version=series.case_version, metric=series.metric, last_good=points[good],
                                     first_bad=points[bad], before=back(before), after=back(after),
                                     latest=back(latest), threshold=threshold, threshold_source=source,
-                                    detectable=detectable))
+                                    detectable=detectable,
+                                    run_shift=shifts[bad] / shifts[good] - 1.0 if shifts else 0.0))
     return found
 
 
@@ -209,15 +230,30 @@ def threshold_for(series: Series, policy: ThresholdPolicy) -> tuple[float, str]:
     return fraction, source
 
 
-def find_regressions(series: Iterable[Series], policy: ThresholdPolicy | None = None) -> list[Regression]:
-    """Every current regression over all series, worst relative step first."""
+def find_regressions(series: Iterable[Series], policy: ThresholdPolicy | None = None,
+                     machine_shifts: list[Regression] | None = None) -> list[Regression]:
+    """Every current regression over all series, worst relative step first. The timing metrics are judged with each
+    run's shared shift divided out (qbench.compare.run_shifts): a shift that came with a qbench or environment change
+    is one regression of case "(every case)"; one that came with nothing is appended to `machine_shifts` (when
+    given), never returned. Series are read one metric at a time, as they come (a year of one metric fits in memory,
+    a year of all of them may not)."""
+    from qbench.compare.run_shifts import run_shifts
+
     policy = policy or ThresholdPolicy()
     found = []
-    for one in series:
-        if unjudged(one):
-            continue
-        threshold, source = threshold_for(one, policy)
-        found.extend(detect(one, threshold, source))
+    if isinstance(series, (list, tuple)):
+        series = sorted(series, key=lambda one: one.metric)
+    for _, group in itertools.groupby(series, key=lambda one: one.metric):
+        group = list(group)
+        shifts = run_shifts(group, lambda one: threshold_for(one, policy))
+        found.extend(shifts.regressions)
+        if machine_shifts is not None:
+            machine_shifts.extend(shifts.machine)
+        for one in group:
+            if unjudged(one):
+                continue
+            threshold, source = threshold_for(one, policy)
+            found.extend(detect(one, threshold, source, shifts.of(one)))
     return sorted(found, key=lambda r: (-abs(math.log(r.after / r.before)), r.machine_id, r.case_id, r.metric))
 
 

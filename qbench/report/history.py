@@ -22,7 +22,7 @@ def _unset(value: str | None) -> str:
 
 
 def render_regressions(regressions: list[Regression], new: set[int], series: list[Series],
-                 policy: ThresholdPolicy) -> str:
+                 policy: ThresholdPolicy, machine_shifts: list[Regression] = ()) -> str:
     runs = {run_id for s in series for run_id in s.run_ids}
     from_noise = sum(1 for s in series if threshold_for(s, policy)[1] == "noise.json")
     defaults = ", ".join(f"{name} {t.describe()}" for name, t in DEFAULT_THRESHOLDS.items())
@@ -34,6 +34,10 @@ def render_regressions(regressions: list[Regression], new: set[int], series: lis
         named = ", ".join(f"{s.case_id} {s.metric}" for s in cannot[:3]) + (", …" if len(cannot) > 3 else "")
         lines.append(f"{len(cannot)} series cannot be judged (a value is 0, negative or not finite; relative steps "
                      f"need values > 0): {named}")
+    for shift in machine_shifts:
+        lines.append(f"machine shift {shift.metric} {shift.change:+.1%} of every case from run {shift.first_bad.run_id[:8]} "
+                     f"({shift.first_bad.started_at[:10]}; {shift.machine_id}) with no qbench or environment change: "
+                     f"the machine's level, divided out of each case's series, not a regression")
     if not regressions:
         lines.append("no regressions")
         return "\n".join(lines)

@@ -110,6 +110,12 @@ def test_the_compared_statistic_and_the_sampling_time():
     pairs = [Pair(2.0, 3.0, "AB", 0.0, 1.0, 1.5), Pair(4.0, 5.0, "BA", 1.0, 3.0, 3.5)]
     assert pair_values(pairs, "median") == ([2.0, 4.0], [3.0, 5.0])
     assert pair_values(pairs, "min") == ([1.0, 3.0], [1.5, 3.5])
+    with pytest.raises(InfraError, match="no CPU time"):
+        pair_values(pairs, "cpu")  # a qbench that did not record CPU time per inference
+    timed = [Pair(2.0, 3.0, "AB", 0.0, 1.0, 1.5, a_cpu_time=1.8, b_cpu_time=2.7),
+             Pair(4.0, 5.0, "BA", 1.0, 3.0, 3.5, a_cpu_time=3.6, b_cpu_time=4.5)]
+    assert pair_values(timed, "cpu") == ([1.8, 3.6], [2.7, 4.5])
+    assert Pair(**timed[0].to_dict()) == timed[0]
     spec = parse_suite({"suite": {"name": "s"}, "matrix": [{"models": ["m:f"], "modes": ["fp32"]}]})
     assert with_sample_seconds(spec, None) is spec
     assert with_sample_seconds(spec, 0.1).measure.min_time_s == 0.1
@@ -201,6 +207,7 @@ def test_ab_of_two_worktrees_detects_the_slower_commit_and_each_side_ran_its_own
     assert case["verdict"] == "slower" and case["pairs"] == 8 and case["ratio"] > 2 and case["ci_low"] > 1
     assert report["regressions"] == [case["case_id"]]
     assert [p["order"] for p in case["per_pair"]] == ["BA", "AB"] * 4
+    assert all(0 < p["a_cpu_time"] < p["b_cpu_time"] for p in case["per_pair"])  # CPU time per inference, too
     sides = report["sides"]
     assert sides["A"]["commit"] == shas["base"] and sides["B"]["commit"] == shas["slow"]
     for label in "AB":

@@ -81,3 +81,25 @@ def test_fixed_sampling_is_unchanged_and_its_spec_dict_has_no_adaptive_keys():
     assert "target_rel_ci" not in MeasureSpec().to_dict()  # workers of older commits reject unknown keys
     adaptive = MeasureSpec(target_rel_ci=0.01, max_time_s=1.0)
     assert MeasureSpec.from_dict(adaptive.to_dict()) == adaptive
+
+
+def test_each_sample_carries_the_process_cpu_time_of_the_same_loops():
+    class Busy:
+        """A process that got the CPU for half of every wall second: CPU time advances half as fast."""
+
+        def __init__(self, wall):
+            self.wall = wall
+
+        def __call__(self):
+            return self.wall.now / 2
+
+    wall = Ticks()
+    result = measure_latency(lambda: None, _spec(min_time_s=5.0), clock=wall, cpu_clock=Busy(wall))
+    assert len(result["cpu_samples"]) == len(result["samples"]) == 10
+    for wall_s, cpu_s in zip(result["samples"], result["cpu_samples"]):
+        assert cpu_s == pytest.approx(wall_s / 2)
+
+
+def test_a_real_loop_spends_cpu_time_no_longer_than_its_wall_time():
+    result = measure_latency(lambda: sum(range(20000)), _spec(min_time_s=0.05))
+    assert all(0 < cpu <= wall * 1.05 + 1e-4 for wall, cpu in zip(result["samples"], result["cpu_samples"]))

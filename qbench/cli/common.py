@@ -59,8 +59,9 @@ def add_paired_arguments(parser: argparse.ArgumentParser, default_threshold: str
                         help=f"a slowdown is B significantly slower by more than this (default "
                              f"{default_threshold.replace('%', '%%')})")
     parser.add_argument("--statistic", choices=STATISTICS, default="median",
-                        help="what each process contributes: the median of its latency samples (default) or "
-                             "its fastest sample")
+                        help="what each process contributes: the median of its latency samples (default), "
+                             "its fastest sample, or the median of its CPU time per inference (cpu: steadier on a "
+                             "busy machine, where a descheduled process waits without spending CPU)")
     parser.add_argument("--sample-seconds", type=float, default=None, metavar="S",
                         help="latency sampling time per process (default: the suite's [measure] min_time_s); "
                              "shorter gives more pairs")

@@ -8,6 +8,7 @@ unreadable, as a corrupt header does.
 
 The rules, by metric (a value that is absent or null is always allowed: that metric is then missing):
   latency.samples        a list of finite numbers > 0 (seconds per inference)
+  latency.cpu_samples    a list of finite numbers >= 0 (process CPU seconds per inference), when present
   size.state_dict_bytes  a finite number > 0 (a serialized state_dict is never empty); other counts >= 0
   memory.*, bandwidth.*  finite numbers >= 0 (bytes and counts; qbench writes integers)
   accuracy               top1, top5, agreement in [0, 1]; delta_top1 in [-1, 1]; sqnr_db any finite number
@@ -46,6 +47,7 @@ class _Open(BaseModel):
 
 class _Latency(_Open):
     samples: list[PositiveFloat] | None = None
+    cpu_samples: list[NonNegativeFloat] | None = None
 
 
 class _Size(_Open):

@@ -41,7 +41,7 @@ __all__ = ["ABSettings", "Pair", "CaseComparison", "ABReport", "run_ab", "parse_
 DEFAULT_SECONDS = 60.0
 DEFAULT_ALPHA = 0.01
 PREFLIGHT_TIMEOUT_S = 300.0
-STATISTICS = ("median", "min")
+STATISTICS = ("median", "min", "cpu")
 DEFAULT_MIN_SQNR_DB = 40.0
 
 
@@ -49,7 +49,8 @@ DEFAULT_MIN_SQNR_DB = 40.0
 class ABSettings:
     """pairs: a fixed number of pairs per case; else seconds: the measuring budget per case (both sides), spent
     after `warmup_pairs` discarded pairs. alpha: the false-alarm probability of a verdict, both directions.
-    statistic: what one process contributes, the median of its latency samples or its fastest sample."""
+    statistic: what one process contributes: the median of its latency samples, its fastest sample, or the median
+    of its CPU-time samples (`cpu`: CPU seconds per inference, which a descheduled process does not spend)."""
 
     pairs: int | None = None
     seconds: float | None = None
@@ -88,9 +89,9 @@ class ABSettings:
 
 @dataclass(frozen=True)
 class Pair:
-    """One A and one B process: their median latencies and fastest samples (either is compared, see
-    ABSettings.statistic), their order, when the pair started (seconds after the warm-up), and the CPU each
-    process last ran on (for diagnosing noise)."""
+    """One A and one B process: their median latencies, fastest samples and median CPU time per inference (one is
+    compared, see ABSettings.statistic; CPU time is None from a qbench that did not record it), their order, when the
+    pair started (seconds after the warm-up), and the CPU each process last ran on (for diagnosing noise)."""
 
     a: float
     b: float
@@ -100,10 +101,13 @@ class Pair:
     b_min: float
     a_cpu: int | None = None
     b_cpu: int | None = None
+    a_cpu_time: float | None = None
+    b_cpu_time: float | None = None
 
     def to_dict(self) -> dict:
         return {"a": self.a, "b": self.b, "order": self.order, "started_s": round(self.started_s, 3),
-                "a_min": self.a_min, "b_min": self.b_min, "a_cpu": self.a_cpu, "b_cpu": self.b_cpu}
+                "a_min": self.a_min, "b_min": self.b_min, "a_cpu": self.a_cpu, "b_cpu": self.b_cpu,
+                "a_cpu_time": self.a_cpu_time, "b_cpu_time": self.b_cpu_time}
 
 
 @dataclass
@@ -302,9 +306,14 @@ class _Runner:
                 return ("skipped" if record.status == "skipped" else "failed",
                         f"side {label}: {record.status}: {record.reason}", label)
             samples = record.metrics["latency"]["samples"]
-            values[label] = (statistics.median(samples), min(samples), origins[label].get("cpu"))
-        (a, a_min, a_cpu), (b, b_min, b_cpu) = values["A"], values["B"]
-        return Pair(a, b, order, 0.0, a_min, b_min, a_cpu, b_cpu)
+            cpu_samples = record.metrics["latency"].get("cpu_samples")
+            if self.settings.statistic == "cpu" and not cpu_samples:
+                return ("failed", f"side {label}: its qbench records no CPU time per inference (latency.cpu_samples, "
+                                  f"added 2026-12): use --statistic median or min", label)
+            values[label] = (statistics.median(samples), min(samples), origins[label].get("cpu"),
+                             statistics.median(cpu_samples) if cpu_samples else None)
+        (a, a_min, a_cpu, a_time), (b, b_min, b_cpu, b_time) = values["A"], values["B"]
+        return Pair(a, b, order, 0.0, a_min, b_min, a_cpu, b_cpu, a_time, b_time)
 
     def _enough(self, pairs: list[Pair], spent: float) -> bool:
         if self.settings.budget_s is None:
@@ -337,9 +346,17 @@ class _Runner:
 
 
 def pair_values(pairs: list[Pair], statistic: str) -> tuple[list[float], list[float]]:
-    """The A and the B values that are compared: per-process medians, or per-process fastest samples."""
+    """The A and the B values that are compared: per-process medians, fastest samples or median CPU times. A side
+    whose qbench records no CPU time cannot be compared on it: InfraError."""
     if statistic == "min":
         return [p.a_min for p in pairs], [p.b_min for p in pairs]
+    if statistic == "cpu":
+        missing = sorted({side for p in pairs for side, value in (("A", p.a_cpu_time), ("B", p.b_cpu_time))
+                          if not value or value <= 0})
+        if missing:
+            raise InfraError(f"side {' and '.join(missing)} recorded no CPU time per inference (a qbench before "
+                             f"latency.cpu_samples): use --statistic median or min")
+        return [p.a_cpu_time for p in pairs], [p.b_cpu_time for p in pairs]
     return [p.a for p in pairs], [p.b for p in pairs]
 
 

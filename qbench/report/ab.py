@@ -8,6 +8,7 @@ import random
 import statistics
 from pathlib import Path
 
+from qbench.errors import InfraError
 from qbench.launch.ab import STATISTICS, ABReport, CaseComparison, Pair, is_regression, output_changed, pair_values
 from qbench.launch.ab_experiment import MODEL_MODULE
 from qbench.stats.paired import compare_pairs, median_interval
@@ -190,9 +191,12 @@ def _verdicts(runs: list[dict], statistic: str, alpha: float) -> list[dict]:
         for case in line["result"]["cases"]:
             if case["status"] != "compared":
                 continue
-            pairs = [Pair(p["a"], p["b"], p["order"], p["started_s"], p["a_min"], p["b_min"])
-                     for p in case["per_pair"]]
-            judged.append(compare_pairs(*pair_values(pairs, statistic), alpha).to_dict())
+            pairs = [Pair(p["a"], p["b"], p["order"], p["started_s"], p["a_min"], p["b_min"],
+                          a_cpu_time=p.get("a_cpu_time"), b_cpu_time=p.get("b_cpu_time")) for p in case["per_pair"]]
+            try:
+                judged.append(compare_pairs(*pair_values(pairs, statistic), alpha).to_dict())
+            except InfraError:  # comparisons measured before CPU time was recorded
+                continue
     return judged
 
 
@@ -243,8 +247,12 @@ def _power_tables(lines: list[dict], alpha: float, sims: int) -> list[str]:
     aa = [line for line in lines if line["condition"] == "A/A"]
     report = []
     for statistic in STATISTICS:
-        pool = [math.log(b / a) for line in aa for case in line["result"]["cases"] if case["status"] == "compared"
-                for a, b in zip(*pair_values([Pair(**p) for p in case["per_pair"]], statistic))]
+        pool = []
+        for case in (case for line in aa for case in line["result"]["cases"] if case["status"] == "compared"):
+            try:
+                pool += [math.log(b / a) for a, b in zip(*pair_values([Pair(**p) for p in case["per_pair"]], statistic))]
+            except InfraError:  # measured before CPU time was recorded
+                continue
         if len(pool) < 50:
             continue
         centre = statistics.median(pool)

@@ -1,7 +1,11 @@
 """Latency sampling: warm-up, loop calibration to a minimum sample time, then rounds until a minimum total time, or,
 adaptively (MeasureSpec.target_rel_ci > 0), until the median's 95% interval is tight enough (qbench.stats.stopping)
 within [min_time_s, max_time_s]. Every sample is kept (seconds per inference); summaries are derived on read. The
-record names the stopping rule and why sampling stopped. The clock is a seam for tests."""
+record names the stopping rule and why sampling stopped. The clocks are seams for tests.
+
+Next to each wall-clock sample goes the process's CPU time over the same loops (`cpu_samples`, CPU seconds per
+inference, every thread of the process): a process descheduled by a busy machine waits without burning CPU, so on a
+shared runner CPU time moves far less with the load than wall time (`qbench ab --statistic cpu`)."""
 
 from __future__ import annotations
 
@@ -16,20 +20,23 @@ __all__ = ["measure_latency"]
 
 
 def measure_latency(fn: Callable[[], object], spec: MeasureSpec,
-                    clock: Callable[[], float] = time.perf_counter) -> dict:
+                    clock: Callable[[], float] = time.perf_counter,
+                    cpu_clock: Callable[[], float] = time.process_time) -> dict:
     for _ in range(spec.warmup_rounds):
         fn()
     loops = _calibrate_loops(fn, spec.min_sample_s, clock)
     samples: list[float] = []
+    cpu_samples: list[float] = []
     adaptive = spec.target_rel_ci > 0
     halfwidth, stopped_by = None, "max_rounds"
     began = clock()
     while len(samples) < spec.max_rounds:
-        start = clock()
+        start, cpu_start = clock(), cpu_clock()
         for _ in range(loops):
             fn()
-        end = clock()
+        end, cpu_end = clock(), cpu_clock()
         samples.append((end - start) / loops)
+        cpu_samples.append(max(cpu_end - cpu_start, 0.0) / loops)
         if len(samples) < spec.min_rounds or end - began < spec.min_time_s:
             continue
         if not adaptive:
@@ -42,7 +49,7 @@ def measure_latency(fn: Callable[[], object], spec: MeasureSpec,
         if spec.max_time_s and end - began >= spec.max_time_s:
             stopped_by = "max_time"
             break
-    result = {"unit": "s", "samples": samples, "loops": loops, "warmup_rounds": spec.warmup_rounds,
+    result = {"unit": "s", "samples": samples, "cpu_samples": cpu_samples, "loops": loops, "warmup_rounds": spec.warmup_rounds,
               "total_s": clock() - began}
     if adaptive:
         result["stopping"] = {"rule": "median_ci95", "target_rel_halfwidth": spec.target_rel_ci,

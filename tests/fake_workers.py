@@ -21,6 +21,9 @@ def behave(task: dict) -> dict:
     if model == "exits":
         os._exit(3)
     if model == "hangs":
+        if os.environ.get("QBENCH_TEST_PIDFILE"):
+            with open(os.environ["QBENCH_TEST_PIDFILE"], "w") as handle:
+                handle.write(str(os.getpid()))
         time.sleep(3600)
     if model == "oom":
         hoard = [bytearray(2**28) for _ in range(64)]  # 16 GiB, far past the suite's 1 GiB address-space limit

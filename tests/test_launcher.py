@@ -16,7 +16,7 @@ CATALOG = Catalog(models={m: {"quantizable": False, "input_size": 8, "tags": []}
 
 
 def run_fake_suite(tmp_path, isolation):
-    spec = parse_suite({"suite": {"name": "faults"}, "measure": {"timeout_s": 3.0},
+    spec = parse_suite({"suite": {"name": "faults"}, "measure": {"timeout_s": 10.0},
                         "run": {"isolation": isolation, "memory_limit_gb": 1.0},
                         "matrix": [{"models": MODELS, "modes": ["fp32"]}]})
     planned = sorted(expand(spec, CATALOG), key=lambda p: MODELS.index(p.case.model))
@@ -60,7 +60,7 @@ def test_crashes_are_failed_records_naming_the_signal_and_output(outcome):
 def test_hang_is_killed_at_the_timeout(outcome):
     record = outcome[0]["hangs"]
     assert record.status == "timeout"
-    assert record.reason == "exceeded the 3 s timeout; the worker was killed"
+    assert record.reason == "exceeded the 10 s timeout; the worker was killed"
     assert "fake worker starting hangs" in record.error_tail
     assert record.duration_s < 60
 
@@ -87,3 +87,51 @@ def test_records_on_disk_are_json_lines(outcome):
     _, path = outcome
     kinds = [json.loads(line)["kind"] for line in path.read_text().splitlines()]
     assert kinds == ["run"] + ["case"] * len(MODELS) + ["run_end"]
+
+
+@pytest.mark.parametrize("isolation", ["fork", "spawn"])
+def test_a_worker_does_not_outlive_its_killed_run(tmp_path, isolation):
+    """kill -9 of the qbench process leaves no worker finishing its case (it would burn a CI runner's CPU)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.factories import ROOT
+
+    pidfile = tmp_path / "worker.pid"
+    driver = (
+        "from qbench.plan.expand import Catalog, expand\n"
+        "from qbench.launch.session import Session\n"
+        "from qbench.suite.load import parse_suite\n"
+        "catalog = Catalog(models={'hangs': {'quantizable': False, 'input_size': 8, 'tags': []}}, engines={'x86': None},"
+        " environment={})\n"
+        f"spec = parse_suite({{'suite': {{'name': 'orphan'}}, 'measure': {{'timeout_s': 600.0}}, "
+        f"'run': {{'isolation': '{isolation}'}}, 'matrix': [{{'models': ['hangs'], 'modes': ['fp32']}}]}})\n"
+        "with Session(spec, entry='tests.fake_workers:behave') as session:\n"
+        "    session.run(list(expand(spec, catalog)), catalog=catalog, writer=None, context={'run_id': 'r' * 32})\n")
+    env = {**os.environ, "QBENCH_TEST_PIDFILE": str(pidfile), "PYTHONPATH": str(ROOT)}
+    run = subprocess.Popen([sys.executable, "-c", driver], env=env, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not pidfile.exists() or not pidfile.read_text():
+        assert run.poll() is None, "the driver ended before its worker started"
+        assert time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.2)
+    worker = int(pidfile.read_text())
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 60
+    while _alive(worker):
+        if time.monotonic() > deadline:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail(f"worker {worker} was still running 60 s after its run was killed")
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

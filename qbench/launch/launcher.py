@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qbench.errors import InfraError
+from qbench.process_groups import kill_group
 
 __all__ = ["Outcome", "ForkPool", "SpawnPool", "make_pool", "log_tail", "describe_exit"]
 
@@ -63,15 +64,6 @@ def _read_result(path: Path) -> dict | None:
             return json.load(handle)
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def _kill_group(pid: int) -> None:
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(pid, signal.SIGKILL)
-            return
-        except (ProcessLookupError, PermissionError):
-            continue
 
 
 class _LineReader:
@@ -134,7 +126,7 @@ class ForkPool:
             done = self._reader.read(timeout)
             timed_out = done is None
             if timed_out:
-                _kill_group(pid)
+                kill_group(pid)
                 done = self._reader.read(READY_TIMEOUT_S)
         except (EOFError, BrokenPipeError, TypeError) as exc:
             self.close()
@@ -145,7 +137,7 @@ class ForkPool:
 
     def close(self) -> None:
         if self.process is not None:
-            _kill_group(self.process.pid)
+            kill_group(self.process.pid)
             self.process.wait()
             for stream in (self.process.stdin, self.process.stdout):
                 stream.close()
@@ -170,7 +162,7 @@ class SpawnPool:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                _kill_group(process.pid)
+                kill_group(process.pid)
                 process.wait()
         return Outcome(_read_result(result_path), process.returncode, timed_out, time.perf_counter() - began,
                        log_path)

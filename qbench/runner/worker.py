@@ -289,8 +289,28 @@ def measure_case(task: dict) -> dict:
     }
 
 
+def _end_with_parent() -> None:
+    """A spawned worker leads its own session, so nothing stops it when the qbench that started it is killed: a
+    thread blocked on the parent's pidfd (no wake-ups while measuring) kills the worker's group when it ends."""
+    import select
+    import signal
+    import threading
+
+    try:
+        parent = os.pidfd_open(os.getppid())
+    except (AttributeError, OSError):  # no pidfd (not Linux): the launcher's timeout still applies
+        return
+
+    def watch() -> None:
+        select.select([parent], [], [])
+        os.killpg(0, signal.SIGKILL) if os.getpgid(0) == os.getpid() else os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="qbench-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     task_path, result_path = (argv or sys.argv[1:])[:2]
+    _end_with_parent()
     return execute(task_path, result_path)
 
 

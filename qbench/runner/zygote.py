@@ -4,15 +4,22 @@ It imports torch, torchvision and qbench's torch-side modules once, runs nothing
 child per case, so each case starts in a fresh copy of an untouched interpreter without paying the ~3 s import.
 Protocol, one JSON object per line: it prints {"ready": ...}; then for each request {"task","result","log"} read
 from stdin it prints {"pid"} after forking and {"pid","exit_code","maxrss_bytes"} when the child is reaped.
+
+The parent sends nothing while a child runs, so stdin closing then means the parent is gone (killed, say, with
+kill -9): the zygote then kills the child's process group and exits, instead of leaving an orphan to finish its case.
+It waits on the child through a pidfd (Linux), or by polling where there is none.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import selectors
 import sys
 import time
 import traceback
+
+from qbench.process_groups import kill_group
 
 PRELOAD = ("qbench.runner.registry.models", "qbench.runner.registry.modes", "qbench.runner.registry.engines", "qbench.runner.registry.data",
            "qbench.runner.probes.size", "qbench.runner.probes.latency", "qbench.runner.probes.memory", "qbench.runner.environment",
@@ -62,7 +69,15 @@ def main() -> int:
         _emit({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return 1
     _emit({"ready": True, "pid": os.getpid(), "preload_s": time.perf_counter() - began})
-    for line in sys.stdin:
+    stdin, pending = sys.stdin.fileno(), bytearray()
+    while True:
+        while b"\n" not in pending:
+            chunk = os.read(stdin, 65536)
+            if not chunk:
+                return 0
+            pending += chunk
+        line, _, rest = bytes(pending).partition(b"\n")
+        pending = bytearray(rest)
         request = json.loads(line)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -70,9 +85,41 @@ def main() -> int:
         if pid == 0:
             _child(request)
         _emit({"pid": pid})
-        _, status, usage = os.wait4(pid, 0)
+        reaped = _wait_or_orphaned(pid, stdin, pending)
+        if reaped is None:
+            return 0
+        status, usage = reaped
         _emit({"pid": pid, "exit_code": os.waitstatus_to_exitcode(status), "maxrss_bytes": usage.ru_maxrss * 1024})
-    return 0
+
+
+def _wait_or_orphaned(pid: int, stdin: int, pending: bytearray):
+    """(status, rusage) of the child; None when stdin closed first (the child's group is then killed and reaped).
+    Bytes read from stdin meanwhile go to `pending`."""
+    selector = selectors.DefaultSelector()
+    selector.register(stdin, selectors.EVENT_READ)
+    pidfd = None
+    try:
+        pidfd = os.pidfd_open(pid)
+        selector.register(pidfd, selectors.EVENT_READ)
+    except (AttributeError, OSError):  # no pidfd: poll the child
+        pass
+    try:
+        while True:
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                return status, usage
+            for key, _ in selector.select(None if pidfd is not None else 0.05):
+                if key.fd == stdin:
+                    chunk = os.read(stdin, 65536)
+                    if not chunk:
+                        kill_group(pid)
+                        os.wait4(pid, 0)
+                        return None
+                    pending += chunk  # a next request waits there until this child is reaped
+    finally:
+        selector.close()
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 if __name__ == "__main__":

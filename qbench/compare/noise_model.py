@@ -12,7 +12,6 @@ of a case within each run that has two or more processes (`qbench run --repeat N
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,7 +20,7 @@ from qbench.history.series import Series
 from qbench.metrics import METRICS
 
 __all__ = ["MIN_RUN_DIFFERENCES", "MIN_CASE_DIFFERENCES", "MIN_PROCESS_DF", "NOISY_METRICS", "SUMMARY_COLUMNS",
-           "run_noise", "process_noise"]
+           "NOISE_COLUMNS", "run_noise", "run_noise_from_summaries", "process_noise"]
 
 MIN_RUN_DIFFERENCES = 8
 MIN_CASE_DIFFERENCES = 4
@@ -29,6 +28,8 @@ MIN_PROCESS_DF = 4
 NOISY_METRICS = tuple(name for name, metric in METRICS.items() if metric.noisy)
 # What process_noise reads of each run's summary.
 SUMMARY_COLUMNS = ["machine_id", "case_id", *(f"value_{name}" for name in NOISY_METRICS)]
+# What run_noise_from_summaries reads (process_noise's columns and the case version a series is split by).
+NOISE_COLUMNS = [*SUMMARY_COLUMNS, "case_version"]
 
 
 def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENCES,
@@ -43,6 +44,12 @@ def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENC
             continue
         by_case = differences.setdefault((one.machine_id, one.metric), {})
         by_case.setdefault(one.case_id, []).extend(np.diff(np.log(values)).tolist())
+    return _scales(differences, min_differences, min_case_differences)
+
+
+def _scales(differences: dict[tuple[str, str], dict[str, list[float]]], min_differences: int,
+            min_case_differences: int) -> dict[str, dict[str, dict]]:
+    """(machine_id, metric) → case_id → first differences of log values, as figures with their sources."""
     found: dict[str, dict[str, dict]] = {}
     for (machine_id, metric), by_case in sorted(differences.items()):
         pooled = [d for diffs in by_case.values() for d in diffs]
@@ -52,9 +59,100 @@ def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENC
         scales.update({case_id: (diffs, f"measured over {len(diffs)} consecutive runs of the case in history")
                        for case_id, diffs in by_case.items() if len(diffs) >= min_case_differences})
         found.setdefault(machine_id, {})[metric] = {
-            key: (1.4826 * statistics.median(abs(d) for d in diffs) / math.sqrt(2), source)
-            for key, (diffs, source) in scales.items()}
+            key: (1.4826 * _median_abs(diffs) / math.sqrt(2), source) for key, (diffs, source) in scales.items()}
     return found
+
+
+def _median_abs(values: list[float]) -> float:
+    """statistics.median of the absolute values (the middle one, or the mean of the middle two), sorted as an array."""
+    ordered = np.sort(np.abs(np.asarray(values, float)))
+    middle = len(ordered) // 2
+    return float(ordered[middle]) if len(ordered) % 2 else float((ordered[middle - 1] + ordered[middle]) / 2)
+
+
+def run_noise_from_summaries(summaries: list[tuple[object, object]], min_differences: int = MIN_RUN_DIFFERENCES,
+                             min_case_differences: int = MIN_CASE_DIFFERENCES) -> dict[str, dict[str, dict]]:
+    """run_noise of these runs' series of the noisy metrics, from their ok rows' NOISE_COLUMNS (as
+    ResultsFolder.summaries gives them) as coded arrays instead of Series objects: the same points (the median of a
+    run's values of a case, same machine and case_version; runs in start order), so the same figures
+    (tests/test_noise_model.py checks the two against each other)."""
+    rows = _Rows(summaries, ["machine_id", "case_id", "case_version"])
+    differences: dict[tuple[str, str], dict[str, list[float]]] = {}
+    if not rows.size:
+        return {}
+    order = rows.rank[rows.run]
+    for metric in NOISY_METRICS:
+        values = rows.values(metric)
+        present = ~np.isnan(values) & (np.min(rows.codes, axis=0) >= 0)
+        machine, case, version = (codes[present] for codes in rows.codes)
+        when, values = order[present], values[present]
+        if not len(values):
+            continue
+        # sorted by series, then run, then value: each run's values of a case are one sorted slice
+        sort = np.lexsort((values, when, version, case, machine))
+        machine, case, version, when, values = (a[sort] for a in (machine, case, version, when, values))
+        point_start = np.flatnonzero(np.r_[True, (np.diff(machine) != 0) | (np.diff(case) != 0) |
+                                           (np.diff(version) != 0) | (np.diff(when) != 0)])
+        counts = np.diff(np.r_[point_start, len(values)])
+        low, high = values[point_start + (counts - 1) // 2], values[point_start + counts // 2]
+        medians = np.where(counts % 2 == 1, low, (low + high) / 2)
+        machine, case, version = machine[point_start], case[point_start], version[point_start]
+        series = np.cumsum(np.r_[True, (np.diff(machine) != 0) | (np.diff(case) != 0) | (np.diff(version) != 0)]) - 1
+        usable = np.isfinite(medians) & (medians > 0)
+        size = np.bincount(series)
+        keep = ((np.bincount(series, weights=usable) == size) & (size >= 3))[series]
+        logs = np.log(np.where(usable, medians, 1.0))
+        follows = np.r_[False, series[1:] == series[:-1]] & keep
+        steps = (logs[1:] - logs[:-1])[follows[1:]]
+        for (m, c), diffs in _split_by(machine[follows], case[follows], steps):
+            differences.setdefault((rows.names[0][m], metric), {}).setdefault(rows.names[1][c], []).extend(diffs)
+    return _scales(differences, min_differences, min_case_differences)
+
+
+class _Rows:
+    """The summary rows of several runs as arrays: `codes` of the key columns into `names`, each row's run index
+    (`run`) and each run's position in start order (`rank`, started_at then run_id, as series order points)."""
+
+    def __init__(self, summaries, keys: list[str]):
+        import pyarrow as pa
+
+        self.tables = [table for _run, table in summaries]
+        self.size = sum(len(table) for table in self.tables)
+        headers = [run.header for run, _table in summaries]
+        order = sorted(range(len(headers)), key=lambda i: (str(headers[i].get("started_at") or ""),
+                                                           str(headers[i].get("run_id") or "")))
+        self.rank = np.empty(len(order), np.int64)
+        self.rank[order] = np.arange(len(order))
+        self.run = np.repeat(np.arange(len(self.tables)), [len(table) for table in self.tables])
+        self.codes, self.names = [], []
+        for key in keys:  # each table's dictionary mapped onto one list of names
+            index: dict[str, int] = {}
+            parts = []
+            for table in self.tables:
+                column = table.column(key).combine_chunks()
+                if not pa.types.is_dictionary(column.type):
+                    column = column.dictionary_encode()
+                local = np.array([index.setdefault(str(name), len(index)) for name in column.dictionary.to_pylist()]
+                                 + [-1], np.int64)
+                found = column.indices.to_numpy(zero_copy_only=False)
+                parts.append(local[np.where(np.isnan(found), -1, found).astype(np.int64)]
+                             if found.dtype.kind == "f" else local[found])
+            self.codes.append(np.concatenate(parts) if parts else np.empty(0, np.int64))
+            self.names.append(list(index))
+
+    def values(self, metric: str) -> np.ndarray:
+        return np.concatenate([table.column(f"value_{metric}").to_numpy().astype(float) for table in self.tables])
+
+
+def _split_by(first: np.ndarray, second: np.ndarray, values: np.ndarray):
+    """((first, second), list of values) for each distinct pair of codes, values in their given order."""
+    if not len(values):
+        return
+    sort = np.lexsort((second, first))  # stable: equal keys keep their order
+    first, second, values = first[sort], second[sort], values[sort]
+    starts = np.flatnonzero(np.r_[True, (np.diff(first) != 0) | (np.diff(second) != 0)])
+    for start, stop in zip(starts.tolist(), np.r_[starts[1:], len(values)].tolist()):
+        yield (int(first[start]), int(second[start])), values[start:stop].tolist()
 
 
 def process_noise(summaries: Iterable[tuple[object, object]], min_df: int = MIN_PROCESS_DF) -> dict[str, dict[str, dict]]:

@@ -115,3 +115,48 @@ def test_newtons_t_quantile_equals_bisection():
             bisected = significance._bisected_quantile(q, df)
             assert significance._student_t_quantile(q, df) == pytest.approx(bisected, rel=1e-9)
     assert math.isclose(significance.student_t_quantile(0.975, math.inf), 1.959963984540054)
+
+
+def pandas_process_noise(summaries, min_df=4):
+    """process_noise as it was written with pandas (the reference the array version is checked against)."""
+    import numpy as np
+    import pandas as pd
+
+    rows = pd.concat([table.to_pandas().assign(run=index) for index, (_run, table) in enumerate(summaries)],
+                     ignore_index=True)
+    rows["machine_id"] = rows["machine_id"].astype(str)
+    squares = {}
+    for name in NOISY_METRICS:
+        values = rows[f"value_{name}"].to_numpy(dtype=float, na_value=np.nan)
+        usable = np.isfinite(values) & (values > 0)
+        part = rows.loc[usable, ["run", "machine_id", "case_id"]].assign(log=np.log(values[usable]))
+        groups = part.groupby(["run", "machine_id", "case_id"], sort=False)["log"]
+        per_run = pd.DataFrame({"ss": groups.var(ddof=0) * groups.count(), "df": groups.count() - 1})
+        per_run = per_run[per_run["df"] > 0].groupby(level=["machine_id", "case_id"]).sum()
+        for (machine_id, case_id), row in per_run.iterrows():
+            squares.setdefault((machine_id, name), {})[case_id] = [float(row["ss"]), int(row["df"])]
+    found = {}
+    for (machine_id, metric), by_case in sorted(squares.items()):
+        total, df = sum(e[0] for e in by_case.values()), sum(e[1] for e in by_case.values())
+        if df < min_df:
+            continue
+        figures = {"*": (math.sqrt(total / df), f"measured within runs in history, {df} df")}
+        figures.update({case_id: (math.sqrt(ss / n), f"measured within runs of the case in history, {n} df")
+                        for case_id, (ss, n) in by_case.items() if n >= min_df})
+        found.setdefault(machine_id, {})[metric] = figures
+    return found
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_process_noise_as_arrays_equals_the_pandas_reference(seed):
+    from qbench.compare.noise_model import process_noise
+
+    table = summaries(random_history(seed, nights=20), NOISE_COLUMNS)
+    expected, found = pandas_process_noise(table, min_df=3), process_noise(table, min_df=3)
+    assert found.keys() == expected.keys() and expected
+    for machine, metrics in expected.items():
+        assert found[machine].keys() == metrics.keys()
+        for metric, figures in metrics.items():
+            assert found[machine][metric].keys() == figures.keys()
+            for key, (sd, source) in figures.items():
+                assert found[machine][metric][key] == (pytest.approx(sd, rel=1e-12), source)

@@ -160,23 +160,31 @@ def process_noise(summaries: Iterable[tuple[object, object]], min_df: int = MIN_
     noisy metrics, from runs with two or more ok processes of a case; each figure needs `min_df` degrees of
     freedom (processes minus one per run and case). `summaries`: (run, its ok rows' summary columns `machine_id`,
     `case_id` and `value_<metric>` of the noisy metrics), as ResultsFolder.summaries gives them: no record is parsed."""
-    import pandas as pd
-
-    frames = [table.to_pandas().assign(run=index) for index, (_run, table) in enumerate(summaries)]
+    rows = _Rows(list(summaries), ["machine_id", "case_id"])
     squares: dict[tuple[str, str], dict[str, list[float]]] = {}
-    if not frames:
+    if not rows.size:
         return {}
-    rows = pd.concat(frames, ignore_index=True)
-    rows["machine_id"] = rows["machine_id"].astype(str)
     for name in NOISY_METRICS:
-        values = rows[f"value_{name}"].to_numpy(dtype=float, na_value=np.nan)
-        usable = np.isfinite(values) & (values > 0)
-        part = rows.loc[usable, ["run", "machine_id", "case_id"]].assign(log=np.log(values[usable]))
-        groups = part.groupby(["run", "machine_id", "case_id"], sort=False)["log"]
-        per_run = pd.DataFrame({"ss": groups.var(ddof=0) * groups.count(), "df": groups.count() - 1})
-        per_run = per_run[per_run["df"] > 0].groupby(level=["machine_id", "case_id"]).sum()
-        for (machine_id, case_id), row in per_run.iterrows():
-            squares.setdefault((machine_id, name), {})[case_id] = [float(row["ss"]), int(row["df"])]
+        values = rows.values(name)
+        usable = np.isfinite(values) & (values > 0) & (np.min(rows.codes, axis=0) >= 0)
+        machine, case, run = rows.codes[0][usable], rows.codes[1][usable], rows.run[usable]
+        logs = np.log(values[usable])
+        if not len(logs):
+            continue
+        sort = np.lexsort((run, case, machine))
+        machine, case, run, logs = machine[sort], case[sort], run[sort], logs[sort]
+        starts = np.flatnonzero(np.r_[True, (np.diff(machine) != 0) | (np.diff(case) != 0) | (np.diff(run) != 0)])
+        counts = np.diff(np.r_[starts, len(logs)])
+        means = np.add.reduceat(logs, starts) / counts
+        ss = np.add.reduceat((logs - np.repeat(means, counts)) ** 2, starts)
+        several = counts > 1  # a run with one process of a case has no degree of freedom
+        machine, case, ss, df = machine[starts][several], case[starts][several], ss[several], counts[several] - 1
+        if not len(ss):
+            continue
+        pair = np.flatnonzero(np.r_[True, (np.diff(machine) != 0) | (np.diff(case) != 0)])
+        for m, c, total, n in zip(machine[pair].tolist(), case[pair].tolist(), np.add.reduceat(ss, pair).tolist(),
+                                  np.add.reduceat(df, pair).tolist()):
+            squares.setdefault((rows.names[0][m], name), {})[rows.names[1][c]] = [total, int(n)]
     found: dict[str, dict[str, dict]] = {}
     for (machine_id, metric), by_case in sorted(squares.items()):
         total, df = sum(e[0] for e in by_case.values()), sum(e[1] for e in by_case.values())

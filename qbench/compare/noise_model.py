@@ -75,36 +75,38 @@ def run_noise_from_summaries(summaries: list[tuple[object, object]], min_differe
     """run_noise of these runs' series of the noisy metrics, from their ok rows' NOISE_COLUMNS (as
     ResultsFolder.summaries gives them) as coded arrays instead of Series objects: the same points (the median of a
     run's values of a case, same machine and case_version; runs in start order), so the same figures
-    (tests/test_noise_model.py checks the two against each other)."""
+    (tests/test_fast_paths.py checks the two against each other)."""
     rows = _Rows(summaries, ["machine_id", "case_id", "case_version"])
     differences: dict[tuple[str, str], dict[str, list[float]]] = {}
     if not rows.size:
         return {}
-    order = rows.rank[rows.run]
+    machine, case, version = rows.codes
+    # one integer per series (machine × case × version), and per point (series × run in start order)
+    series_of = (machine * (case.max() + 1) + case) * (version.max() + 1) + version
+    point_of = series_of * len(rows.rank) + rows.rank[rows.run]
+    known = np.min(rows.codes, axis=0) >= 0
     for metric in NOISY_METRICS:
         values = rows.values(metric)
-        present = ~np.isnan(values) & (np.min(rows.codes, axis=0) >= 0)
-        machine, case, version = (codes[present] for codes in rows.codes)
-        when, values = order[present], values[present]
-        if not len(values):
+        present = ~np.isnan(values) & known
+        if not present.any():
             continue
-        # sorted by series, then run, then value: each run's values of a case are one sorted slice
-        sort = np.lexsort((values, when, version, case, machine))
-        machine, case, version, when, values = (a[sort] for a in (machine, case, version, when, values))
-        point_start = np.flatnonzero(np.r_[True, (np.diff(machine) != 0) | (np.diff(case) != 0) |
-                                           (np.diff(version) != 0) | (np.diff(when) != 0)])
+        # sorted by point, then value: each run's values of a case are one sorted slice
+        sort = np.flatnonzero(present)[np.lexsort((values[present], point_of[present]))]
+        points, values = point_of[sort], values[sort]
+        point_start = np.flatnonzero(np.r_[True, np.diff(points) != 0])
         counts = np.diff(np.r_[point_start, len(values)])
         low, high = values[point_start + (counts - 1) // 2], values[point_start + counts // 2]
         medians = np.where(counts % 2 == 1, low, (low + high) / 2)
-        machine, case, version = machine[point_start], case[point_start], version[point_start]
-        series = np.cumsum(np.r_[True, (np.diff(machine) != 0) | (np.diff(case) != 0) | (np.diff(version) != 0)]) - 1
+        first = sort[point_start]
+        codes = series_of[first]
+        series = np.cumsum(np.r_[True, np.diff(codes) != 0]) - 1
         usable = np.isfinite(medians) & (medians > 0)
         size = np.bincount(series)
         keep = ((np.bincount(series, weights=usable) == size) & (size >= 3))[series]
         logs = np.log(np.where(usable, medians, 1.0))
         follows = np.r_[False, series[1:] == series[:-1]] & keep
         steps = (logs[1:] - logs[:-1])[follows[1:]]
-        for (m, c), diffs in _split_by(machine[follows], case[follows], steps):
+        for (m, c), diffs in _split_by(machine[first][follows], case[first][follows], steps):
             differences.setdefault((rows.names[0][m], metric), {}).setdefault(rows.names[1][c], []).extend(diffs)
     return _scales(differences, min_differences, min_case_differences)
 
@@ -125,15 +127,18 @@ class _Rows:
         self.rank[order] = np.arange(len(order))
         self.run = np.repeat(np.arange(len(self.tables)), [len(table) for table in self.tables])
         self.codes, self.names = [], []
-        for key in keys:  # each table's dictionary mapped onto one list of names
+        for key in keys:  # each table's dictionary mapped onto one list of names (nights share one, mostly)
             index: dict[str, int] = {}
             parts = []
+            last = local = None
             for table in self.tables:
                 column = table.column(key).combine_chunks()
                 if not pa.types.is_dictionary(column.type):
                     column = column.dictionary_encode()
-                local = np.array([index.setdefault(str(name), len(index)) for name in column.dictionary.to_pylist()]
-                                 + [-1], np.int64)
+                if last is None or not column.dictionary.equals(last):
+                    last = column.dictionary
+                    local = np.array([index.setdefault(str(name), len(index)) for name in last.to_pylist()] + [-1],
+                                     np.int64)
                 found = column.indices.to_numpy(zero_copy_only=False)
                 parts.append(local[np.where(np.isnan(found), -1, found).astype(np.int64)]
                              if found.dtype.kind == "f" else local[found])

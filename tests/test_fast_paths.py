@@ -160,3 +160,13 @@ def test_process_noise_as_arrays_equals_the_pandas_reference(seed):
             assert found[machine][metric].keys() == figures.keys()
             for key, (sd, source) in figures.items():
                 assert found[machine][metric][key] == (pytest.approx(sd, rel=1e-12), source)
+
+
+def test_noise_figures_count_only_ok_rows_when_the_status_column_is_given():
+    from qbench.compare.noise_model import process_noise
+
+    runs = random_history(1, nights=20)
+    every = [(run, run_summary(run, NOISE_COLUMNS)) for run in runs]
+    assert any(len(table) > len(ok) for (_, table), (_, ok) in zip(every, summaries(runs, NOISE_COLUMNS)))
+    assert run_noise_from_summaries(every) == run_noise_from_summaries(summaries(runs, NOISE_COLUMNS))
+    assert process_noise(every, min_df=3) == process_noise(summaries(runs, NOISE_COLUMNS), min_df=3)

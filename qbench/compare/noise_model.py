@@ -28,8 +28,9 @@ MIN_PROCESS_DF = 4
 NOISY_METRICS = tuple(name for name, metric in METRICS.items() if metric.noisy)
 # What process_noise reads of each run's summary.
 SUMMARY_COLUMNS = ["machine_id", "case_id", *(f"value_{name}" for name in NOISY_METRICS)]
-# What run_noise_from_summaries reads (process_noise's columns and the case version a series is split by).
-NOISE_COLUMNS = [*SUMMARY_COLUMNS, "case_version"]
+# What run_noise_from_summaries reads: process_noise's columns, the case version a series is split by, and the
+# status (the summaries may hold every row: only ok ones count).
+NOISE_COLUMNS = [*SUMMARY_COLUMNS, "case_version", "status"]
 
 
 def run_noise(series: Iterable[Series], min_differences: int = MIN_RUN_DIFFERENCES,
@@ -72,7 +73,7 @@ def _median_abs(values: list[float]) -> float:
 
 def run_noise_from_summaries(summaries: list[tuple[object, object]], min_differences: int = MIN_RUN_DIFFERENCES,
                              min_case_differences: int = MIN_CASE_DIFFERENCES) -> dict[str, dict[str, dict]]:
-    """run_noise of these runs' series of the noisy metrics, from their ok rows' NOISE_COLUMNS (as
+    """run_noise of these runs' series of the noisy metrics, from their rows' NOISE_COLUMNS (ok ones count; as
     ResultsFolder.summaries gives them) as coded arrays instead of Series objects: the same points (the median of a
     run's values of a case, same machine and case_version; runs in start order), so the same figures
     (tests/test_fast_paths.py checks the two against each other)."""
@@ -113,40 +114,69 @@ def run_noise_from_summaries(summaries: list[tuple[object, object]], min_differe
 
 class _Rows:
     """The summary rows of several runs as arrays: `codes` of the key columns into `names`, each row's run index
-    (`run`) and each run's position in start order (`rank`, started_at then run_id, as series order points)."""
+    (`run`) and each run's position in start order (`rank`, started_at then run_id, as series order points). Rows
+    whose `status` (when the tables have that column) is not ok are left out here, with numpy: a pyarrow compute
+    call would load pandas, a third of compare's time on a year of nightlies."""
 
     def __init__(self, summaries, keys: list[str]):
-        import pyarrow as pa
-
         self.tables = [table for _run, table in summaries]
-        self.size = sum(len(table) for table in self.tables)
         headers = [run.header for run, _table in summaries]
         order = sorted(range(len(headers)), key=lambda i: (str(headers[i].get("started_at") or ""),
                                                            str(headers[i].get("run_id") or "")))
         self.rank = np.empty(len(order), np.int64)
         self.rank[order] = np.arange(len(order))
-        self.run = np.repeat(np.arange(len(self.tables)), [len(table) for table in self.tables])
+        run = np.repeat(np.arange(len(self.tables)), [len(table) for table in self.tables])
+        self.keep = np.ones(len(run), bool)
+        if self.tables and "status" in self.tables[0].column_names:
+            status, names = _coded(self.tables, "status")
+            self.keep = status == (names.index("ok") if "ok" in names else -2)
+        self.run = run[self.keep]
+        self.size = len(self.run)
         self.codes, self.names = [], []
-        for key in keys:  # each table's dictionary mapped onto one list of names (nights share one, mostly)
-            index: dict[str, int] = {}
-            parts = []
-            last = local = None
-            for table in self.tables:
-                column = table.column(key).combine_chunks()
-                if not pa.types.is_dictionary(column.type):
-                    column = column.dictionary_encode()
-                if last is None or not column.dictionary.equals(last):
-                    last = column.dictionary
-                    local = np.array([index.setdefault(str(name), len(index)) for name in last.to_pylist()] + [-1],
-                                     np.int64)
-                found = column.indices.to_numpy(zero_copy_only=False)
-                parts.append(local[np.where(np.isnan(found), -1, found).astype(np.int64)]
-                             if found.dtype.kind == "f" else local[found])
-            self.codes.append(np.concatenate(parts) if parts else np.empty(0, np.int64))
-            self.names.append(list(index))
+        for key in keys:
+            codes, names = _coded(self.tables, key)
+            self.codes.append(codes[self.keep])
+            self.names.append(names)
 
     def values(self, metric: str) -> np.ndarray:
-        return np.concatenate([table.column(f"value_{metric}").to_numpy().astype(float) for table in self.tables])
+        if not self.tables:
+            return np.empty(0)
+        found = np.concatenate([_numbers(chunk, np.float64, np.nan) for table in self.tables
+                                for chunk in table.column(f"value_{metric}").chunks] or [np.empty(0)])
+        return found[self.keep]
+
+
+def _coded(tables, key: str) -> tuple[np.ndarray, list[str]]:
+    """A string column of every table as codes into one list of names (-1 for null); each table's dictionary is
+    mapped once (nights mostly share one)."""
+    import pyarrow as pa
+
+    index: dict[str, int] = {}
+    parts = []
+    last = local = None
+    for table in tables:
+        column = table.column(key).combine_chunks()
+        if not pa.types.is_dictionary(column.type):
+            column = column.dictionary_encode()
+        if last is None or not column.dictionary.equals(last):
+            last = column.dictionary
+            local = np.array([index.setdefault(str(name), len(index)) for name in last.to_pylist()] + [-1], np.int64)
+        parts.append(local[_numbers(column.indices, np.dtype(column.indices.type.to_pandas_dtype()), -1)])
+    return (np.concatenate(parts) if parts else np.empty(0, np.int64)), list(index)
+
+
+def _numbers(array, dtype, null) -> np.ndarray:
+    """A pyarrow array of fixed-width numbers as a numpy array, nulls as `null`, read from its buffers: pyarrow's
+    own to_numpy loads pandas."""
+    size = len(array)
+    if not size:
+        return np.empty(0, dtype)
+    validity, data = array.buffers()[:2]
+    values = np.frombuffer(data, dtype=dtype)[array.offset:array.offset + size]
+    if not array.null_count:
+        return values
+    valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")[array.offset:array.offset + size]
+    return np.where(valid.astype(bool), values, null)
 
 
 def _split_by(first: np.ndarray, second: np.ndarray, values: np.ndarray):
@@ -163,8 +193,9 @@ def _split_by(first: np.ndarray, second: np.ndarray, values: np.ndarray):
 def process_noise(summaries: Iterable[tuple[object, object]], min_df: int = MIN_PROCESS_DF) -> dict[str, dict[str, dict]]:
     """machine_id → metric → case_id or "*" → (SD of one process's log value within its run, where from), for the
     noisy metrics, from runs with two or more ok processes of a case; each figure needs `min_df` degrees of
-    freedom (processes minus one per run and case). `summaries`: (run, its ok rows' summary columns `machine_id`,
-    `case_id` and `value_<metric>` of the noisy metrics), as ResultsFolder.summaries gives them: no record is parsed."""
+    freedom (processes minus one per run and case). `summaries`: (run, its rows' summary columns `machine_id`,
+    `case_id`, `value_<metric>` of the noisy metrics and optionally `status`, when only ok rows count), as
+    ResultsFolder.summaries gives them: no record is parsed."""
     rows = _Rows(list(summaries), ["machine_id", "case_id"])
     squares: dict[tuple[str, str], dict[str, list[float]]] = {}
     if not rows.size:

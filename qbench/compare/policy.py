@@ -42,7 +42,7 @@ def compare_policy(results: str, history: ResultsFolder, records: list[RunRecord
     `results` (the machine's recent noise, at a cost that does not grow with the history's age)."""
     recent = copy.copy(history)
     recent.runs = history.runs[-NOISE_WINDOW:]
-    summaries = recent.summaries(NOISE_COLUMNS, ok_only=True)  # one read of the window for both figures
+    summaries = recent.summaries(NOISE_COLUMNS)  # one read of the window for both figures; ok rows taken there
     return ThresholdPolicy(command_line=command_line, suites=suite_thresholds(records),
                            noise=_noise(results, noise_file, history, records),
                            run_noise=run_noise_from_summaries(summaries), process_noise=process_noise(summaries))

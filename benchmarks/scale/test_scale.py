@@ -10,6 +10,9 @@ qbench.history.synthetic), kept in the columnar store (store v2) as `qbench comp
     QBENCH_SCALE_NIGHTS=1,30,365 .venv/bin/python -m pytest benchmarks/scale -p no:cacheprovider -s \
         --benchmark-columns=min,rounds --benchmark-json build/scale/result.json
 
+QBENCH_SCALE_DIR=/path/build/scale measures the stores there (store-N with its .done marker is used as it is, nothing
+is generated or written there); QBENCH_SCALE_OUT=folder takes the reports (default: that same folder).
+
 The N-night history is the first N nights of build/scale/nightlies (hard links). Nights missing there are generated
 (qbench.history.synthetic.generate, ~2 CPU s a night); with QBENCH_SCALE_REPLAY=1 they are instead replayed from the
 generated ones under their own identities (qbench.history.synthetic.replay: same columns and sizes, values repeating
@@ -26,6 +29,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCALE = Path(os.environ.get("QBENCH_SCALE_DIR", ROOT / "build" / "scale"))
+# Where the reports go: a folder of stores made by another checkout can be measured without writing to it.
+OUT = Path(os.environ.get("QBENCH_SCALE_OUT", SCALE))
 NIGHTS = [int(n) for n in os.environ.get("QBENCH_SCALE_NIGHTS", "1,30").split(",") if n]
 REPLAY = os.environ.get("QBENCH_SCALE_REPLAY") == "1"
 PLAN = SCALE / "nightly-cases.jsonl"
@@ -98,7 +103,7 @@ COMMANDS = {
     "compare": lambda root, nights: ("compare", "latest~1" if nights > 1 else "latest", "latest", "--results",
                                      str(root)),
     "history": lambda root, nights: ("history", "--metric", "latency", "--results", str(root)),
-    "report": lambda root, nights: ("report", "--results", str(root), "--out", str(SCALE / f"report-{nights}")),
+    "report": lambda root, nights: ("report", "--results", str(root), "--out", str(OUT / f"report-{nights}")),
 }
 
 

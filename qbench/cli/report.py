@@ -49,8 +49,9 @@ class ReportCommand(Command):
             comparison = compare_sides(base, cand, history, results=args.results)
             sections.insert(0, (f"Comparison: {base.label} → {cand.label}", render_markdown(comparison)))
         machines = {(run.header.get("machine") or {}).get("machine_id") for run in side.runs}
-        # one metric's series at a time: a year of nightlies holds millions of points per metric
-        series = (s for metric in series_metrics() for s in history.series([metric]) if s.machine_id in machines)
+        # one read of the runs, one metric's series at a time: a year of nightlies holds millions of points a metric
+        series = (s for _metric, found in history.series_by_metric(series_metrics()) for s in found
+                  if s.machine_id in machines)
         regressions = find_regressions(series, load_policy(args.results, machines, history.errors))
         md_path, html_path = write_report(args.out, side.runs, label=side.label, regressions=regressions,
                                           sections=sections, errors=history.errors)

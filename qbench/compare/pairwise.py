@@ -263,8 +263,9 @@ def suite_key(record: RunRecord) -> str | None:
 
 
 def _compare_metric(case_id, machine_id, metric, base, cand, policy, suite, alpha, table) -> Comparison | None:
-    base_values = [v for v in (metric.extract(r) for r in base) if v is not None]
-    cand_values = [v for v in (metric.extract(r) for r in cand) if v is not None]
+    base_found = [(r, v) for r, v in ((r, metric.extract(r)) for r in base) if v is not None]
+    cand_found = [(r, v) for r, v in ((r, metric.extract(r)) for r in cand) if v is not None]
+    base_values, cand_values = [v for _, v in base_found], [v for _, v in cand_found]
     if not base_values and not cand_values:
         return None
     if not base_values or not cand_values:
@@ -281,7 +282,7 @@ def _compare_metric(case_id, machine_id, metric, base, cand, policy, suite, alph
                                      suite=suite, raise_to_noise=False)
     test = None
     if metric.noisy:
-        runs = tuple(len({r.run_id for r in side if metric.extract(r) is not None}) for side in (base, cand))
+        runs = tuple(len({r.run_id for r, _ in side}) for side in (base_found, cand_found))
         test = significance([v.value for v in base_values], [v.value for v in cand_values],
                             policy.noise_for(metric.name, case_id=case_id, machine_id=machine_id), alpha, runs=runs)
     verdict, reason = _judge(metric, base_summary, cand_summary, threshold, test, table)

@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 
 from qbench.compare.pairwise import CompareReport, compare, environment_differences, suite_key
-from qbench.compare.noise_model import NOISY_METRICS, SUMMARY_COLUMNS, process_noise, run_noise
+from qbench.compare.noise_model import NOISE_COLUMNS, process_noise, run_noise_from_summaries
 from qbench.compare.steps import Regression, find_regressions
 from qbench.errors import ConfigError, StoreError
 from qbench.history.noise import load_noise, noise_path
@@ -42,10 +42,10 @@ def compare_policy(results: str, history: ResultsFolder, records: list[RunRecord
     `results` (the machine's recent noise, at a cost that does not grow with the history's age)."""
     recent = copy.copy(history)
     recent.runs = history.runs[-NOISE_WINDOW:]
+    summaries = recent.summaries(NOISE_COLUMNS)  # one read of the window for both figures; ok rows taken there
     return ThresholdPolicy(command_line=command_line, suites=suite_thresholds(records),
                            noise=_noise(results, noise_file, history, records),
-                           run_noise=run_noise(recent.series(list(NOISY_METRICS))),
-                           process_noise=process_noise(recent.summaries(SUMMARY_COLUMNS, ok_only=True)))
+                           run_noise=run_noise_from_summaries(summaries), process_noise=process_noise(summaries))
 
 
 def suite_thresholds(records: list[RunRecord]) -> dict:

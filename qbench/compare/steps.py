@@ -50,7 +50,7 @@ from qbench.history.validate import finite_positive
 from qbench.stats.significance import ALPHA, POWER
 from qbench.thresholds import ThresholdPolicy
 
-__all__ = ["Regression", "detect_steps", "detect", "point_noise", "detectable_step", "threshold_for", "find_regressions", "unjudged",
+__all__ = ["Regression", "detect_steps", "detect", "point_noise", "detectable_step", "threshold_for", "find_regressions", "unjudged", "can_rise",
            "latest_runs", "git_commit_order"]
 
 GAMMA_FACTOR = 2.0
@@ -175,6 +175,8 @@ def detect(series: Series, threshold: float, source: str = "given", shifts: list
     y = [v if lower else 1.0 / v for v in series.values]
     if shifts:
         y = [v / f for v, f in zip(y, shifts)]
+    if not can_rise(y, threshold):
+        return []
     steps = detect_steps(y, _weights(y, series.rel_errs))
     latest, _, jumps = detect_regressions(steps, threshold)
     if not jumps:
@@ -194,6 +196,18 @@ def detect(series: Series, threshold: float, source: str = "given", shifts: list
                                     detectable=detectable,
                                     run_shift=shifts[bad] / shifts[good] - 1.0 if shifts else 0.0))
     return found
+
+
+def can_rise(y: list[float], threshold: float) -> bool:
+    """Whether some point exceeds an earlier one by more than `threshold` (relative): without that no fit of y can
+    hold a regression, so it is not fitted. asv's rule keeps a step only when a later segment's level exceeds an
+    earlier one's by more than threshold × that level, and a segment's level (a weighted median of its points) lies
+    between its lowest and highest point. The margin of 1e-12 only ever lets more series through."""
+    import numpy as np
+
+    values = np.asarray(y, dtype=float)
+    lowest_before = np.minimum.accumulate(values)[:-1]
+    return bool((values[1:] > lowest_before * (1.0 + threshold) * (1.0 - 1e-12)).any())
 
 
 def unjudged(series: Series) -> str | None:

@@ -164,7 +164,6 @@ class CompactedRun:
         """The run's summary rows (qbench.history.summary.SCHEMA), only these columns; read from the file's columns
         (store v2), or computed from its records (v1)."""
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         from qbench.history.summary import summary_table
 
@@ -173,7 +172,7 @@ class CompactedRun:
         else:
             wanted = list(dict.fromkeys([*columns, "status"])) if columns is not None else _summary_names()
             try:  # strings as dictionaries: a value repeated over a run's rows (environment, case) is held once
-                table = pq.read_table(self.path, columns=wanted, read_dictionary=[n for n in wanted if n in _STRINGS])
+                table = _read(self.path, wanted, [n for n in wanted if n in _STRINGS])
             except (OSError, ValueError, KeyError) as exc:
                 raise StoreError(f"{self.path}: cannot read: {exc}") from None
         if ok_only:
@@ -227,11 +226,9 @@ class CompactedRun:
         return self._parse(None)
 
     def _columns(self, names: list[str], rows: list[int] | None):
-        import pyarrow.parquet as pq
-
         try:
-            table = pq.read_table(self.path, columns=names, read_dictionary=[n for n in names if n[5:] in SHARED])
-        except (OSError, ValueError) as exc:
+            table = _read(self.path, names, [n for n in names if n[5:] in SHARED])
+        except (OSError, ValueError, KeyError) as exc:
             raise StoreError(f"{self.path}: cannot read: {exc}") from None
         return table if rows is None else table.take(rows)
 
@@ -289,6 +286,15 @@ class CompactedRun:
             except (StoreError, json.JSONDecodeError) as exc:
                 self._rejected.append(StoreError(f"{where}: left out: {exc}"))
         return records
+
+
+def _read(path: Path, columns: list[str], dictionaries: list[str]):
+    """These columns of one store file (strings in `dictionaries` as dictionary arrays). pyarrow.parquet.ParquetFile,
+    not read_table: for one file it reads the same, without loading pyarrow.dataset (and with it pandas)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path, read_dictionary=dictionaries) as handle:
+        return handle.read(columns=columns)
 
 
 _STRINGS = ("run_id", "suite", "case_id", "case_version", "model", "mode", "engine", "weights", "qconfig", "runner",

@@ -25,7 +25,7 @@ from qbench.history.series import (DERIVED_FROM, DERIVED_METRICS, Point, Series,
                                    series_metrics)
 from qbench.history.store import RunFile
 
-__all__ = ["PointList", "series_columns", "series_from_summaries"]
+__all__ = ["PointList", "SeriesBuild", "series_columns", "series_from_summaries", "series_by_metric"]
 
 _KEYS = ["run", "machine_id", "case_id", "case_version"]
 _FIRST = ["mode", "pair_key", "run_id", "started_at", "qbench_commit", "qbench_dirty", "torch", "environment"]
@@ -109,40 +109,69 @@ def _text(value) -> str | None:
 
 def series_from_summaries(summaries: list[tuple[RunFile, pa.Table]], metrics=None) -> list[Series]:
     """Series for every machine × case × metric of these runs' summary rows (only ok rows count)."""
-    import pandas as pd
-    import pyarrow.compute as pc
+    build = SeriesBuild(summaries, metrics)
+    series = [one for name in sorted(build.wanted) for one in build.series(name)]
+    return sorted(series, key=_order)
 
-    wanted = set(metrics) if metrics is not None else set(series_metrics())
-    columns = series_columns(wanted)
-    tables = []
-    for index, (_, table) in enumerate(summaries):
-        if "status" in table.column_names:
-            table = table.filter(pc.equal(table["status"], "ok"))
-        table = table.select(columns)
-        table = pa.table({name: _as_dictionary(table.column(name)) for name in columns})
-        tables.append(table.append_column("run", pa.array(np.full(len(table), index, np.int32))))
-    provenance = _Provenance([run for run, _ in summaries])
-    if not tables or not sum(len(t) for t in tables):
-        return []
-    frame = pa.concat_tables(tables).to_pandas(strings_to_categorical=True)
-    del tables
-    for name in ("machine_id", "case_id", "case_version"):
-        frame[name] = frame[name].astype("category")
-    # one integer per run × machine × case × definition: the tables below join on it, not on four columns
-    frame["_gid"] = frame.groupby(_KEYS, observed=True, sort=False).ngroup().to_numpy()
-    first = frame.drop_duplicates("_gid", keep="first").set_index("_gid")[_KEYS + _FIRST]
-    figures: dict[str, pd.DataFrame] = {}
-    for name in {DERIVED_FROM.get(m, m) for m in wanted}:
-        figures[name] = _figures(frame, name)
-    series: list[Series] = []
-    for name in sorted(wanted):
+
+def series_by_metric(summaries: list[tuple[RunFile, pa.Table]], metrics):
+    """(metric, its series) for each of `metrics` in turn, from one read of the runs' summary rows: what
+    series_from_summaries gives, a metric at a time, so that a caller can drop each metric's points before the
+    next is made. The list is emptied (its tables are no longer needed once the rows are one frame)."""
+    build = SeriesBuild(summaries, metrics)
+    for name in metrics:
+        yield name, sorted(build.series(name), key=_order)
+
+
+def _order(series: Series) -> tuple:
+    return series.machine_id, series.case_id, series.metric, series.case_version
+
+
+class SeriesBuild:
+    """The rows of every run as one frame with each run × machine × case × definition numbered (`_gid`) and its
+    first record's provenance; series of one metric at a time from it."""
+
+    def __init__(self, summaries: list[tuple[RunFile, pa.Table]], metrics=None):
+        import pyarrow.compute as pc
+
+        self.wanted = set(metrics) if metrics is not None else set(series_metrics())
+        columns = series_columns(self.wanted)
+        tables = []
+        for index, (_, table) in enumerate(summaries):
+            if "status" in table.column_names:
+                table = table.filter(pc.equal(table["status"], "ok"))
+            table = table.select(columns)
+            table = pa.table({name: _as_dictionary(table.column(name)) for name in columns})
+            tables.append(table.append_column("run", pa.array(np.full(len(table), index, np.int32))))
+        self.provenance = _Provenance([run for run, _ in summaries])
+        summaries.clear()
+        self.frame = None
+        self.figures: dict[str, object] = {}
+        if not tables or not sum(len(t) for t in tables):
+            return
+        frame = pa.concat_tables(tables).to_pandas(strings_to_categorical=True)
+        del tables
+        for name in ("machine_id", "case_id", "case_version"):
+            frame[name] = frame[name].astype("category")
+        # one integer per run × machine × case × definition: the tables below join on it, not on four columns
+        frame["_gid"] = frame.groupby(_KEYS, observed=True, sort=False).ngroup().to_numpy()
+        self.first = frame.drop_duplicates("_gid", keep="first").set_index("_gid")[_KEYS + _FIRST]
+        self.frame = frame
+
+    def series(self, name: str) -> list[Series]:
+        """The series of one metric (unordered)."""
+        if self.frame is None:
+            return []
+        measured = DERIVED_FROM.get(name, name)
+        if measured not in self.figures:
+            self.figures[measured] = _figures(self.frame, measured)
+        figures = self.figures[measured]
         if name in DERIVED_METRICS:
-            points = _derived(figures[DERIVED_FROM[name]], first)
+            points = _derived(figures, self.first)
         else:
-            points = figures[name].join(first, how="inner")
+            points = figures.join(self.first, how="inner")
             points["series_version"] = points["case_version"]
-        series.extend(_split(points, name, provenance))
-    return sorted(series, key=lambda s: (s.machine_id, s.case_id, s.metric, s.case_version))
+        return _split(points, name, self.provenance)
 
 
 def _figures(frame, name: str):

@@ -84,6 +84,16 @@ class ResultsFolder:
         return series_from_summaries([(run, table) for run, table in self.summaries(columns, ok_only=True)],
                                      metrics)
 
+    def series_by_metric(self, metrics=None):
+        """(metric, its series) for each metric in turn (default: every one series can track), like series() but
+        from one read of the runs' summary columns: a report over every metric of a year of nightlies reads each
+        file once, and holds one metric's points at a time."""
+        from qbench.history.points import series_by_metric, series_columns
+
+        metrics = list(metrics or series_metrics())
+        columns = ["status", *series_columns(metrics)]
+        yield from series_by_metric(list(self.summaries(columns, ok_only=True)), metrics)
+
     def summaries(self, columns: list[str], ok_only: bool = False) -> list[tuple[RunFile, object]]:
         """(run, its summary rows: these columns of qbench.history.summary.SCHEMA) for every readable run; a run whose
         columns cannot be read is added to `errors` and left out."""

@@ -188,11 +188,13 @@ def _kernels_like_the_profile(case, kernels: dict) -> dict:
 
 def _accuracy(model, case, spec, source, reuse, evaluate_case) -> dict | None:
     """metrics.accuracy: an fp32 case alone; an int8 case against its fp32 parent, rebuilt in this process. With the
-    reuse store, the parent's logits are computed once per model, and the whole figure once per model, mode, engine
+    reuse store, the parent's logits are computed once per model (by the fp32 case or the first int8 case), and the whole figure once per model, mode, engine
     and qconfig on one evaluation set (the case's batch does not change it)."""
-    if case.mode == "fp32":
-        return reuse.figure("accuracy", lambda: evaluate_case(model, None, spec, source, engine=case.engine),
-                            eval_set=reuse.eval_set_identity(spec), accuracy_batch=spec.batch_size)
+    if case.mode == "fp32":  # its logits are its int8 children's reference logits: computed once for all of them
+        return reuse.figure("accuracy", lambda: evaluate_case(
+            model, None, spec, source, engine=case.engine,
+            own_logits=lambda eval_set: reuse.reference_logits(eval_set, spec.batch_size, model=model)),
+            eval_set=reuse.eval_set_identity(spec), accuracy_batch=spec.batch_size)
     if case.mode == "fp32_bf16" or not reuse.enabled:
         reference = source.float_model()
         if case.mode == "fp32_bf16":  # this process computes fp32 in bf16: judge it against exact fp32 math

@@ -138,6 +138,10 @@ def main() -> None:
     parser.add_argument("--shards", type=int, nargs="+", default=[1])
     parser.add_argument("--split", choices=("model", "family"), default="model")
     parser.add_argument("--before", action="store_true", help="count evaluations as the worker before this change")
+    parser.add_argument("--warm-night", action="store_true",
+                        help="a night whose torch build and worker code are last night's: every evaluation comes "
+                             "from the shard's kept reuse store")
+    parser.add_argument("--budget-h", type=float, default=2.0)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--exclude", nargs="*", default=[], help="models left out of the grid (e.g. vit_h_14)")
@@ -146,13 +150,16 @@ def main() -> None:
     cases = [json.loads(line) for line in open(args.plan)]
     cases = [c["case"] for c in cases if not c["skip_reason"] and c["case"]["model"] not in args.exclude]
     rates, lines = fit_rates(read_records(args.runs), gflops, args.images)
+    if args.warm_night:
+        rates = {kind: 0.0 for kind in rates}
     print("evaluation CPU s per image-GFLOP:", {k: f"{v:.4f}" for k, v in sorted(rates.items())})
     print("other phases, CPU s = a + b x GFLOPs x batch:", {k: (round(a, 2), round(b, 4)) for k, (a, b) in lines.items()})
     for count in args.shards:
         total, evaluation, per_shard = grid_cpu_s(cases, split(cases, count, args.split, gflops), gflops, rates,
                                                   lines, args.images, args.repeat, args.before)
         print(f"{len(cases)} cases x {args.repeat}, {count:3d} shards by {args.split}{' (worker before)' if args.before else ''}: {total / 3600:6.1f} CPU h "
-              f"(evaluations {evaluation / 3600:5.1f} h), longest shard {max(per_shard) / 3600:5.2f} h")
+              f"(evaluations {evaluation / 3600:5.1f} h), longest shard {max(per_shard) / 3600:5.2f} h, "
+              f"{sum(c > args.budget_h * 3600 for c in per_shard)} over {args.budget_h:g} h")
 
 
 if __name__ == "__main__":

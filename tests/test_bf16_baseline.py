@@ -47,11 +47,14 @@ def test_a_real_worker_runs_fp32_with_bf16_fast_math_or_skips_it_with_the_reason
                      'modes = ["fp32", "fp32_bf16"]\n[measure]\nwarmup_rounds = 0\nmin_time_s = 0.0\nmin_rounds = 2\n'
                      '[accuracy]\nimages = 4\n')
     done = subprocess.run([sys.executable, "-m", "qbench", "run", "--suite", str(suite), "--results",
-                           str(tmp_path / "r"), "--no-progress"], capture_output=True, text=True, cwd=ROOT,
+                           str(tmp_path / "r"), "--no-progress", "--no-peaks", "--repeat", "2", "--cache-dir",
+                           str(tmp_path / "cache")], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
     assert done.returncode == 0, done.stderr
     (path,) = (tmp_path / "r").rglob("*.jsonl")
-    records = {c["case"]["mode"]: c for c in map(json.loads, path.read_text().splitlines()) if c["kind"] == "case"}
+    lines = [c for c in map(json.loads, path.read_text().splitlines()) if c["kind"] == "case"]
+    records = {c["case"]["mode"]: c for c in lines if c["worker"]["repeat"] == 0}
+    again = {c["case"]["mode"]: c for c in lines if c["worker"]["repeat"] == 1}
     baseline, machine = records["fp32_bf16"], records["fp32"]["machine"]
     if not any(f in machine["isa"] for f in BF16_ISA[machine["arch"]]):
         assert baseline["status"] == "skipped" and "needs bf16 instructions" in baseline["reason"]
@@ -61,6 +64,12 @@ def test_a_real_worker_runs_fp32_with_bf16_fast_math_or_skips_it_with_the_reason
     assert baseline["details"]["kernels"]["fp32_conv"].endswith("fpmath:bf16")
     assert "fpmath" not in records["fp32"]["details"]["kernels"]["fp32_conv"]
     assert baseline["metrics"]["accuracy"]["agreement"] is not None  # judged against the fp32 parent
+    # judged against a parent rebuilt in exact fp32 math: the store never gets reference logits from a bf16 process
+    assert baseline["details"]["reuse"]["stored"].keys() == {"size", "bandwidth", "accuracy"}
+    # its accuracy figure, deterministic, is computed once: the next process reuses it and says so
+    second = again["fp32_bf16"]
+    assert second["details"]["reused"]["accuracy"] == baseline["details"]["reuse"]["stored"]["accuracy"]
+    assert second["metrics"]["accuracy"] == baseline["metrics"]["accuracy"]
 
 
 def test_claims_judge_int8_against_the_bf16_baseline_of_the_same_run():

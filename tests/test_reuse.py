@@ -92,6 +92,29 @@ def test_reference_logits_come_from_the_store_and_give_the_same_accuracy(tmp_pat
     assert other.source.built == 1
 
 
+def test_the_fp32_cases_own_logits_are_its_childrens_reference_logits(tmp_path):
+    """The fp32 case evaluates its model once: its accuracy is the same as evaluated alone, the logits are stored as
+    the reference logits, and an int8 case then reuses them (its accuracy equals the one against a rebuilt parent)
+    without building the parent."""
+    spec, int8 = AccuracySpec(images=12, batch_size=5), tiny_model(1)
+    fp32_case = dataclasses.replace(CASE, mode="fp32", engine=None)
+    parent = Source().float_model()
+    alone = evaluate_case(parent, None, spec, Source(), engine=None)
+    fp32_reuse = _reuse(tmp_path, case=fp32_case)
+    via_store = evaluate_case(parent, None, spec, fp32_reuse.source, engine=None,
+                              own_logits=lambda eval_set: fp32_reuse.reference_logits(eval_set, 5, model=parent))
+    assert via_store == alone and fp32_reuse.source.built == 0
+    assert fp32_reuse.details()["reuse"]["stored"].keys() == {"reference_logits"}
+    child = _reuse(tmp_path)
+    against_store = evaluate_case(int8, None, spec, child.source, engine=None,
+                                  reference_logits=lambda eval_set: child.reference_logits(eval_set, 5))
+    assert against_store == evaluate_case(int8, Source().float_model(), spec, Source(), engine=None)
+    assert child.source.built == 0
+    assert child.details()["reused"] == {"reference_logits": fp32_reuse.stored["reference_logits"]}
+    with pytest.raises(ValueError, match="without a reference"):
+        evaluate_case(int8, parent, spec, Source(), engine=None, own_logits=lambda eval_set: None)
+
+
 SUITE = tiny_suite_text(modes=("fp32", "static_fx"), engines=("x86",))
 SUITE += """
 [accuracy]
@@ -108,8 +131,13 @@ def test_a_repeated_run_reuses_and_its_records_say_so(tmp_path):
     assert done.returncode == 0, done.stderr
     records = {(r.case.mode, r.worker["repeat"]): r for _, r in iter_records(tmp_path / "r", errors=[])}
     first, second = records[("static_fx", 0)], records[("static_fx", 1)]
-    assert "reused" not in first.details and first.details["reuse"]["stored"].keys() == {
+    parent = records[("fp32", 0)]
+    assert "reused" not in parent.details and parent.details["reuse"]["stored"].keys() == {
         "size", "bandwidth", "reference_logits", "accuracy"}
+    assert "reference_logits" in parent.details["phases_s"]
+    # the fp32 case's own logits serve as its int8 child's reference: the parent is not evaluated again
+    assert first.details["reused"] == {"reference_logits": parent.details["reuse"]["stored"]["reference_logits"]}
+    assert first.details["reuse"]["stored"].keys() == {"size", "bandwidth", "accuracy"}
     stored = first.details["reuse"]["stored"]
     # the accuracy figure is reused whole, so the parent's logits are not even needed
     assert second.details["reused"] == {k: stored[k] for k in ("size", "bandwidth", "accuracy")}
@@ -118,7 +146,7 @@ def test_a_repeated_run_reuses_and_its_records_say_so(tmp_path):
     assert second.metrics["accuracy"] == first.metrics["accuracy"]
     assert second.details["reuse"]["stored"] == {}
     phases = first.details["phases_s"]
-    assert {"probe", "open_model", "build", "size", "latency", "traffic", "accuracy", "reference_logits",
+    assert {"probe", "open_model", "build", "size", "latency", "traffic", "accuracy",
             "total"} <= phases.keys() and "reference_logits" not in second.details["phases_s"]
     assert set(first.details["phases_nested"]["build"]) <= phases.keys()
     fp32 = records[("fp32", 1)]

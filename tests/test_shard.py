@@ -4,7 +4,7 @@ import pytest
 
 from qbench.plan.expand import PlannedCase
 from qbench.errors import ConfigError
-from qbench.plan.shard import assign_shards, expected_costs, parse_shard
+from qbench.plan.shard import assign_shards, expected_costs, model_group_key, parse_shard
 from qbench.history.store import RunWriter
 from tests.factories import MACHINE, make_case, make_record
 
@@ -29,7 +29,10 @@ def test_shards_partition_the_suite_and_keep_suite_order(count):
 def test_shards_are_balanced_by_cost():
     known = costs()
     loads = [sum(known.get(p.case.case_id, 0.0) for p in shard) for shard in assign_shards(PLANNED, 4, known)]
-    assert max(loads) - min(loads) <= max(known.values())
+    group_cost = {}
+    for plan in PLANNED:
+        group_cost[plan.case.model] = group_cost.get(plan.case.model, 0.0) + known.get(plan.case.case_id, 0.0)
+    assert max(loads) - min(loads) <= max(group_cost.values())
     assert max(loads) / (sum(known.values()) / 4) < 1.15
 
 
@@ -75,13 +78,25 @@ def test_listed_shards_together_equal_the_unsharded_suite():
     assert all(30 <= len(part) <= 42 for part in parts)
 
 
-def test_an_fp32_case_and_its_int8_children_land_in_one_shard():
-    models = [f"m{i}" for i in range(6)]
+def test_every_case_of_a_model_lands_in_one_shard():
+    """With its fp32 parents (ratios), and at every batch size: the reuse store then computes the model's reference
+    logits and its batch-independent accuracy figures once per night, not once per shard holding a batch of it."""
+    models = [f"m{i}" for i in range(8)]
     planned = [PlannedCase(make_case(model=m, mode=mode, engine=engine, batch_size=b))
                for m in models for b in (1, 8)
                for mode, engine in (("fp32", None), ("static_fx", "x86"), ("static_fx", "qnnpack"), ("qat", "x86"))]
-    for shard in assign_shards(planned, 4, {}):
+    shards = assign_shards(planned, 4, {})
+    homes = {}
+    for index, shard in enumerate(shards):
         parents = {(p.case.model, p.case.batch_size) for p in shard if p.case.mode == "fp32"}
         assert {(p.case.model, p.case.batch_size) for p in shard} == parents
-    sizes = sorted(len(s) for s in assign_shards(planned, 4, {}))
-    assert sizes == [12, 12, 12, 12]
+        for plan in shard:
+            assert homes.setdefault(plan.case.model, index) == index
+    assert sorted(len(s) for s in shards) == [16, 16, 16, 16]
+
+
+def test_runner_profiles_of_one_model_are_separate_groups():
+    native, avx2 = make_case(model="m", runner="native"), make_case(model="m", runner="avx2")
+    assert model_group_key(native) != model_group_key(avx2)
+    assert model_group_key(native) == model_group_key(make_case(model="m", batch_size=8, mode="dynamic",
+                                                                engine="x86"))

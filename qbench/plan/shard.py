@@ -1,8 +1,12 @@
 """Split planned cases into N shards deterministically, balanced by each case's expected cost: the median wall time
-of that case in this machine's history, else the median of the known costs. The unit of assignment is a family: an
-fp32 case with every int8 case derived from it (qbench.history.series.pair_key), so each shard's run holds the parents its
-speedup and compression ratios need. Longest-processing-time-first greedy assignment of families (ties broken by
-key), so every shard computes the same split and the shards' union is the suite."""
+of that case in this machine's history, else the median of the known costs. The unit of assignment is a model group:
+every case of one model under one weights choice, seed, thread count and runner profile, whatever its mode, engine,
+qconfig and batch (model_group_key). So each shard's run holds the fp32 parents its speedup and compression ratios
+need (qbench.history.series.pair_key: a group is a union of such families), and the reuse store
+(qbench.runner.reuse), which keeps a model's fp32 reference logits and its batch-independent figures (size,
+accuracy) per runner, computes them once per night: split by batch, a model's accuracy figures were computed again in
+each shard that held one of its batch sizes. Longest-processing-time-first greedy assignment of groups (ties broken
+by key), so every shard computes the same split and the shards' union is the suite."""
 
 from __future__ import annotations
 
@@ -13,10 +17,10 @@ from pathlib import Path
 
 from qbench.plan.expand import PlannedCase
 from qbench.errors import ConfigError
-from qbench.history.series import pair_key
+from qbench.records import canonical_json
 from qbench.history.store import load_history
 
-__all__ = ["parse_shard", "expected_costs", "assign_shards", "select_shard"]
+__all__ = ["parse_shard", "expected_costs", "assign_shards", "select_shard", "model_group_key"]
 
 DEFAULT_COST_S = 5.0
 
@@ -41,6 +45,14 @@ def expected_costs(results: Path | str, machine_id: str) -> dict[str, float]:
     return {case_id: statistics.median(values) for case_id, values in durations.items()}
 
 
+def model_group_key(case) -> str:
+    """What every case of one model shares on one runner: the case's identity without mode, engine, qconfig,
+    calibration, QAT settings and batch size."""
+    shared = {k: v for k, v in case.to_dict().items()
+              if k not in ("mode", "engine", "qconfig", "calibration", "qat", "batch_size")}
+    return canonical_json(shared)
+
+
 def assign_shards(planned: list[PlannedCase], count: int, costs: dict[str, float]) -> list[list[PlannedCase]]:
     fallback = statistics.median(costs.values()) if costs else DEFAULT_COST_S
 
@@ -49,7 +61,7 @@ def assign_shards(planned: list[PlannedCase], count: int, costs: dict[str, float
 
     families: dict[str, list[PlannedCase]] = defaultdict(list)
     for plan in planned:
-        families[pair_key(plan.case)].append(plan)
+        families[model_group_key(plan.case)].append(plan)
     family_cost = {key: sum(cost(p) for p in members) for key, members in families.items()}
     shards: list[list[PlannedCase]] = [[] for _ in range(count)]
     loads = [0.0] * count

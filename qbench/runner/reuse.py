@@ -1,5 +1,6 @@
 """Figures a case need not measure again, from a content-addressed store next to the artifact cache: the fp32
-parent's logits on the evaluation images (once per model, not once per int8 case) and the deterministic
+parent's logits on the evaluation images (once per model, not once per int8 case: the fp32 case's own logits are
+they) and the deterministic
 measurements: size and quantized-module coverage, and the accuracy figures (the model's logits on fixed images
 under fixed kernels), once per model, mode, engine and qconfig whatever the batch; bytes moved and MACs once per
 batch too. Latency and memory are measured in every process.
@@ -113,9 +114,10 @@ class Reuse:
         with self._phase("reuse_store"):
             return dict(load_eval_set(spec, self.source).identity)
 
-    def reference_logits(self, eval_set, batch_size: int) -> torch.Tensor:
-        """The fp32 parent's [images, classes] logits on `eval_set`: stored, or computed by building the parent
-        (source.float_model()) and running it over the images."""
+    def reference_logits(self, eval_set, batch_size: int, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """The fp32 parent's [images, classes] logits on `eval_set`: stored, or computed by running `model` (an fp32
+        case's own model, which is the parent), else the parent built here (source.float_model()), over the
+        images."""
         from qbench.runner.probes.accuracy import logits_of
 
         identity = self._identity("reference_logits", eval_set=dict(eval_set.identity), batch_size=batch_size)
@@ -124,7 +126,8 @@ class Reuse:
             return value
         self.reused.pop("reference_logits", None)
         with self._phase("reference_logits"):
-            value = logits_of(self.source.float_model(), eval_set.batches(), engine=None)
+            value = logits_of(model if model is not None else self.source.float_model(), eval_set.batches(),
+                              engine=None)
         self._timed(lambda: self._put("reference_logits", key, identity, value))
         return value
 

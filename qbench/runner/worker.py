@@ -187,19 +187,29 @@ def _kernels_like_the_profile(case, kernels: dict) -> dict:
 
 
 def _accuracy(model, case, spec, source, reuse, evaluate_case) -> dict | None:
-    """metrics.accuracy: an fp32 case alone; an int8 case against its fp32 parent, rebuilt in this process. With the
-    reuse store, the parent's logits are computed once per model, and the whole figure once per model, mode, engine
-    and qconfig on one evaluation set (the case's batch does not change it)."""
-    if case.mode == "fp32":
-        return reuse.figure("accuracy", lambda: evaluate_case(model, None, spec, source, engine=case.engine),
-                            eval_set=reuse.eval_set_identity(spec), accuracy_batch=spec.batch_size)
+    """metrics.accuracy: an fp32 case alone; an int8 case against its fp32 parent. With the reuse store, the
+    parent's logits are computed once per model (by the fp32 case, or the first int8 case when it runs first), and
+    the whole figure once per model, mode, engine and qconfig on one evaluation set (the case's batch does not
+    change it). fp32_bf16 is judged against its parent rebuilt in exact fp32 math in this process (the store's
+    reference logits are never computed in a bf16 process), and its figure is then reused like the others."""
+    if case.mode == "fp32":  # its logits are its int8 children's reference logits: computed once for all of them
+        return reuse.figure("accuracy", lambda: evaluate_case(
+            model, None, spec, source, engine=case.engine,
+            own_logits=lambda eval_set: reuse.reference_logits(eval_set, spec.batch_size, model=model)),
+            eval_set=reuse.eval_set_identity(spec), accuracy_batch=spec.batch_size)
     if case.mode == "fp32_bf16" or not reuse.enabled:
-        reference = source.float_model()
-        if case.mode == "fp32_bf16":  # this process computes fp32 in bf16: judge it against exact fp32 math
-            from qbench.runner.registry.engines import with_fp32_math
+        def against_rebuilt_parent():
+            reference = source.float_model()
+            if case.mode == "fp32_bf16":  # this process computes fp32 in bf16: judge it against exact fp32 math
+                from qbench.runner.registry.engines import with_fp32_math
 
-            reference = with_fp32_math(reference)
-        return evaluate_case(model, reference, spec, source, engine=case.engine)
+                reference = with_fp32_math(reference)
+            return evaluate_case(model, reference, spec, source, engine=case.engine)
+
+        if not reuse.enabled:
+            return against_rebuilt_parent()
+        return reuse.figure("accuracy", against_rebuilt_parent, eval_set=reuse.eval_set_identity(spec),
+                            accuracy_batch=spec.batch_size)
     return reuse.figure("accuracy", lambda: evaluate_case(
         model, None, spec, source, engine=case.engine,
         reference_logits=lambda eval_set: reuse.reference_logits(eval_set, spec.batch_size)),

@@ -152,16 +152,21 @@ def _metrics(logits: torch.Tensor, reference: torch.Tensor | None, eval_set: Eva
 
 
 def evaluate_case(model: torch.nn.Module, reference: torch.nn.Module | None, spec: AccuracySpec, source, *,
-                  engine: str | None, reference_logits=None) -> dict | None:
+                  engine: str | None, reference_logits=None, own_logits=None) -> dict | None:
     """The `metrics.accuracy` dict of `model` on the images `spec` describes for ModelSource `source`; None when
     spec.images is 0. `reference` is the fp32 parent (None for an fp32 case): it sees the same images, and the
     paired statistics (delta with its 95% bootstrap interval, seeded by spec.seed; McNemar) compare against it.
     The model runs under `engine` (None: the process's current engine). `reference_logits`, when given, is a
     function of the EvalSet returning the parent's logits (qbench.runner.reuse: computed once per model); `reference`
-    is then not run."""
+    is then not run. `own_logits`, likewise, returns `model`'s logits (an fp32 case's are its children's reference
+    logits: computed once, qbench.runner.reuse); only for a case without a reference."""
     if spec.images == 0:
         return None
     eval_set = load_eval_set(spec, source)
+    if own_logits is not None:
+        if reference is not None or reference_logits is not None:
+            raise ValueError("own_logits is for a case without a reference")
+        return _metrics(_check_logits(own_logits(eval_set), "evaluated"), None, eval_set, spec.seed)
     if reference_logits is not None:
         logits = logits_of(model, eval_set.batches(), engine=engine)
         reference_logits = _check_logits(reference_logits(eval_set), "fp32 reference")

@@ -10,6 +10,7 @@ classifier heads are always removed, so random, pretrained and checkpoint runs m
 from __future__ import annotations
 
 import collections
+import contextlib
 import difflib
 import fnmatch
 import functools
@@ -132,11 +133,37 @@ def open_model(name: str, weights: str = "random", seed: int = 0) -> Torchvision
     return TorchvisionModel(info, weights, seed)
 
 
-def _seeded(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-    """Build under torch.manual_seed(seed) without disturbing the caller's random state."""
+# torch.nn.init's in-place initializers, which module constructors call on their fresh parameters.
+_INITIALIZERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                 "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+
+
+@contextlib.contextmanager
+def _initializers_skipped():
+    """torch.nn.init's initializers leave their tensor as it is (uninitialized memory) while a model is built whose
+    every parameter and buffer a strict load_state_dict then overwrites: drawing weights only to replace them cost
+    about 10 ms of CPU per million parameters (vit_l_32 2.75 s, resnet50 0.25 s)."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INITIALIZERS}
+    for name in saved:
+        setattr(torch.nn.init, name, _left_as_is)
+    try:
+        yield
+    finally:
+        for name, initializer in saved.items():
+            setattr(torch.nn.init, name, initializer)
+
+
+def _left_as_is(tensor, *args, **kwargs):
+    return tensor
+
+
+def _seeded(seed: int, build: Callable[[], torch.nn.Module], loaded: bool = False) -> torch.nn.Module:
+    """Build under torch.manual_seed(seed) without disturbing the caller's random state; `loaded`: every weight is
+    loaded afterwards (strictly), so the initializers are skipped."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build()
+        with _initializers_skipped() if loaded else contextlib.nullcontext():
+            return build()
 
 
 def _drop_aux_heads(model: torch.nn.Module) -> None:
@@ -205,7 +232,7 @@ class _Source:
 
     def float_model(self) -> torch.nn.Module:
         state_dict, provenance = self._float_weights()
-        model = _seeded(self.seed, self._build_float)
+        model = _seeded(self.seed, self._build_float, loaded=state_dict is not None)
         _drop_aux_heads(model)
         if state_dict is not None:
             _load_into(model, _fix_legacy_keys(self._family(), state_dict), self.name,
@@ -265,7 +292,7 @@ class TorchvisionModel(_Source):
         builder = self._quantized_builder()
         float_state = self.float_model().state_dict()
         kwargs = self._arch_kwargs(default_weights(self.name))
-        model = _seeded(self.seed, lambda: builder(weights=None, quantize=False, **kwargs))
+        model = _seeded(self.seed, lambda: builder(weights=None, quantize=False, **kwargs), loaded=True)
         _drop_aux_heads(model)
         _load_into(model, float_state, self.name, "the float model's weights")
         return model.eval()

@@ -16,9 +16,9 @@ row whose values the columns do not carry (a field of the wrong type that the su
 from __future__ import annotations
 
 import json
-import math
+from array import array
 
-from qbench.metrics import METRICS, achieved_gbps
+from qbench.metrics import METRICS
 from qbench.report.asv_pool import Pool, axis_values
 
 __all__ = ["COLUMNS", "summary_for", "pool_summary", "MachineAt"]
@@ -42,23 +42,55 @@ class MachineAt:
         return self.run.records_at([self.row])[0].machine
 
 
-def summary_for(run) -> dict[str, list] | None:
-    """The run's COLUMNS as Python lists, or None when it is to be pooled from its records."""
+def summary_for(run) -> dict | None:
+    """The run's COLUMNS as Python lists (latency_samples as SampleColumns), or None when it is to be pooled from
+    its records."""
     if getattr(run, "summary", None) is None or getattr(run, "version", 0) < 2 or not getattr(run, "checked", False):
         return None
     table = run.summary(list(COLUMNS))
-    columns = {name: table.column(name).to_pylist() for name in COLUMNS}
+    columns = {name: table.column(name).to_pylist() for name in COLUMNS if name != "latency_samples"}
     for name in REQUIRED:
         if any(value is None for value in columns[name]):
             return None
-    for latency, samples, bandwidth, moved in zip(columns["value_latency"], columns["latency_samples"],
+    samples = table.column("latency_samples")
+    for latency, present, bandwidth, moved in zip(columns["value_latency"], samples.is_valid().to_pylist(),
                                                   columns["value_bandwidth"], columns["value_bytes_moved"]):
-        if (latency is not None and samples is None) or (bandwidth is not None and moved is None):
+        if (latency is not None and not present) or (bandwidth is not None and moved is None):
             return None
+    columns["latency_samples"] = SampleColumns(samples, columns["batch_size"], columns["value_bytes_moved"])
     return columns
 
 
-def pool_summary(columns: dict[str, list], run, run_started_at: str, night: str, pools: dict[tuple, Pool],
+class SampleColumns:
+    """Each row's raw values of the metrics read from latency samples (qbench.metrics: the positive samples,
+    batch / sample, bytes moved / sample / 1e9), computed for the whole run at once with numpy, in the same float
+    operations as qbench.metrics, so the values are the same to the bit."""
+
+    def __init__(self, column, batch: list, moved: list):
+        import numpy as np
+        import pyarrow.compute as pc
+
+        lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False)
+        flat = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float64)
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        keep = np.isfinite(flat) & (flat > 0)
+        if not keep.all():
+            flat, rows = flat[keep], rows[keep]
+            lengths = np.bincount(rows, minlength=len(lengths))
+        self.ends = np.cumsum(lengths).tolist()
+        self.starts = [0, *self.ends[:-1]]
+        moved = np.array([np.nan if m is None else m for m in moved], dtype=np.float64)
+        self.latency = flat
+        self.throughput = np.array(batch, dtype=np.float64)[rows] / flat
+        self.bandwidth = moved[rows] / flat / 1e9
+
+    def of(self, row: int, name: str) -> array:
+        found = array("d")
+        found.frombytes(getattr(self, name)[self.starts[row]:self.ends[row]].tobytes())
+        return found
+
+
+def pool_summary(columns: dict, run, run_started_at: str, night: str, pools: dict[tuple, Pool],
                  machines: dict[str, tuple]) -> None:
     """Pool every row of `columns` (summary_for) like Pool.add pools the run's records, in their order; `machines`
     gets (started_at, MachineAt) for a machine this run names last."""
@@ -71,7 +103,7 @@ def pool_summary(columns: dict[str, list], run, run_started_at: str, night: str,
 
     for row, (run_id, suite, model, mode, engine, batch, threads, weights, status, machine_id, commit, started_at,
               duration_s, env_text) in enumerate(zip(*(columns[name] for name in COLUMNS[:14]))):
-        samples = _samples(columns, row, status, batch)
+        samples = _samples(columns, row, status)
         key = Pool.key_of(machine_id, commit, environment(env_text), night)
         pool = pools.get(key)
         if pool is None:
@@ -82,17 +114,16 @@ def pool_summary(columns: dict[str, list], run, run_started_at: str, night: str,
             machines[machine_id] = (started_at, MachineAt(run, row))
 
 
-def _samples(columns: dict[str, list], row: int, status: str, batch: int) -> dict[str, list[float]]:
+def _samples(columns: dict, row: int, status: str) -> dict:
     """qbench.report.asv_pool.metric_samples of every metric, from the row's columns."""
     if status != "ok":
         return {}
-    found = {name: [value] for name in METRICS if name not in FROM_SAMPLES
+    found = {name: (value,) for name in METRICS if name not in FROM_SAMPLES
              and (value := columns[f"value_{name}"][row]) is not None}
-    latency = [s for s in columns["latency_samples"][row] or () if math.isfinite(s) and s > 0]
-    if latency:
-        found["latency"] = latency
-        found["throughput"] = [batch / s for s in latency]
+    samples = columns["latency_samples"]
+    if samples.starts[row] < samples.ends[row]:
+        found["latency"] = samples.of(row, "latency")
+        found["throughput"] = samples.of(row, "throughput")
         if columns["value_bandwidth"][row] is not None:
-            moved = columns["value_bytes_moved"][row]
-            found["bandwidth"] = [achieved_gbps(moved, s) for s in latency]
+            found["bandwidth"] = samples.of(row, "bandwidth")
     return found

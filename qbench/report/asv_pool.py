@@ -10,7 +10,7 @@ of these: the commits view merges a commit's nights; the nightly timeline shows 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from qbench.metrics import METRICS, Metric
@@ -59,7 +59,7 @@ class CasePool:
     values: dict[str, array] = field(default_factory=dict)
     failed: bool = False
 
-    def add(self, status: str, samples: dict[str, list[float]]) -> None:
+    def add(self, status: str, samples: dict[str, Sequence[float]]) -> None:
         """One record: its status and, per metric, its raw values (metric_samples; none for a metric it lacks)."""
         self.failed = self.failed or status in FAILED
         for name, found in samples.items():
@@ -107,7 +107,7 @@ class Pool:
 
     def add_case(self, run_started_at: str, run_id: str, started_at: str, environment: dict | Callable[[], dict],
                  suite: str | None, duration_s: float, values: tuple[str, ...], status: str,
-                 samples: dict[str, list[float]]) -> None:
+                 samples: dict[str, Sequence[float]]) -> None:
         """One record, as its fields (Pool.add reads them from a RunRecord, qbench.report.asv_columns from a
         compacted run's summary columns); `environment` may be a function giving it, called only when needed."""
         self.started_at = min(self.started_at, run_started_at)

@@ -11,11 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from asv_runner.statistics import compute_stats
+from hypothesis import given, strategies as st
 
 from qbench.history.columnar import CompactedRun, compact
 from qbench.history.store import read_run_file, run_files
 from qbench.report.asv_columns import summary_for
-from qbench.report.asv_export import export_history
+from qbench.report.asv_export import export_history, metric_value
 from tests.factories import MACHINE, case_record, commit, git, write_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,3 +118,8 @@ def test_publish_of_the_store_draws_the_same_nightlies_as_of_the_json_lines(hist
         assert "timeline  6 nightlies, 2026-01-01 to 2026-01-03 at 1 qbench commit" in done.stdout
         published[name] = {k: v for k, v in tree(html).items() if k.startswith("graphs/") or k == "nightlies.json"}
     assert len(published["store"]) > 10 and published["store"] == published["lines"]
+
+
+@given(st.lists(st.floats(min_value=1e-9, max_value=1e9, allow_nan=False), min_size=1, max_size=200))
+def test_the_plotted_value_is_asvs_own_estimate(samples):
+    assert metric_value(samples) == compute_stats(samples, 1)[0]

@@ -8,6 +8,11 @@ graph, for the nightlies view, the commits view and asv's benchmark grid (the la
     .venv/bin/qbench list --suite nightly --json > build/dashboard-scale/nightly-cases.jsonl
     .venv/bin/python benchmarks/dashboard/measure_publish.py --nights 30
     .venv/bin/python benchmarks/dashboard/measure_publish.py --nights 90 --generate 30
+    .venv/bin/python benchmarks/dashboard/measure_publish.py --nights 365 --view nightlies \
+        --store /work/scale/build/scale/store-365      # a store v2 folder of qbench.history.synthetic, copied
+
+With --view nightlies it also checks, in Chromium, that every series of the latency graph is drawn in the order of
+nightlies.json (time order), and takes a screenshot of the graph (<out>/nights-N/nightlies-latency.png).
 
 Page load times come from Chromium's own log timestamps (wall clock) of two console lines the probe page writes:
 before it opens the dashboard in an iframe and when flot has drawn the graph; the page is served by

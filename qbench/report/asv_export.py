@@ -15,7 +15,8 @@ asv's x axis is the commit. Two views of one history:
 The benchmark's parameters are the case's axes (model, mode/engine, batch, threads, weights). Runs at a commit the
 repository does not know or the dashboard does not show, and runs of uncommitted code (unless asked), are left out
 and said so, in both views. History is read once, one run at a time, into pools of values (qbench.report.asv_pool),
-so memory grows with the number of values asv will plot, not with the records read.
+so memory grows with the number of values asv will plot, not with the records read; a compacted run is pooled from
+its summary columns without parsing its records (qbench.report.asv_columns).
 
 asv is imported only where files are written: benchmarks/ import this module inside asv's virtualenvs, which hold
 asv_runner but not asv.
@@ -35,6 +36,7 @@ from qbench.errors import ConfigError, StoreError
 from qbench.metrics import METRICS, Metric
 from qbench.records import ENGINES, MODES, mode_rank
 from qbench.history.store import RunFile, read_run_file, run_files
+from qbench.report.asv_columns import MachineAt, pool_summary, summary_for
 from qbench.report.asv_pool import REQUIREMENTS, CasePool, Pool, metric_samples, steering_variables
 from qbench.report.asv_timeline import Nightly, build_timeline
 
@@ -53,12 +55,14 @@ def asv_unit(metric: Metric) -> str:
 
 
 def metric_value(samples: list[float]) -> float | None:
-    """The point asv plots for pooled samples: asv's own median estimate (what asv stores for them, too)."""
-    from asv_runner.statistics import compute_stats
+    """The point asv plots for pooled samples: asv's own median estimate (what asv stores for them, too): the first
+    value of asv_runner.statistics.compute_stats, which is quantile(samples, 0.5); called directly, because
+    compute_stats also computes a confidence interval (binomial sums), which asv's add_result computes anyway."""
+    from asv_runner.statistics import quantile
 
     if not samples:
         return None
-    return samples[0] if len(samples) == 1 else compute_stats(samples, 1)[0]
+    return samples[0] if len(samples) == 1 else quantile(samples, 0.5)
 
 
 def benchmark_name(suite: str, metric: str) -> str:
@@ -101,6 +105,8 @@ def read_history(history: Path | str, repo: Path | str, *, branches: list[str] |
     for path in run_files(Path(history)):
         try:
             run = read_run_file(path)
+            columns = summary_for(run)  # a compacted run's summary columns; None: read its records
+            has_records = bool(columns["run_id"]) if columns is not None else bool(run.records)
         except StoreError as exc:
             shown.errors.append(exc)
             continue
@@ -108,18 +114,28 @@ def read_history(history: Path | str, repo: Path | str, *, branches: list[str] |
         commit = (run.header.get("qbench") or {}).get("commit")
         if commit and commit not in known:
             known[commit] = bool(git.get_revisions({commit}))
-        reason = _skip_reason(run, known, on_branches, branches, include_dirty)
+        reason = _skip_reason(run, has_records, known, on_branches, branches, include_dirty)
         if reason:
             shown.skipped.append(f"{run.path}: {reason}")
             continue
         shown.runs += 1
         started, night = run.header["started_at"], run.header["started_at"][:10]
+        if columns is not None:
+            pool_summary(columns, run, started, night, shown.pools, shown.machines)
+            continue
         for record in run.records:
             key = Pool.key(record, night)
             shown.pools.setdefault(key, Pool.empty(key, started)).add(record, started)
             machine_id = key[0]
             if machine_id not in shown.machines or record.started_at > shown.machines[machine_id][0]:
                 shown.machines[machine_id] = (record.started_at, record.machine)
+    for machine_id, (started_at, machine) in shown.machines.items():
+        if isinstance(machine, MachineAt):
+            try:
+                shown.machines[machine_id] = (started_at, machine.machine())
+            except StoreError as exc:
+                shown.errors.append(exc)
+                shown.machines[machine_id] = (started_at, {"machine_id": machine_id})
     return shown
 
 
@@ -218,8 +234,8 @@ def _branch_commits(git, branches: list[str | None], repo: Path) -> set[str]:
     return commits
 
 
-def _skip_reason(run: RunFile, known: dict[str, bool], shown: set | None, branches: list[str] | None,
-                 include_dirty: bool) -> str | None:
+def _skip_reason(run: RunFile, has_records: bool, known: dict[str, bool], shown: set | None,
+                 branches: list[str] | None, include_dirty: bool) -> str | None:
     provenance = run.header.get("qbench") or {}
     commit = provenance.get("commit")
     if not commit:
@@ -230,7 +246,7 @@ def _skip_reason(run: RunFile, known: dict[str, bool], shown: set | None, branch
         return f"commit {commit[:8]} is on no branch the dashboard shows ({', '.join(map(str, branches))})"
     if provenance.get("dirty") and not include_dirty:
         return f"measured uncommitted changes on top of {commit[:8]} (--include-dirty exports it anyway)"
-    if not run.records:
+    if not has_records:
         return "no records"
     return None
 

@@ -10,13 +10,14 @@ of these: the commits view merges a commit's nights; the nightly timeline shows 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from qbench.metrics import METRICS, Metric
 from qbench.records import RunRecord
 
-__all__ = ["NON_ENVIRONMENT_VARIABLES", "REQUIREMENTS", "CasePool", "Pool", "case_values", "metric_samples",
-           "steering_variables"]
+__all__ = ["NON_ENVIRONMENT_VARIABLES", "REQUIREMENTS", "CasePool", "Pool", "axis_values", "case_values",
+           "metric_samples", "steering_variables"]
 
 # Set per case (threads) or irrelevant to speed (TORCH_HOME): not part of the asv environment.
 NON_ENVIRONMENT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_HOME")
@@ -40,11 +41,16 @@ def steering_variables(environment: dict) -> dict:
 
 
 def case_values(record: RunRecord) -> tuple[str, ...]:
-    """The case's place on the benchmark's axes, as asv's repr() strings. Mode and engine share one axis, so that the
-    parameter grid has no holes where fp32 (no engine) meets an engine."""
+    """The case's place on the benchmark's axes, as asv's repr() strings (axis_values)."""
     case = record.case
-    variant = case.mode if case.engine is None else f"{case.mode}/{case.engine}"
-    return tuple(repr(v) for v in (case.model, variant, case.batch_size, case.threads, case.weights_kind))
+    return axis_values(case.model, case.mode, case.engine, case.batch_size, case.threads, case.weights_kind)
+
+
+def axis_values(model, mode, engine, batch_size, threads, weights) -> tuple[str, ...]:
+    """Mode and engine share one axis, so that the parameter grid has no holes where fp32 (no engine) meets an
+    engine."""
+    variant = mode if engine is None else f"{mode}/{engine}"
+    return tuple(repr(v) for v in (model, variant, batch_size, threads, weights))
 
 
 @dataclass
@@ -53,12 +59,12 @@ class CasePool:
     values: dict[str, array] = field(default_factory=dict)
     failed: bool = False
 
-    def add(self, record: RunRecord) -> None:
-        self.failed = self.failed or record.status in FAILED
-        for metric in METRICS.values():
-            found = metric_samples(record, metric)
+    def add(self, status: str, samples: dict[str, Sequence[float]]) -> None:
+        """One record: its status and, per metric, its raw values (metric_samples; none for a metric it lacks)."""
+        self.failed = self.failed or status in FAILED
+        for name, found in samples.items():
             if found:
-                self.values.setdefault(metric.name, array("d")).extend(found)
+                self.values.setdefault(name, array("d")).extend(found)
 
     def extend(self, other: CasePool) -> None:
         self.failed = self.failed or other.failed
@@ -82,23 +88,36 @@ class Pool:
 
     @staticmethod
     def key(record: RunRecord, night: str) -> tuple:
-        environment = record.environment
+        return Pool.key_of(record.machine.get("machine_id"), record.qbench.get("commit"), record.environment, night)
+
+    @staticmethod
+    def key_of(machine_id: str | None, commit: str | None, environment: dict, night: str) -> tuple:
         builds = tuple((name, environment.get(name)) for name in REQUIREMENTS)
         series = (("python", environment.get("python")),) + tuple(sorted(steering_variables(environment).items()))
-        return record.machine.get("machine_id"), record.qbench.get("commit"), builds, series, night
+        return machine_id, commit, builds, series, night
 
     @classmethod
     def empty(cls, key: tuple, started_at: str) -> Pool:
         return cls(*key, started_at=started_at)
 
     def add(self, record: RunRecord, run_started_at: str) -> None:
+        self.add_case(run_started_at, record.run_id, record.started_at, record.environment, record.suite.get("name"),
+                      record.duration_s, case_values(record), record.status,
+                      {metric.name: metric_samples(record, metric) for metric in METRICS.values()})
+
+    def add_case(self, run_started_at: str, run_id: str, started_at: str, environment: dict | Callable[[], dict],
+                 suite: str | None, duration_s: float, values: tuple[str, ...], status: str,
+                 samples: dict[str, Sequence[float]]) -> None:
+        """One record, as its fields (Pool.add reads them from a RunRecord, qbench.report.asv_columns from a
+        compacted run's summary columns); `environment` may be a function giving it, called only when needed."""
         self.started_at = min(self.started_at, run_started_at)
-        if record.started_at < self.first_started_at:
-            self.first_started_at, self.environment = record.started_at, record.environment
-        self.runs.add(record.run_id)
-        suite = record.suite.get("name") or "unnamed"
-        self.durations[suite] = self.durations.get(suite, 0.0) + record.duration_s
-        self.suites.setdefault(suite, {}).setdefault(case_values(record), CasePool()).add(record)
+        if started_at < self.first_started_at:
+            self.first_started_at = started_at
+            self.environment = environment() if callable(environment) else environment
+        self.runs.add(run_id)
+        suite = suite or "unnamed"
+        self.durations[suite] = self.durations.get(suite, 0.0) + duration_s
+        self.suites.setdefault(suite, {}).setdefault(values, CasePool()).add(status, samples)
 
     @classmethod
     def merged(cls, pools: list[Pool]) -> Pool:

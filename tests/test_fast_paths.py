@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from qbench.compare import steps
-from qbench.compare.noise_model import NOISE_COLUMNS, NOISY_METRICS, run_noise, run_noise_from_summaries
+from qbench.compare.noise_model import (NOISE_COLUMNS, NOISY_METRICS, process_noise_figures, run_noise,
+                                       run_noise_from_summaries)
 from qbench.history.points import series_by_metric, series_from_summaries, series_columns
 from qbench.history.series import build_series, series_metrics
 from qbench.history.store import RunFile
@@ -135,16 +136,7 @@ def pandas_process_noise(summaries, min_df=4):
         per_run = per_run[per_run["df"] > 0].groupby(level=["machine_id", "case_id"]).sum()
         for (machine_id, case_id), row in per_run.iterrows():
             squares.setdefault((machine_id, name), {})[case_id] = [float(row["ss"]), int(row["df"])]
-    found = {}
-    for (machine_id, metric), by_case in sorted(squares.items()):
-        total, df = sum(e[0] for e in by_case.values()), sum(e[1] for e in by_case.values())
-        if df < min_df:
-            continue
-        figures = {"*": (math.sqrt(total / df), f"measured within runs in history, {df} df")}
-        figures.update({case_id: (math.sqrt(ss / n), f"measured within runs of the case in history, {n} df")
-                        for case_id, (ss, n) in by_case.items() if n >= min_df})
-        found.setdefault(machine_id, {})[metric] = figures
-    return found
+    return process_noise_figures(squares, min_df)  # the sums of squares are what this reference checks
 
 
 @pytest.mark.parametrize("seed", range(6))

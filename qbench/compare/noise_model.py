@@ -19,7 +19,7 @@ import numpy as np
 from qbench.history.series import Series
 from qbench.metrics import METRICS
 
-__all__ = ["MIN_RUN_DIFFERENCES", "MIN_CASE_DIFFERENCES", "MIN_PROCESS_DF", "NOISY_METRICS", "SUMMARY_COLUMNS",
+__all__ = ["MIN_RUN_DIFFERENCES", "MIN_CASE_DIFFERENCES", "MIN_PROCESS_DF", "NOISY_METRICS", "SUMMARY_COLUMNS", "process_noise_figures",
            "NOISE_COLUMNS", "run_noise", "run_noise_from_summaries", "process_noise"]
 
 MIN_RUN_DIFFERENCES = 8
@@ -221,6 +221,12 @@ def process_noise(summaries: Iterable[tuple[object, object]], min_df: int = MIN_
         for m, c, total, n in zip(machine[pair].tolist(), case[pair].tolist(), np.add.reduceat(ss, pair).tolist(),
                                   np.add.reduceat(df, pair).tolist()):
             squares.setdefault((rows.names[0][m], name), {})[rows.names[1][c]] = [total, int(n)]
+    return process_noise_figures(squares, min_df)
+
+
+def process_noise_figures(squares: dict[tuple[str, str], dict[str, list[float]]], min_df: int) -> dict[str, dict]:
+    """machine_id -> metric -> {"*" or case_id: (SD of log values, where from)} from the within-run sums of squares
+    and degrees of freedom per (machine_id, metric) and case; a figure needs min_df degrees of freedom."""
     found: dict[str, dict[str, dict]] = {}
     for (machine_id, metric), by_case in sorted(squares.items()):
         total, df = sum(e[0] for e in by_case.values()), sum(e[1] for e in by_case.values())

@@ -265,3 +265,37 @@ def test_the_probe_shipped_to_each_side_and_the_parent_name_the_origin_alike():
     from qbench.runner.ab_probe import ORIGIN_KEY as PROBE_ORIGIN_KEY
 
     assert ORIGIN_KEY == PROBE_ORIGIN_KEY == "ab_origin"
+
+
+def test_the_experiment_summary_rates_false_alarms_with_their_clopper_pearson_interval(tmp_path):
+    """10 A/A comparisons of 20 pairs, one of them with B 20% slower in every pair: 1/10 false alarms for every
+    per-process statistic, with the exact interval (0.3%-44.5%), not (0%-100%)."""
+    import json
+    import random
+
+    from qbench.report.ab import summarize
+
+    rng = random.Random(3)
+    timed = {"iqr": [1.0, 1.0], "median_ratio": 1.0, "median_s": 0.01, "min_ratio": 1.0}
+    (tmp_path / "conditions.json").write_text(json.dumps({
+        "settings": {"seconds_per_case": 60.0, "repeats": 10, "threads": 1, "blocks": 100, "sample_s": 0.5,
+                     "alpha": 0.01, "cpus": 2},
+        "conditions": {"A/A": {"tag": "base", "blocks": 100, "macs_ratio": 1.0,
+                               "timed": {"cpu": timed, "wall": timed}}}}))
+    lines = []
+    for repeat in range(10):
+        factor = 1.2 if repeat == 4 else 1.0
+        per_pair = []
+        for index in range(20):
+            a = 0.010 * (1 + rng.gauss(0, 0.01))
+            b = a * factor * (1 + 0.005 * (-1) ** index)  # half the pairs B faster, half slower: no change
+            per_pair.append(Pair(a, b, "AB" if index % 2 else "BA", float(index), a * 0.9, b * 0.9,
+                                 a_cpu_time=a * 0.8, b_cpu_time=b * 0.8).to_dict())
+        case = {"status": "compared", "per_pair": per_pair, "ratio": factor, "pairs": 20}
+        lines.append(json.dumps({"condition": "A/A", "repeat": repeat, "macs_ratio": 1.0, "wall_s": 70.0,
+                                 "load_before": [2.0, 2.0, 2.0], "load_after": [2.0, 2.0, 2.0], "busy_share": 0.5,
+                                 "result": {"cases": [case]}}))
+    (tmp_path / "comparisons.jsonl").write_text("\n".join(lines) + "\n")
+    text = summarize(tmp_path, sims=50)
+    for statistic in ("median", "min", "cpu"):
+        assert f"| A/A | {statistic} | 10 | 1 | 0 | 1/10 = 10.0% (0.3%-44.5%) |" in text

@@ -12,6 +12,7 @@ from qbench.errors import InfraError
 from qbench.launch.ab import STATISTICS, ABReport, CaseComparison, Pair, is_regression, output_changed, pair_values
 from qbench.launch.ab_experiment import MODEL_MODULE
 from qbench.stats.paired import compare_pairs, median_interval
+from qbench.stats.significance import clopper_pearson
 
 __all__ = ["render_table", "render_markdown", "interval_text", "output_text", "render_step", "render_bisect",
            "summarize"]
@@ -154,26 +155,6 @@ def render_bisect(result) -> str:
 
 # ---- the sensitivity experiment (python -m qbench.launch.ab_experiment) ----
 
-def _binomial_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Clopper-Pearson interval of a proportion, by bisection on the binomial tail (no scipy)."""
-    tail = (1 - confidence) / 2
-
-    def upper_tail(p: float) -> float:  # P(X >= k)
-        return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1))
-
-    def solve(f, target: float) -> float:
-        low, high = 0.0, 1.0
-        for _ in range(60):
-            middle = (low + high) / 2
-            low, high = (middle, high) if f(middle) < target else (low, middle)
-        return (low + high) / 2
-
-    lower = 0.0 if k == 0 else solve(upper_tail, tail)
-    upper = 1.0 if k == n else solve(lambda p: 1 - upper_tail(p) + math.comb(n, k) * p ** k * (1 - p) ** (n - k),
-                                     1 - tail)
-    return lower, upper
-
-
 def _resampled_power(d: list[float], pairs: int, shift: float, alpha: float, sims: int, seed: int = 0) -> float:
     """Detection rate of a slowdown when a comparison draws `pairs` log-ratios from a measured A/A pool."""
     rng = random.Random(seed)
@@ -208,11 +189,11 @@ def _rate(name: str, runs: list[dict], statistic: str, alpha: float) -> tuple[fl
     slower = sum(case["verdict"] == "slower" for case in judged)
     faster = sum(case["verdict"] == "faster" for case in judged)
     hits = slower + faster if name == "A/A" else slower
-    low, high = _binomial_interval(hits, len(judged))
+    low, high = clopper_pearson(hits, len(judged))
     loads = sorted(v for line in runs for v in (line["load_before"][0], line["load_after"][0]))
     busy = [line["busy_share"] for line in runs if line.get("busy_share") is not None]
     row = (f"| {name} | {statistic} | {len(judged)} | {slower} | {faster} | {hits}/{len(judged)} = "
-           f"{hits / len(judged):.0%} ({low:.0%}-{high:.0%}) | "
+           f"{hits / len(judged):.1%} ({low:.1%}-{high:.1%}) | "
            f"{statistics.median(case['ratio'] for case in judged):.4f} | "
            f"{statistics.median(case['pairs'] for case in judged):g} | "
            f"{loads[0]:.2f} / {statistics.median(loads):.2f} / {loads[-1]:.2f} | "
@@ -280,7 +261,7 @@ def summarize(out: Path, sims: int = 2000) -> str:
               f"{settings['sample_s']:g} s, {settings['threads']} thread(s), {settings['cpus']} CPUs, verdict at "
               f"{100 * (1 - alpha):g}% (false alarm <= {100 * alpha:g}% per comparison), model {MODEL_MODULE} with "
               f"{settings['blocks']} blocks; {len(lines)} comparisons. Verdicts are recomputed from the stored "
-              f"pairs by the current qbench.stats.paired, for both per-process statistics.", "",
+              f"pairs by the current qbench.stats.paired, for each per-process statistic.", "",
               "| condition | tag | blocks | MACs ratio | CPU-time ratio in one process (median, IQR) "
               "| wall-time ratio |", "|---|---|---|---|---|---|"]
     for name, c in conditions.items():

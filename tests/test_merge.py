@@ -204,8 +204,9 @@ def seed_machine_files(source: Path, *targets: Path) -> None:
 
 def test_sharded_runs_merged_equal_an_unsharded_run(tmp_path):
     suite = tmp_path / "tiny.toml"
-    # Two families (an fp32 parent and its int8 children, at batch 1 and 2) so that both shards get one.
-    suite.write_text(TINY_SHARDS.replace("[[matrix]]", "batch_sizes = [1, 2]\n[[matrix]]", 1))
+    # Two models so that both shards get one (a shard holds every case of a model: qbench.plan.shard).
+    suite.write_text(TINY_SHARDS.replace('models = ["tests.tiny_models:convnet"]',
+                                         'models = ["tests.tiny_models:convnet", "tests.tiny_models:convnet_wide"]'))
     finish(qbench_run(suite, tmp_path / "s1", "--shard", "1/2"))
     seed_machine_files(tmp_path / "s1", tmp_path / "s2", tmp_path / "whole")
     later = [qbench_run(suite, tmp_path / "s2", "--shard", "2/2"), qbench_run(suite, tmp_path / "whole")]

@@ -14,6 +14,12 @@ def convnet() -> nn.Module:
                          nn.Linear(32, 10))
 
 
+def convnet_wide() -> nn.Module:
+    """A second model, for tests that need two (a shard holds every case of a model)."""
+    return nn.Sequential(nn.Conv2d(3, 24, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(24, 10))
+
+
 class _Slow(nn.Module):
     """Sleeps in forward so that a run is still going when a test interrupts it."""
 

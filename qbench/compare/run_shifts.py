@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from qbench.compare.steps import Regression, detect
 from qbench.history.series import Point, Series, series_metrics
+from qbench.history.validate import finite_positive
 
 __all__ = ["SHIFTED_METRICS", "MIN_SERIES", "EVERY_CASE", "RunShifts", "run_shifts"]
 
@@ -54,7 +55,7 @@ class RunShifts:
 
 
 def _log_worse(value: float, lower: bool) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if not finite_positive(value):
         return None
     return math.log(value) if lower else -math.log(value)
 

@@ -12,7 +12,8 @@ import pytest
 
 from tests import browser
 from tests.browser import browse, png_size
-from tests.factories import ENVIRONMENT, case_record, commit, git, write_run
+from qbench.report.dashboard import COMMIT_BUILDS
+from tests.factories import ENVIRONMENT, MACHINE, case_record, commit, git, write_run
 
 NIGHTS = 30
 REGRESSED_FROM = 20  # nightly index whose torch build is 30% slower on the int8 case
@@ -90,14 +91,29 @@ def test_the_regressions_page_names_the_nightly_whose_torch_build_regressed(publ
     assert before["torch"] == torch_build(REGRESSED_FROM - 1)["torch"]
 
 
-def test_the_commits_view_keeps_one_point_per_commit_and_each_build_its_own_series(published):
+def test_the_commits_view_keeps_one_point_per_commit_and_each_recent_build_its_own_series(published):
     html, sha, stdout = published
-    assert f"exported  {NIGHTS} runs at 1 commit on 1 machine into {NIGHTS} asv results files" in stdout
+    kept = COMMIT_BUILDS
+    assert f"exported  {kept} runs at 1 commit on 1 machine into {kept} asv results files" in stdout
+    assert (f"skipped   commits view of {MACHINE['machine_id']}: {NIGHTS - kept} older torch build sets left out (it keeps the "
+            f"{kept} most recent; the nightlies view shows every night)") in stdout
     index = load(html / "index.json")
     assert list(index["revision_to_hash"].values()) == [sha]
-    assert sorted(index["params"]["torch"]) == sorted(torch_build(n)["torch"] for n in range(NIGHTS))
+    assert sorted(index["params"]["torch"]) == sorted(torch_build(n)["torch"] for n in range(NIGHTS - kept, NIGHTS))
     graphs = [p for p in html.rglob(f"{GRAPH}.json") if "summary" not in p.parts and "nightlies" not in p.parts]
-    assert len(graphs) == NIGHTS and all(len(load(p)) == 1 for p in graphs)
+    assert len(graphs) == kept and all(len(load(p)) == 1 for p in graphs)
+
+
+def test_the_commits_view_keeps_every_build_when_asked(published, tmp_path):
+    html, _, _ = published
+    done = qbench(html.parent.parent, "publish", "--view", "commits", "--commit-builds", "all",
+                  "--html", str(tmp_path / "all"))
+    assert done.returncode == 0, done.stderr
+    assert f"into {NIGHTS} asv results files" in done.stdout and "older torch build" not in done.stdout
+    assert sorted(load(tmp_path / "all" / "index.json")["params"]["torch"]) == sorted(
+        torch_build(n)["torch"] for n in range(NIGHTS))
+    bad = qbench(html.parent.parent, "publish", "--commit-builds", "0", "--html", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "a whole number >= 1, or all" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_publishing_again_gives_the_same_nightly_hashes(published, tmp_path):
@@ -132,7 +148,7 @@ def test_chromium_draws_thirty_separate_points_at_one_commit(chromium, published
     assert png_size(shot) == (1400, 900) and shot.stat().st_size > 20_000
     assert listing[REGRESSED_FROM]["torch"] in nightly_page
     assert [url for url, who in requests if who.startswith("http") and not url.startswith(origin)] == []
-    assert len(commits_view["series"]) == 2 * NIGHTS and all(s["commits"] == [sha] for s in commits_view["series"])
+    assert len(commits_view["series"]) == 2 * COMMIT_BUILDS and all(s["commits"] == [sha] for s in commits_view["series"])
     regressed = listing[REGRESSED_FROM]
     assert hover["qbench-nightly-label"] == regressed["label"] and regressed["torch"] in regressed["label"]
     assert hover["tooltip"].endswith(f"@ {regressed['hash'][:8]}")
@@ -143,7 +159,7 @@ def test_the_commits_view_alone_publishes_no_timeline(published, tmp_path):
     html, _, _ = published
     done = qbench(html.parent.parent, "publish", "--view", "commits", "--html", str(tmp_path / "commits"))
     assert done.returncode == 0, done.stderr
-    assert "timeline" not in done.stdout and "exported  30 runs at 1 commit" in done.stdout
+    assert "timeline" not in done.stdout and f"exported  {COMMIT_BUILDS} runs at 1 commit" in done.stdout
     assert (tmp_path / "commits" / "index.json").is_file() and not (tmp_path / "commits" / "nightlies").exists()
 
 

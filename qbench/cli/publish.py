@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from qbench.cli import EXIT_INFRA, EXIT_OK, Command
-from qbench.report.dashboard import VIEWS, publish_dashboard
+from qbench.report.dashboard import COMMIT_BUILDS, VIEWS, publish_dashboard
 
 __all__ = ["PublishCommand", "COMMAND"]
 
@@ -27,11 +28,15 @@ class PublishCommand(Command):
                             help="commits: one point per qbench commit and environment, in --html; nightlies: one "
                                  "point per nightly in time order, labelled with its torch builds, in "
                                  "<html>/nightlies (in --html when it is the only view); default both")
+        parser.add_argument("--commit-builds", type=_builds, default=COMMIT_BUILDS, metavar="N",
+                            help="the commits view keeps each machine's N most recently run torch/torchvision/"
+                                 "torchao build sets, each a series of its own there, so that a year of nightly "
+                                 f"builds does not grow it without bound (default {COMMIT_BUILDS}; all: every one)")
 
     def run(self, args) -> int:
         views = VIEWS if args.view == "both" else (args.view,)
         report = publish_dashboard(args.results, args.config, args.html, include_dirty=args.include_dirty,
-                                   views=views)
+                                   views=views, commit_builds=args.commit_builds)
         export = report.export or report.nightlies
         if report.export is not None:
             benchmarks = ", ".join(export.benchmarks) or "no benchmarks"
@@ -58,6 +63,14 @@ class PublishCommand(Command):
         for error in export.errors:
             print(f"qbench: error: {error}", file=sys.stderr)
         return EXIT_INFRA if export.errors else EXIT_OK
+
+
+def _builds(text: str) -> int | None:
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number >= 1, or all")
+    return int(text)
 
 
 def _count(n: int, noun: str) -> str:

@@ -147,9 +147,14 @@ def export_history(history: Path | str, results_dir: Path | str, repo: Path | st
                         timeline=timeline)
 
 
-def export_shown(shown: ShownHistory, results_dir: Path | str, *, timeline: Path | str | None = None) -> ExportReport:
+def export_shown(shown: ShownHistory, results_dir: Path | str, *, timeline: Path | str | None = None,
+                 recent_builds: int | None = None) -> ExportReport:
     """Write the shown runs into asv's results tree `results_dir`. Files already there (asv's own results) are
     kept; exported files are rewritten from history, so exporting twice gives the same tree.
+
+    recent_builds (commits view only): keep each machine's most recent `recent_builds` sets of torch builds (by
+    their latest night), since every set is a series of its own there and a year of nightly builds would make the
+    view grow without bound; the rest are left out, said in one `skipped` line a machine. None: every build.
 
     timeline: where to generate the nightly timeline repository (qbench.report.asv_timeline); the results are then
     placed on its commits, one per nightly, instead of on qbench's, and the torch, torchvision and torchao versions
@@ -161,8 +166,12 @@ def export_shown(shown: ShownHistory, results_dir: Path | str, *, timeline: Path
     report = ExportReport(runs=shown.runs, skipped=list(shown.skipped), errors=list(shown.errors))
     points: dict[tuple, list[Pool]] = defaultdict(list)
     if timeline is None:
+        kept = _recent_builds(shown.pools, recent_builds, report.skipped)
         for key, pool in shown.pools.items():
-            points[key[:4]].append(pool)  # a commit's nights are one point
+            if kept is None or (key[0], key[2]) in kept:
+                points[key[:4]].append(pool)  # a commit's nights are one point
+        if kept is not None:
+            report.runs = len({run for pools in points.values() for pool in pools for run in pool.runs})
         dates = {commit: shown.git.get_date(commit) for commit in {key[1] for key in points}}
         placed = {key: (key[1], dates[key[1]]) for key in points}
     else:
@@ -191,6 +200,25 @@ def export_shown(shown: ShownHistory, results_dir: Path | str, *, timeline: Path
     report.benchmarks = sorted(name for name, entry in entries.items() if entry.get("version") == EXPORT_VERSION)
     report.commits = len({key[1] for key in points})
     return report
+
+
+def _recent_builds(pools: dict[tuple, Pool], limit: int | None, skipped: list[str]) -> set[tuple] | None:
+    """The (machine, builds) pairs the commits view keeps: each machine's `limit` most recently run build sets."""
+    if limit is None:
+        return None
+    latest: dict[str, dict[tuple, str]] = defaultdict(dict)
+    for (machine_id, _, builds, _, _), pool in pools.items():
+        seen = latest[machine_id]
+        seen[builds] = max(seen.get(builds, ""), pool.started_at)
+    kept = set()
+    for machine_id, builds in sorted(latest.items()):
+        newest = sorted(builds, key=lambda b: (builds[b], b), reverse=True)
+        kept.update((machine_id, b) for b in newest[:limit])
+        if len(newest) > limit:
+            left = len(newest) - limit
+            skipped.append(f"commits view of {machine_id}: {left} older torch build set{'s' * (left != 1)} left "
+                           f"out (it keeps the {limit} most recent; the nightlies view shows every night)")
+    return kept
 
 
 def _nightlies(pools: dict[tuple, Pool]) -> list[Nightly]:

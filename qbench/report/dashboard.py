@@ -23,13 +23,15 @@ from qbench.report.asv_export import ExportReport, export_shown, read_history
 from qbench.report.asv_timeline import BRANCH, NIGHTLY_PAGE, write_nightly_page
 from qbench.errors import ConfigError, InfraError
 
-__all__ = ["VENDOR_DIR", "VIEWS", "NIGHTLY_DIR", "PublishReport", "load_asv_config", "publish_dashboard",
+__all__ = ["COMMIT_BUILDS", "VENDOR_DIR", "VIEWS", "NIGHTLY_DIR", "PublishReport", "load_asv_config", "publish_dashboard",
            "vendor_dashboard"]
 
 VENDOR_DIR = Path(__file__).resolve().parent / "vendor"
 NIGHTLY_LABELS = Path(__file__).resolve().parent / "nightly_labels.js"
 PUBLISH_TIMEOUT_S = 3600.0
 VIEWS = ("commits", "nightlies")
+# Torch build sets a machine keeps in the commits view: a week of nightly builds (each is a series of its own there).
+COMMIT_BUILDS = 7
 NIGHTLY_DIR = "nightlies"
 _LOADING_TAG = re.compile(r"<(?:script|link)\b[^>]*>", re.IGNORECASE)
 _EXTERNAL_URL = re.compile(r'\b(src|href)="(https?://[^"]+)"')
@@ -61,11 +63,13 @@ def load_asv_config(path: Path | str):
 
 
 def publish_dashboard(history: Path | str, config: Path | str, html: Path | str | None = None, *,
-                      include_dirty: bool = False, views: tuple[str, ...] = VIEWS) -> PublishReport:
+                      include_dirty: bool = False, views: tuple[str, ...] = VIEWS,
+                      commit_builds: int | None = COMMIT_BUILDS) -> PublishReport:
     """Publish the views asked for (qbench.report.asv_export): `commits`, qbench history at qbench's commits beside a
     copy of the asv results that `config` names, into `html` (default: the config's html_dir); `nightlies`, the
     nightly timeline, into <html>/nightlies (into `html` itself when it is the only view). Each is `asv publish`ed
-    and vendored. asv's own results folder is only read; history is read once for both."""
+    and vendored. asv's own results folder is only read; history is read once for both. `commit_builds`: the
+    commits view keeps each machine's most recent torch build sets (None: all; asv_export.export_shown)."""
     conf = load_asv_config(config)
     config = Path(config).resolve()
     root = config.parent
@@ -82,7 +86,7 @@ def publish_dashboard(history: Path | str, config: Path | str, html: Path | str 
             results = staging / "commits"
             if asv_results.is_dir():
                 shutil.copytree(asv_results, results)
-            report.export = export_shown(shown, results)
+            report.export = export_shown(shown, results, recent_builds=commit_builds)
             if not report.export.results_files and not (asv_results / "benchmarks.json").is_file():
                 raise ConfigError(_nothing_to_publish(history, asv_results, report.export))
             _run_asv_publish(_staged_config(conf, root, staging / "commits.json", results, html))

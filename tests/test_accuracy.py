@@ -20,7 +20,7 @@ from tests.torch_factories import _TinySource, tiny_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
-RECORD_KEYS = {"subset", "labelled", "top1", "top5", "reference", "delta_top1", "delta_top1_ci", "mcnemar_p",
+RECORD_KEYS = {"subset", "threads", "labelled", "top1", "top5", "reference", "delta_top1", "delta_top1_ci", "mcnemar_p",
                "agreement", "sqnr_db", "predictions", "reference_predictions", "labels"}
 # A subset of the 48 held-out images keeps the slow (resnet18 at 224 px) tests affordable.
 IMAGES = 24
@@ -62,7 +62,7 @@ def test_fp32_case_without_labels():
     result = evaluate_case(model, None, AccuracySpec(images=10, batch_size=4), _TinySource(), engine=None)
     assert result.keys() == RECORD_KEYS
     assert result["labelled"] is False and result["subset"]["images"] == 10
-    assert all(result[key] is None for key in RECORD_KEYS - {"subset", "labelled", "predictions"})
+    assert all(result[key] is None for key in RECORD_KEYS - {"subset", "threads", "labelled", "predictions"})
     from qbench.runner.registry.evalset import load_eval_set
     expected = logits_of(model, load_eval_set(AccuracySpec(images=10, batch_size=4), _TinySource()).batches())
     assert result["predictions"] == expected.argmax(1).tolist()
@@ -78,6 +78,27 @@ def test_label_free_comparison_with_the_parent():
     different = evaluate_case(other, model, spec, _TinySource(), engine=None)
     assert different["agreement"] == agreement(different["predictions"], different["reference_predictions"])
     assert different["sqnr_db"] < 20
+
+
+def test_the_evaluation_runs_on_every_core_of_the_affinity_and_gives_the_case_its_threads_back(monkeypatch):
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return x.mean(dim=(2, 3))
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    torch.set_num_threads(1)
+    try:
+        single = evaluate_case(Probe(), None, AccuracySpec(images=4, batch_size=2), _TinySource(), engine=None)
+        assert seen == [3, 3] and torch.get_num_threads() == 1 and single["threads"] == 3
+        seen.clear()
+        paired = evaluate_case(Probe(), Probe(), AccuracySpec(images=2), _TinySource(), engine=None)
+        assert seen == [3, 3] and torch.get_num_threads() == 1 and paired["threads"] == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_quantized_model_runs_under_its_engine():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 
 import torch
 
@@ -17,7 +18,7 @@ from qbench.records import AccuracySpec
 from qbench.runner.registry.engines import use_engine
 from qbench.runner.registry.evalset import EvalSet, load_eval_set
 
-__all__ = ["SQNR_CAP_DB", "TOP_K", "logits_of", "paired_logits", "topk_correct", "agreement", "logits_agreement",
+__all__ = ["SQNR_CAP_DB", "TOP_K", "evaluation_threads", "logits_of", "paired_logits", "topk_correct", "agreement", "logits_agreement",
            "power_sums", "sqnr_from_powers", "sqnr_db",
            "evaluate_case"]
 
@@ -38,9 +39,25 @@ def _check_logits(logits: torch.Tensor, who: str) -> torch.Tensor:
     return logits.float()
 
 
+def evaluation_threads() -> int:
+    """Threads an evaluation runs on: every core this process may use. Evaluating images is throughput work whose
+    result does not depend on the case's `threads` (the latency setting), and it is most of a cold case's time."""
+    return len(os.sched_getaffinity(0))
+
+
+@contextlib.contextmanager
+def _on_every_core():
+    before = torch.get_num_threads()
+    torch.set_num_threads(evaluation_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def logits_of(model: torch.nn.Module, batches, *, engine: str | None = None) -> torch.Tensor:
-    """[images, classes] float32 logits of `model` over `batches`, in inference mode under `engine`."""
-    with _engine(engine), torch.inference_mode():
+    """[images, classes] float32 logits of `model` over `batches`, in inference mode under `engine`, on every core."""
+    with _engine(engine), torch.inference_mode(), _on_every_core():
         return _check_logits(torch.cat([model(batch) for batch in batches]), "evaluated")
 
 
@@ -48,7 +65,7 @@ def paired_logits(model: torch.nn.Module, reference: torch.nn.Module | None, eva
                   engine: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits of the model (under `engine`) and of its reference over the same batches, each batch loaded once."""
     outputs, references = [], []
-    with torch.inference_mode():
+    with torch.inference_mode(), _on_every_core():
         for batch in eval_set.batches():
             with _engine(engine):
                 outputs.append(model(batch))
@@ -132,7 +149,8 @@ def _paired_stats(correct: list[bool], reference_correct: list[bool], seed: int)
 def _metrics(logits: torch.Tensor, reference: torch.Tensor | None, eval_set: EvalSet, seed: int) -> dict:
     labels = eval_set.labels
     predictions = logits.argmax(dim=1).tolist()
-    result = {"subset": dict(eval_set.identity), "labelled": labels is not None, "top1": None, "top5": None,
+    result = {"subset": dict(eval_set.identity), "threads": evaluation_threads(), "labelled": labels is not None,
+              "top1": None, "top5": None,
               "reference": None, "delta_top1": None, "delta_top1_ci": None, "mcnemar_p": None,
               "agreement": None, "sqnr_db": None, "predictions": predictions, "reference_predictions": None,
               "labels": None if labels is None else list(labels)}

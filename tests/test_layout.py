@@ -120,13 +120,28 @@ def history(tmp_path_factory):
 @pytest.mark.parametrize("command", [
     ["compare", "latest~1", "latest", "--results", "{results}"], ["history", "--results", "{results}"],
     ["claims", "--results", "{results}"], ["report", "--out", "{out}", "--results", "{results}"],
-    ["publish", "--html", "{out}", "--results", "{results}"], ["merge", "{results}", "--into", "{out}"]])
+    ["publish", "--html", "{out}", "--results", "{results}", "--config", "{config}"],
+    ["merge", "{results}", "--into", "{out}"]])
 def test_parent_side_commands_end_without_torch(command, history, tmp_path):
-    args = [a.format(out=tmp_path / "out", results=history) for a in command]
+    args = [a.format(out=tmp_path / "out", results=history, config=_config_on_this_branch(tmp_path)) for a in command]
     found = parent(*args)
     assert found["code"] in (0, 1, 3)
     assert found["heavy"] == [] and found["runner"] == []
     assert found["commands"] == [f"qbench.cli.{command[0]}"]
+
+
+def _config_on_this_branch(tmp_path) -> Path:
+    """asv.conf.json showing the checked-out branch (the history's runs are at HEAD, which main may not hold)."""
+    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    from asv.util import load_json
+
+    config = load_json(str(ROOT / "asv.conf.json"), js_comments=True)
+    config.update(repo=str(ROOT), branches=[branch], results_dir=str(tmp_path / "asv-results"),
+                  html_dir=str(tmp_path / "html"))
+    path = tmp_path / "asv.conf.json"
+    path.write_text(json.dumps(config))
+    return path
 
 
 def test_help_imports_no_command_module():
